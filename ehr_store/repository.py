@@ -1,0 +1,196 @@
+"""The storage contract: `ResourceRepository`, `MessageArchive`, `UnitOfWork`, `Store`.
+
+Both implementations (SQL in `ehr_store.sql`, in-memory in `ehr_store.memory`) pass
+the one contract suite in `tests/contract/`. Repositories never commit: the unit of
+work commits once per request or per HL7 message.
+
+Resource documents are plain JSON dicts as produced by `ehr_store.jsonio.loads`
+(decimals as `decimal.Decimal`, so `1.50` stays `1.50`). Every write is validated
+once with `fhir.resources.R4B` and raises `InvalidInput`/`Unprocessable` with
+FHIR issues (expression = FHIRPath of the bad element) when it does not validate.
+
+May import: the standard library, `ehr_store.errors`, `ehr_store.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from ehr_store.model import HistoryPage, SearchResult, StoredResource
+
+Json = dict[str, Any]
+SearchParams = Sequence[tuple[str, str]]
+"""Search parameters as received: (name including modifier, raw value) pairs, in order."""
+
+
+class ResourceRepository(Protocol):
+    """CRUD, versions, history and search over all resource types (FHIR R4B http §3.1.0)."""
+
+    def create(self, resource: Json, *, id: str | None = None) -> StoredResource:
+        """Store a new resource; the server assigns the id unless `id` is given (used by
+        ingestion's deterministic ids and by transactions).
+
+        Raises: InvalidInput (not a resource / fails validation), Conflict (id exists).
+        """
+        ...
+
+    def read(self, resource_type: str, id: str) -> StoredResource:
+        """Current version. Raises: NotFound, Gone (deleted; carries the deletion version)."""
+        ...
+
+    def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource:
+        """A given version. Raises: NotFound; Gone if that version is a deletion."""
+        ...
+
+    def read_many(self, references: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
+        """Current, non-deleted versions of many resources in one round-trip; missing ones are absent."""
+        ...
+
+    def update(
+        self, resource_type: str, id: str, resource: Json, *, if_match: int | None = None
+    ) -> tuple[StoredResource, bool]:
+        """Replace (or create, update-as-create) `resource_type/id`. Returns (stored, created).
+
+        An update whose content equals the current version (ignoring meta.versionId/lastUpdated)
+        returns the current version unchanged (no new version).
+        Raises: InvalidInput (id or type mismatch, validation), VersionConflict (If-Match stale).
+        """
+        ...
+
+    def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> StoredResource | None:
+        """Soft-delete; returns the deletion version, or None when there was nothing to delete."""
+        ...
+
+    def history(
+        self,
+        resource_type: str | None = None,
+        id: str | None = None,
+        *,
+        since: datetime | None = None,
+        at: datetime | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> HistoryPage:
+        """Instance (type+id), type (type only) or system (neither) history, newest first.
+
+        Raises: NotFound (instance history of an unknown resource).
+        """
+        ...
+
+    def search(self, resource_type: str | None, params: SearchParams, *, strict: bool = False) -> SearchResult:
+        """Run a FHIR search (FHIR R4B search §3.1.1), including `_include`, `_revinclude`,
+        `_sort`, `_count`, `_offset`, `_total`, `_summary=count`.
+
+        `resource_type` None means a system-level search (`_type` may narrow it).
+        Raises: InvalidInput (bad value, or unknown parameter when `strict`).
+        """
+        ...
+
+    def count(self, resource_type: str | None, params: SearchParams) -> int:
+        """Number of matches of a search, ignoring paging."""
+        ...
+
+
+ArchiveStatus = Literal["received", "processed", "error", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    """One inbound HL7 v2 message as archived (raw bytes as received, before anything else)."""
+
+    id: int
+    received_at: datetime
+    transport: str
+    peer: str | None
+    raw: bytes
+    sending_application: str | None
+    sending_facility: str | None
+    control_id: str | None
+    message_type: str | None
+    charset: str | None
+    status: ArchiveStatus
+    ack: bytes | None
+    ack_code: str | None
+    error: str | None
+    resources: tuple[str, ...]
+    attempts: int
+
+
+class MessageArchive(Protocol):
+    """Raw HL7 v2 archive, duplicate detection and error queue (never lose a message)."""
+
+    def add(
+        self,
+        raw: bytes,
+        *,
+        transport: str,
+        peer: str | None,
+        sending_application: str | None,
+        sending_facility: str | None,
+        control_id: str | None,
+        message_type: str | None,
+        charset: str | None,
+    ) -> ArchivedMessage:
+        """Archive a raw message with status `received`; returns it with its id."""
+        ...
+
+    def get(self, message_id: int) -> ArchivedMessage:
+        """Raises: NotFound."""
+        ...
+
+    def find_processed(
+        self, sending_application: str | None, sending_facility: str | None, control_id: str
+    ) -> ArchivedMessage | None:
+        """The earlier message with this (MSH-3, MSH-4, MSH-10) that got an ACK, if any."""
+        ...
+
+    def finish(
+        self,
+        message_id: int,
+        *,
+        status: ArchiveStatus,
+        ack: bytes,
+        ack_code: str,
+        error: str | None = None,
+        resources: Sequence[str] = (),
+        charset: str | None = None,
+    ) -> None:
+        """Record the outcome and the ACK sent (and the charset finally used)."""
+        ...
+
+    def list(
+        self, *, status: Sequence[ArchiveStatus] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ArchivedMessage]:
+        """Newest first."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: everything written through it commits together or not at all."""
+
+    resources: ResourceRepository
+    messages: MessageArchive
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class Store(Protocol):
+    """A database (or memory) holding resources and the message archive."""
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+        """A new transaction; rolled back on exit unless committed."""
+        ...
+
+    def check_schema(self) -> None:
+        """Raises: Unavailable (cannot connect) or Unprocessable naming `hie db upgrade`
+        when the database is not at the current schema revision."""
+        ...
+
+    def close(self) -> None: ...
+
