@@ -155,12 +155,15 @@ class MessageArchiveRow(SQLModel, table=True):
 
     __tablename__ = "message_archive"
     __table_args__ = (
-        sa.Index("ix_message_archive_sender_control", "sending_application", "sending_facility", "control_id"),
+        sa.Index(
+            "ix_message_archive_sender_control", "sending_application", "sending_facility", "control_id"
+        ),
         sa.Index("ix_message_archive_status", "status"),
     )
 
     id: int | None = Field(
-        default=None, sa_column=sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+        default=None,
+        sa_column=sa.Column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     )
     received_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     transport: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
