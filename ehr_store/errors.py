@@ -81,9 +81,10 @@ class NotFound(DomainError):
 
 @dataclass
 class Gone(DomainError):
-    """The resource existed and was deleted."""
+    """The resource existed and was deleted; `version_id` is the deletion version when known."""
 
     issue_code: str = "deleted"
+    version_id: int | None = None
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""The one per-dialect module: building SQLAlchemy engines for SQLite and PostgreSQL.
+
+SQLite: WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout, the parent
+directory of the file created; the driver's own transaction handling is turned off so
+that a unit of work can open with `BEGIN IMMEDIATE` (writers serialise up front instead
+of failing on lock upgrade). PostgreSQL: psycopg 3 with the pool sizes from
+`StoreSettings`. Nothing is built at import time.
+
+May import: sqlalchemy, psycopg (through SQLAlchemy), the standard library,
+`ehr_store.settings`, `ehr_store.errors`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from ehr_store.errors import InvalidInput
+from ehr_store.settings import StoreSettings
+
+__all__ = ["BEGIN_MODE_KEY", "dialect_name", "make_engine", "normalise_url"]
+
+BEGIN_MODE_KEY = "hie_begin_mode"
+"""`Connection.info` key: "IMMEDIATE" makes the next SQLite transaction `BEGIN IMMEDIATE`."""
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(database_url: str) -> URL:
+    """Parse a database URL; `postgresql://` and `postgres://` mean psycopg 3.
+
+    Raises: InvalidInput for a URL that is neither SQLite nor PostgreSQL.
+    """
+    try:
+        url = make_url(database_url)
+    except sa.exc.ArgumentError as exc:
+        raise InvalidInput(f"not a database URL: {exc}") from None
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InvalidInput(f"unsupported database {url.get_backend_name()!r}: use sqlite:/// or postgresql://")
+    return url
+
+
+def dialect_name(engine: Engine | Connection) -> str:
+    """`sqlite` or `postgresql`."""
+    return str(engine.dialect.name)
+
+
+def _sqlite_engine(url: URL, settings: StoreSettings) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not in_memory:
+        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {"echo": settings.echo_sql, "connect_args": {"check_same_thread": False}}
+    if in_memory:
+        kwargs["poolclass"] = sa.pool.StaticPool
+    engine = sa.create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        try:
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute("PRAGMA temp_store=MEMORY")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.info.pop(BEGIN_MODE_KEY, "")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+    return engine
+
+
+def _postgres_engine(url: URL, settings: StoreSettings) -> Engine:
+    return sa.create_engine(
+        url,
+        echo=settings.echo_sql,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+    )
+
+
+def make_engine(settings: StoreSettings) -> Engine:
+    """A new engine for `settings.database_url` (SQLite file/memory or PostgreSQL).
+
+    Raises: InvalidInput (unsupported URL).
+    """
+    url = normalise_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, settings)
+    return _postgres_engine(url, settings)

@@ -1,0 +1,133 @@
+"""SQL `Store` and `UnitOfWork` (SQLite and PostgreSQL through SQLAlchemy Core).
+
+A unit of work holds one connection and one transaction, opened lazily by the first
+statement: a write opens it with `BEGIN IMMEDIATE` on SQLite (writers queue on the
+busy timeout instead of failing on lock upgrade), `unit_of_work(write=True)` does so up
+front. Database errors become domain errors here: lost connection → `Unavailable`, a
+lock lost to a concurrent writer → `Conflict`.
+
+May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_store.memory`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ehr_store.engine import BEGIN_MODE_KEY, make_engine
+from ehr_store.errors import Conflict, DomainError, Unavailable
+from ehr_store.indexing import SqlIndexer
+from ehr_store.model import SearchResult, StoredResource
+from ehr_store.repository import SearchParams
+from ehr_store.schema import check_schema
+from ehr_store.settings import StoreSettings
+from ehr_store.sql_messages import SqlMessageArchive
+from ehr_store.sql_resources import SqlResourceRepository
+
+__all__ = ["SqlStore", "SqlUnitOfWork", "translate_db_error"]
+
+Json = dict[str, Any]
+
+
+def translate_db_error(exc: sa.exc.DBAPIError) -> DomainError | None:
+    """The domain error for a driver error, or None when it is a programming error to re-raise."""
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    if isinstance(exc, sa.exc.OperationalError) and ("locked" in text or "busy" in text):
+        return Conflict("the database was changed by a concurrent transaction; retry", issue_code="transient")
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or exc.connection_invalidated:
+        return Unavailable("the database is unavailable")
+    if isinstance(exc, sa.exc.IntegrityError):
+        return Conflict("the write conflicts with a concurrent write; retry")
+    return None
+
+
+class SqlUnitOfWork:
+    """One transaction on one connection; `resources` and `messages` never commit."""
+
+    def __init__(self, store: SqlStore, *, write: bool = False) -> None:
+        self._store = store
+        self._write = write
+        self._conn: Connection | None = None
+        self.resources = SqlResourceRepository(self)
+        self.messages = SqlMessageArchive(self)
+
+    def connection(self, *, write: bool) -> Connection:
+        """The unit's connection inside its transaction (begun now if needed)."""
+        if self._conn is None:
+            self._conn = self._store.engine.connect()
+        if not self._conn.in_transaction():
+            if (write or self._write) and self._conn.dialect.name == "sqlite":
+                self._conn.info[BEGIN_MODE_KEY] = "IMMEDIATE"
+            self._conn.begin()
+        return self._conn
+
+    def index_resource(self, version: StoredResource, doc: Json | None) -> None:
+        """Replace the search index rows of `version` (delete them for a deletion)."""
+        self._store.indexer.index(self.connection(write=True), version, doc)
+
+    def search(self, resource_type: str | None, params: SearchParams, *, strict: bool) -> SearchResult:
+        """Run a search in this transaction (see `ResourceRepository.search`)."""
+        return self._store.indexer.search(self.connection(write=False), resource_type, params, strict=strict)
+
+    def count(self, resource_type: str | None, params: SearchParams) -> int:
+        """Count a search's matches in this transaction."""
+        return self._store.indexer.count(self.connection(write=False), resource_type, params)
+
+    def commit(self) -> None:
+        """Commit everything written through this unit. Raises: Unavailable, Conflict."""
+        if self._conn is not None and self._conn.in_transaction():
+            try:
+                self._conn.commit()
+            except sa.exc.DBAPIError as exc:
+                raise (translate_db_error(exc) or exc) from exc
+
+    def rollback(self) -> None:
+        """Discard everything written through this unit since the last commit."""
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.rollback()
+
+    def close(self) -> None:
+        """Roll back what is uncommitted and return the connection to the pool."""
+        if self._conn is not None:
+            try:
+                self.rollback()
+            finally:
+                self._conn.close()
+                self._conn = None
+
+
+class SqlStore:
+    """`Store` over a SQLAlchemy engine built from `StoreSettings.database_url`."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self.engine: Engine = make_engine(settings)
+        self.indexer = SqlIndexer(settings)
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool = False) -> Iterator[SqlUnitOfWork]:
+        """A new transaction, rolled back on exit unless committed.
+
+        `write=True` takes SQLite's write lock at the first statement (use it for units that
+        read before they write, such as transaction Bundles).
+        Raises: Unavailable (database down), Conflict (lost a write race).
+        """
+        uow = SqlUnitOfWork(self, write=write)
+        try:
+            yield uow
+        except sa.exc.DBAPIError as exc:
+            raise (translate_db_error(exc) or exc) from exc
+        finally:
+            uow.close()
+
+    def check_schema(self) -> None:
+        """See `Store.check_schema`. Raises: Unavailable, Unprocessable (run `hie db upgrade`)."""
+        check_schema(self.engine)
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()

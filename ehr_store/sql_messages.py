@@ -1,0 +1,142 @@
+"""SQL `MessageArchive`: raw HL7 v2 messages in `message_archive` (HL7 v2.5 §2.9 ACK replay).
+
+May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_store.memory`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+
+from ehr_store.errors import NotFound
+from ehr_store.repository import ArchivedMessage, ArchiveStatus
+from ehr_store.tables import message_archive_table as M
+from ehr_store.versioning import now_utc
+
+if TYPE_CHECKING:
+    from ehr_store.sql import SqlUnitOfWork
+
+__all__ = ["SqlMessageArchive", "row_to_message"]
+
+FINISHED: tuple[ArchiveStatus, ...] = ("processed", "error", "rejected")
+
+
+def row_to_message(row: Any) -> ArchivedMessage:
+    """An `ArchivedMessage` from a `message_archive` row."""
+    return ArchivedMessage(
+        id=int(row.id),
+        received_at=row.received_at,
+        transport=row.transport,
+        peer=row.peer,
+        raw=bytes(row.raw),
+        sending_application=row.sending_application,
+        sending_facility=row.sending_facility,
+        control_id=row.control_id,
+        message_type=row.message_type,
+        charset=row.charset,
+        status=cast(ArchiveStatus, row.status),
+        ack=None if row.ack is None else bytes(row.ack),
+        ack_code=row.ack_code,
+        error=row.error,
+        resources=tuple(row.resources or ()),
+        attempts=int(row.attempts),
+    )
+
+
+def _same(column: Any, value: str | None) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+class SqlMessageArchive:
+    """`MessageArchive` over one `SqlUnitOfWork` connection (never commits)."""
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def add(
+        self,
+        raw: bytes,
+        *,
+        transport: str,
+        peer: str | None,
+        sending_application: str | None,
+        sending_facility: str | None,
+        control_id: str | None,
+        message_type: str | None,
+        charset: str | None,
+    ) -> ArchivedMessage:
+        """See `MessageArchive.add`."""
+        conn = self._uow.connection(write=True)
+        values = {
+            "received_at": now_utc(), "transport": transport, "peer": peer, "raw": bytes(raw),
+            "sending_application": sending_application, "sending_facility": sending_facility,
+            "control_id": control_id, "message_type": message_type, "charset": charset,
+            "status": "received", "ack": None, "ack_code": None, "error": None, "resources": [],
+            "attempts": 1,
+        }
+        new_id = conn.execute(sa.insert(M).values(**values).returning(M.c.id)).scalar_one()
+        return row_to_message(SimpleNamespace(id=new_id, **values))
+
+    def get(self, message_id: int) -> ArchivedMessage:
+        """See `MessageArchive.get`. Raises: NotFound."""
+        conn = self._uow.connection(write=False)
+        row = conn.execute(sa.select(M).where(M.c.id == message_id)).first()
+        if row is None:
+            raise NotFound(f"archived message {message_id} is not known")
+        return row_to_message(row)
+
+    def find_processed(
+        self, sending_application: str | None, sending_facility: str | None, control_id: str
+    ) -> ArchivedMessage | None:
+        """See `MessageArchive.find_processed` (newest answered message with this MSH-3/4/10)."""
+        conn = self._uow.connection(write=False)
+        stmt = (
+            sa.select(M)
+            .where(_same(M.c.sending_application, sending_application),
+                   _same(M.c.sending_facility, sending_facility),
+                   M.c.control_id == control_id, M.c.status.in_(FINISHED), M.c.ack.is_not(None))
+            .order_by(M.c.id.desc())
+            .limit(1)
+        )
+        row = conn.execute(stmt).first()
+        return None if row is None else row_to_message(row)
+
+    def finish(
+        self,
+        message_id: int,
+        *,
+        status: ArchiveStatus,
+        ack: bytes,
+        ack_code: str,
+        error: str | None = None,
+        resources: Sequence[str] = (),
+        charset: str | None = None,
+    ) -> None:
+        """See `MessageArchive.finish`; finishing an already finished message counts an attempt.
+
+        Raises: NotFound.
+        """
+        conn = self._uow.connection(write=True)
+        values: dict[str, Any] = {
+            "status": status, "ack": bytes(ack), "ack_code": ack_code, "error": error,
+            "resources": list(resources),
+            "attempts": sa.case((M.c.status == "received", M.c.attempts), else_=M.c.attempts + 1),
+        }
+        if charset is not None:
+            values["charset"] = charset
+        result = conn.execute(sa.update(M).where(M.c.id == message_id).values(**values))
+        if result.rowcount != 1:
+            raise NotFound(f"archived message {message_id} is not known")
+
+    def list(
+        self, *, status: Sequence[ArchiveStatus] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ArchivedMessage]:
+        """See `MessageArchive.list` (newest first)."""
+        conn = self._uow.connection(write=False)
+        stmt = sa.select(M).order_by(M.c.id.desc()).limit(limit).offset(offset)
+        if status is not None:
+            stmt = stmt.where(M.c.status.in_(list(status)))
+        return [row_to_message(r) for r in conn.execute(stmt)]
