@@ -1,0 +1,196 @@
+"""batch and transaction Bundles: `POST [base]` (FHIR R4B http §3.1.0.11).
+
+A transaction is one unit of work: every entry succeeds or nothing is written (the first
+failing entry's error is the answer, naming `Bundle.entry[i]`). A batch runs each entry in
+its own unit of work and reports each entry's outcome. Entries beyond
+`http.max_bundle_entries` get 400 before anything is read.
+
+May import: fastapi/starlette, orjson, `ehr_store`, `hie_server.*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from ehr_store import DomainError, InvalidInput, Issue, ResourceRepository, TooCostly, UnitOfWork, jsonio
+from hie_server import interactions
+from hie_server.bundle_plan import METHOD_ORDER, Entry, Plan, parse_entry, resolve
+from hie_server.bundles import paging_links, searchset
+from hie_server.context import FhirContext, fhir_context
+from hie_server.errors import outcome, status_for
+from hie_server.formats import check_body_media_type, fhir_response, read_body
+from hie_server.interactions import Outcome
+from hie_server.rest_crud import prefer
+
+router = APIRouter()
+Json = dict[str, Any]
+_REASON = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+def _located(error: DomainError, index: int) -> DomainError:
+    """The same kind of error with diagnostics prefixed by the failing entry."""
+    where = f"Bundle.entry[{index}]"
+    if all(i.diagnostics.startswith(where) for i in error.issues):
+        return error
+    issues = [
+        Issue(i.severity, i.code, f"{where}: {i.diagnostics}", i.expression or (where,)) for i in error.issues
+    ]
+    return type(error)(issues=issues)
+
+
+def _run_entry(repo: ResourceRepository, entry: Entry, base: str) -> tuple[int, Any]:
+    """Execute one resolved entry; returns (status, StoredResource | bytes | None)."""
+    rtype, target = entry.resource_type, entry.target_id
+    if entry.method == "DELETE":
+        if entry.skip or target is None:
+            return 204, None
+        return 204, interactions.delete(repo, rtype, target, if_match=entry.if_match).stored
+    if entry.method == "POST":
+        if entry.skip:
+            return 200, entry.existing
+        assert entry.resource is not None
+        body = {k: v for k, v in entry.resource.items() if k != "id"}
+        return 201, repo.create(body, id=target)
+    if entry.method == "PUT":
+        assert entry.resource is not None and target is not None
+        result: Outcome = interactions.update(
+            repo, rtype, target, {**entry.resource, "id": target}, if_match=entry.if_match
+        )
+        return result.status, result.stored
+    if entry.method == "PATCH":
+        assert entry.resource is not None and target is not None
+        ops = entry.resource["operations"]
+        return 200, interactions.patch(repo, rtype, target, ops, if_match=entry.if_match).stored
+    return _run_read(repo, entry, base)
+
+
+def _run_read(repo: ResourceRepository, entry: Entry, base: str) -> tuple[int, Any]:
+    if entry.id is not None:
+        if entry.version is not None:
+            return 200, repo.vread(entry.resource_type, entry.id, entry.version)
+        return 200, repo.read(entry.resource_type, entry.id)
+    params = list(entry.query or ())
+    result = repo.search(entry.resource_type, params)
+    links = paging_links(base, entry.resource_type, params, 0, 0, False)[:1]
+    return 200, searchset(
+        base, result.matches, result.included, links=links, total=result.total, warnings=result.warnings
+    )
+
+
+def _response_entry(status: int, value: Any, base: str, representation: bool) -> Json:
+    if isinstance(value, bytes):  # a searchset
+        return {"resource": orjson.Fragment(value), "response": {"status": _REASON.get(status, str(status))}}
+    response: Json = {"status": _REASON.get(status, str(status))}
+    entry: Json = {}
+    if value is not None:
+        entry["fullUrl"] = f"{base}/{value.reference}"
+        if status == 201:
+            response["location"] = f"{base}/{value.reference}/_history/{value.version_id}"
+        response["etag"] = value.etag
+        response["lastModified"] = value.last_updated.isoformat()
+        if representation and value.content and not value.deleted:
+            entry["resource"] = orjson.Fragment(value.content)
+    entry["response"] = response
+    return entry
+
+
+def _error_entry(error: DomainError) -> Json:
+    status = status_for(error)
+    return {"response": {"status": str(status), "outcome": outcome(error.issues)}}
+
+
+def _transaction(entries: list[Entry], base: str, representation: bool) -> Callable[[UnitOfWork], list[Json]]:
+    def work(uow: UnitOfWork) -> list[Json]:
+        plan: Plan = resolve(entries, uow.resources)
+        results: dict[int, Json] = {}
+        for entry in plan.entries:
+            try:
+                status, value = _run_entry(uow.resources, entry, base)
+            except DomainError as exc:
+                raise _located(exc, entry.index) from None
+            results[entry.index] = _response_entry(status, value, base, representation)
+        return [results[i] for i in sorted(results)]
+
+    return work
+
+
+async def _batch(
+    ctx: FhirContext, parsed: list[Entry | DomainError], base: str, representation: bool
+) -> list[Json]:
+    """Each entry in its own unit of work, criteria and references resolved for all entries
+    first; if that fails (one bad criterion), each entry is resolved on its own instead."""
+    results: dict[int, Json] = {}
+    good: list[Entry] = []
+    for i, item in enumerate(parsed):
+        if isinstance(item, DomainError):
+            results[i] = _error_entry(item)
+        else:
+            good.append(item)
+    try:
+        ordered = (await ctx.run(lambda uow: resolve(good, uow.resources), commit=False)).entries
+        per_entry = False
+    except DomainError:
+        ordered, per_entry = sorted(good, key=lambda e: (METHOD_ORDER[e.method], e.index)), True
+    for entry in ordered:
+
+        def work(uow: UnitOfWork, entry: Entry = entry) -> tuple[int, Any]:
+            if per_entry:
+                resolve([entry], uow.resources)
+            return _run_entry(uow.resources, entry, base)
+
+        try:
+            status, value = await ctx.run(work)
+            results[entry.index] = _response_entry(status, value, base, representation)
+        except DomainError as exc:
+            results[entry.index] = _error_entry(_located(exc, entry.index))
+    return [results[i] for i in sorted(results)]
+
+
+def parse_bundle(data: bytes, max_entries: int) -> tuple[str, list[Any]]:
+    """(type, entries) of a batch/transaction Bundle. Raises: InvalidInput, TooCostly (400)."""
+    bundle = jsonio.loads_resource(data)
+    if bundle["resourceType"] != "Bundle":
+        raise InvalidInput(
+            f"POST to the base expects a Bundle, not {bundle['resourceType']}", expression=("resourceType",)
+        )
+    kind = bundle.get("type")
+    if kind not in ("batch", "transaction"):
+        raise InvalidInput(
+            f"Bundle.type {kind!r} cannot be processed; send batch or transaction",
+            expression=("Bundle.type",),
+        )
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise InvalidInput("Bundle.entry must be an array", expression=("Bundle.entry",))
+    if len(entries) > max_entries:
+        raise TooCostly(f"the Bundle has {len(entries)} entries; at most {max_entries} are accepted")
+    return kind, entries
+
+
+@router.post("", summary="batch/transaction")
+async def batch_or_transaction(request: Request, ctx: FhirContext = Depends(fhir_context)) -> Response:
+    """Process a batch or transaction Bundle (FHIR R4B http §3.1.0.11)."""
+    check_body_media_type(request)
+    kind, raw_entries = parse_bundle(
+        await read_body(request, ctx.settings.http.max_body_bytes), ctx.settings.http.max_bundle_entries
+    )
+    base = ctx.base_url(request)
+    representation = prefer(request).get("return", "representation") != "minimal"
+    if kind == "transaction":
+        entries = [parse_entry(i, raw, base) for i, raw in enumerate(raw_entries)]
+        results = await ctx.run(_transaction(entries, base, representation))
+    else:
+        parsed: list[Entry | DomainError] = []
+        for i, raw in enumerate(raw_entries):
+            try:
+                parsed.append(parse_entry(i, raw, base))
+            except DomainError as exc:
+                parsed.append(_located(exc, i))
+        results = await _batch(ctx, parsed, base, representation)
+    bundle = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": results}
+    return fhir_response(request, jsonio.dumps(bundle))

@@ -1,0 +1,103 @@
+"""The `hie` command line (INTERFACES.md): `hie serve`, `hie db upgrade`, and the commands
+other modules register (`hie_server.cli_hl7`, `hie_server.cli_ops`: `register(app)`).
+
+Settings are built here (the entry point) from `HIE_*` and the flags, then passed down.
+
+May import: typer, `ehr_store`, `hie_server.*`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from ehr_store import DomainError, Store
+from hie_server.runtime import BackgroundService, serve
+from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
+
+app = typer.Typer(no_args_is_help=True, help="Qingyuan regional health information exchange")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema commands")
+app.add_typer(db_app, name="db")
+
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def open_checked_store(settings: HieSettings) -> Store:
+    """Open the store and check it is at the current schema.
+
+    Raises: typer.Exit(1) with the message naming `hie db upgrade` when it is not.
+    """
+    from ehr_store import open_store
+
+    store: Store = open_store(settings.store)
+    try:
+        store.check_schema()
+    except DomainError as exc:
+        store.close()
+        raise _fail(
+            f"cannot serve: {exc.diagnostics}\nrun `hie db upgrade` to bring the database up to date"
+        ) from None
+    return store
+
+
+def background_services(
+    settings: HieSettings, store: Store, mllp_port: int | None
+) -> list[BackgroundService]:
+    """Services sharing the server's event loop. The HL7 module adds its MLLP listener here."""
+    return []
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8080)")] = None,
+    mllp_port: Annotated[int | None, typer.Option("--mllp-port", help="MLLP port (default 2575)")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Serve the FHIR API at http://HOST:PORT/fhir (flags override HIE_* settings)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = with_overrides(HieSettings(), host=host, port=port, database_url=database_url)
+    if settings.http.host not in LOOPBACK_HOSTS:
+        raise _fail(
+            f"refusing to listen on {settings.http.host}: no identity provider is configured, so the "
+            "exchange serves only on loopback (127.0.0.1, ::1, localhost)"
+        )
+    typer.secho(
+        "warning: no identity provider configured; serving on loopback only, without authentication",
+        err=True,
+        fg=typer.colors.YELLOW,
+    )
+    store = open_checked_store(settings)
+    try:
+        services = background_services(settings, store, mllp_port)
+        asyncio.run(serve(settings, store, extra_services=services))
+    finally:
+        store.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Bring the database to the current schema (idempotent)."""
+    from ehr_store import upgrade_schema
+
+    settings = with_overrides(HieSettings(), database_url=database_url)
+    try:
+        revision = upgrade_schema(settings.store.database_url)
+    except DomainError as exc:
+        raise _fail(f"upgrade failed: {exc.diagnostics}") from None
+    typer.echo(f"database at schema revision {revision}")
+
+
+def main() -> None:
+    """Console-script entry point `hie`."""
+    app()

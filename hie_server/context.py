@@ -1,0 +1,125 @@
+"""Per-app FHIR context: settings, store, base URL, resource-type checks, unit-of-work runner.
+
+The app holds one `FhirContext` on `app.state.fhir` (set by `create_app`); nothing global.
+Store calls are synchronous, so they run in the thread pool, one unit of work per request.
+
+May import: starlette/fastapi, fhir.resources (type names only), `ehr_store`, `hie_server.*`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.domainresource import DomainResource
+from fhir.resources.R4B.resource import Resource
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from ehr_store import InvalidInput, NotFound, Store, StoredResource, UnitOfWork
+from hie_server.settings import HieSettings
+
+T = TypeVar("T")
+
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+
+
+@dataclass(frozen=True)
+class FhirContext:
+    """What every FHIR route needs: settings and the store."""
+
+    settings: HieSettings
+    store: Store
+
+    def base_url(self, request: Request) -> str:
+        """Absolute FHIR base (`public_base_url` or derived from the request), no trailing slash."""
+        configured = self.settings.http.public_base_url
+        if configured:
+            return configured.rstrip("/")
+        return str(request.base_url).rstrip("/") + self.settings.http.base_path.rstrip("/")
+
+    async def run(self, work: Callable[[UnitOfWork], T], *, commit: bool = True) -> T:
+        """Run `work` in one unit of work in the thread pool; commit once when it returns."""
+
+        def in_uow() -> T:
+            with self.store.unit_of_work() as uow:
+                result = work(uow)
+                if commit:
+                    uow.commit()
+                return result
+
+        return await run_in_threadpool(in_uow)
+
+
+def fhir_context(request: Request) -> FhirContext:
+    """FastAPI dependency: the app's FhirContext."""
+    ctx: FhirContext = request.app.state.fhir
+    return ctx
+
+
+@lru_cache(maxsize=512)
+def is_resource_type(name: str) -> bool:
+    """Whether `name` is a concrete FHIR R4B resource type (Patient yes, HumanName/Resource no)."""
+    if not name[:1].isupper() or name in ("Resource", "DomainResource"):
+        return False
+    try:
+        model = get_fhir_model_class(name)
+    except (ValueError, ImportError):
+        return False
+    return issubclass(model, Resource | DomainResource)
+
+
+def check_type(resource_type: str) -> str:
+    """Return `resource_type` when it is a FHIR R4B resource type.
+
+    Raises: NotFound (404, FHIR R4B http §3.1.0.1.4: unknown type).
+    """
+    if not is_resource_type(resource_type):
+        raise NotFound(f"unknown resource type {resource_type!r}", issue_code="not-supported")
+    return resource_type
+
+
+def check_id(id: str) -> str:
+    """Return `id` when it is a valid FHIR id. Raises: InvalidInput (FHIR R4B datatypes §2.24.0.1 id)."""
+    if not _ID.match(id):
+        raise InvalidInput(f"{id!r} is not a valid resource id", expression=("id",))
+    return id
+
+
+def parse_version(value: str, what: str) -> int:
+    """A version from `W/"3"`, `"3"` or `3`. Raises: InvalidInput."""
+    match = _ETAG.match(value)
+    if not match:
+        raise InvalidInput(f'{what} {value!r} is not a version ETag like W/"3"')
+    return int(match.group(1))
+
+
+def http_date(moment: datetime) -> str:
+    """RFC 9110 HTTP-date of a timezone-aware datetime."""
+    return format_datetime(moment, usegmt=True)
+
+
+def version_headers(stored: StoredResource, base: str | None = None) -> dict[str, str]:
+    """`ETag`, `Last-Modified` and (with `base`) `Location`/`Content-Location` of a version."""
+    headers = {"ETag": stored.etag, "Last-Modified": http_date(stored.last_updated)}
+    if base is not None:
+        location = f"{base}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+        headers["Location"] = location
+        headers["Content-Location"] = location
+    return headers
+
+
+def check_body_type(resource: dict[str, Any], resource_type: str) -> None:
+    """Raises: InvalidInput when the body's resourceType differs from the URL's."""
+    if resource.get("resourceType") != resource_type:
+        raise InvalidInput(
+            f"body resourceType {resource.get('resourceType')!r} does not match the URL's {resource_type}",
+            expression=("resourceType",),
+        )

@@ -1,0 +1,77 @@
+"""The server runtime: uvicorn in an asyncio loop, plus background services in the same loop.
+
+`serve(settings, store, extra_services=...)` starts each `BackgroundService` (the MLLP
+listener, schedulers), then runs `uvicorn.Server` until it is told to stop (SIGINT/SIGTERM),
+then stops the services in reverse order. The caller owns `store`.
+
+May import: uvicorn, `ehr_store`, `hie_server.*`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import uvicorn
+
+from ehr_store import Store
+from hie_server.app import FhirModule, create_app
+from hie_server.settings import HieSettings
+
+log = logging.getLogger("hie_server.runtime")
+
+
+class BackgroundService(Protocol):
+    """A long-running service sharing the server's event loop (e.g. the MLLP listener).
+
+    `start` returns once the service accepts work (e.g. its socket is bound); `stop` returns
+    once it has finished in-flight work and released its resources.
+    """
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def uvicorn_config(settings: HieSettings, store: Store, modules: Sequence[FhirModule] = ()) -> uvicorn.Config:
+    """The uvicorn configuration for the app on `settings.http.host:port`."""
+    app = create_app(settings, store, modules=modules)
+    return uvicorn.Config(
+        app,
+        host=settings.http.host,
+        port=settings.http.port,
+        lifespan="off",
+        log_level="info",
+        access_log=False,
+        server_header=False,
+    )
+
+
+async def serve(
+    settings: HieSettings,
+    store: Store,
+    *,
+    extra_services: Sequence[BackgroundService] = (),
+    modules: Sequence[FhirModule] = (),
+) -> None:
+    """Run the HTTP server and `extra_services` in the current event loop until stopped.
+
+    Raises: whatever a service's `start` raises (services already started are stopped first).
+    """
+    server = uvicorn.Server(uvicorn_config(settings, store, modules))
+    started: list[BackgroundService] = []
+    try:
+        for service in extra_services:
+            await service.start()
+            started.append(service)
+            log.info("started %s", service.name)
+        await server.serve()
+    finally:
+        for service in reversed(started):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %s failed", service.name)
