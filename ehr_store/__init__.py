@@ -4,6 +4,7 @@ The bottom layer: imports nothing from the other project packages. Other package
 only what this module re-exports.
 """
 
+from ehr_store.conditional import conditional_create, conditional_delete, conditional_update, parse_criteria
 from ehr_store.errors import (
     Conflict,
     DomainError,
@@ -20,7 +21,12 @@ from ehr_store.errors import (
     Unprocessable,
     VersionConflict,
 )
-from ehr_store.model import HistoryPage, SearchResult, StoredResource
+from ehr_store.factory import open_store
+from ehr_store.jsonio import dumps as json_dumps
+from ehr_store.jsonio import loads as json_loads
+from ehr_store.jsonio import loads_resource as json_loads_resource
+from ehr_store.memory import MemoryStore
+from ehr_store.model import HistoryMethod, HistoryPage, SearchResult, StoredResource
 from ehr_store.repository import (
     ArchivedMessage,
     ArchiveStatus,
@@ -30,7 +36,11 @@ from ehr_store.repository import (
     Store,
     UnitOfWork,
 )
+from ehr_store.schema import check_schema, current_revision, head_revision, upgrade_schema
 from ehr_store.settings import StoreSettings
+from ehr_store.sql import SqlStore
+from ehr_store.validation import check_id, check_resource_type, validate_resource
+from ehr_store.versioning import format_instant
 
 __all__ = [
     "ArchiveStatus",
@@ -39,9 +49,11 @@ __all__ = [
     "DomainError",
     "Forbidden",
     "Gone",
+    "HistoryMethod",
     "HistoryPage",
     "InvalidInput",
     "Issue",
+    "MemoryStore",
     "MessageArchive",
     "NotFound",
     "NotSupported",
@@ -49,6 +61,7 @@ __all__ = [
     "ResourceRepository",
     "SearchParams",
     "SearchResult",
+    "SqlStore",
     "Store",
     "StoreSettings",
     "StoredResource",
@@ -58,4 +71,20 @@ __all__ = [
     "UnitOfWork",
     "Unprocessable",
     "VersionConflict",
+    "check_id",
+    "check_resource_type",
+    "check_schema",
+    "conditional_create",
+    "conditional_delete",
+    "conditional_update",
+    "current_revision",
+    "format_instant",
+    "head_revision",
+    "json_dumps",
+    "json_loads",
+    "json_loads_resource",
+    "open_store",
+    "parse_criteria",
+    "upgrade_schema",
+    "validate_resource",
 ]

@@ -19,7 +19,13 @@ from ehr_store.errors import NotFound
 from ehr_store.indexing import MemorySearch
 from ehr_store.jsonio import loads
 from ehr_store.model import HistoryPage, SearchResult, StoredResource
-from ehr_store.repository import ArchivedMessage, ArchiveStatus, SearchParams
+from ehr_store.repository import (
+    ArchivedMessage,
+    ArchiveStatus,
+    MessageArchive,
+    ResourceRepository,
+    SearchParams,
+)
 from ehr_store.settings import StoreSettings
 from ehr_store.validation import check_resource_type
 from ehr_store.versioning import VersionedRepository, now_utc
@@ -127,7 +133,9 @@ class MemoryResourceRepository(VersionedRepository):
         page = picked[offset:offset + count]
         return HistoryPage(entries=page, total=len(picked), has_more=offset + count < len(picked))
 
-    def search(self, resource_type: str | None, params: SearchParams, *, strict: bool = False) -> SearchResult:
+    def search(
+        self, resource_type: str | None, params: SearchParams, *, strict: bool = False
+    ) -> SearchResult:
         """See `ResourceRepository.search`."""
         return self._s.search.search(self._s.current, resource_type, params, strict=strict)
 
@@ -207,8 +215,8 @@ class MemoryUnitOfWork:
     def __init__(self, state: _State) -> None:
         self.state = state
         self.journal: list[Callable[[], None]] = []
-        self.resources = MemoryResourceRepository(self)
-        self.messages = MemoryMessageArchive(self)
+        self.resources: ResourceRepository = MemoryResourceRepository(self)
+        self.messages: MessageArchive = MemoryMessageArchive(self)
 
     def commit(self) -> None:
         """Keep everything written so far."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from ehr_store.model import HistoryPage, SearchResult, StoredResource
+from ehr_store.model import HistoryMethod, HistoryPage, SearchResult, StoredResource
 
 Json = dict[str, Any]
 SearchParams = Sequence[tuple[str, str]]
@@ -51,12 +51,20 @@ class ResourceRepository(Protocol):
         ...
 
     def update(
-        self, resource_type: str, id: str, resource: Json, *, if_match: int | None = None
+        self,
+        resource_type: str,
+        id: str,
+        resource: Json,
+        *,
+        if_match: int | None = None,
+        method: HistoryMethod = "PUT",
     ) -> tuple[StoredResource, bool]:
         """Replace (or create, update-as-create) `resource_type/id`. Returns (stored, created).
 
         An update whose content equals the current version (ignoring meta.versionId/lastUpdated)
-        returns the current version unchanged (no new version).
+        returns the current version unchanged (no new version). `method` ("PUT", or "PATCH"
+        after a JSON Patch) is recorded in history. `created` is True also when a deleted
+        resource is brought back.
         Raises: InvalidInput (id or type mismatch, validation), VersionConflict (If-Match stale).
         """
         ...
@@ -81,7 +89,9 @@ class ResourceRepository(Protocol):
         """
         ...
 
-    def search(self, resource_type: str | None, params: SearchParams, *, strict: bool = False) -> SearchResult:
+    def search(
+        self, resource_type: str | None, params: SearchParams, *, strict: bool = False
+    ) -> SearchResult:
         """Run a FHIR search (FHIR R4B search §3.1.1), including `_include`, `_revinclude`,
         `_sort`, `_count`, `_offset`, `_total`, `_summary=count`.
 
@@ -183,8 +193,12 @@ class UnitOfWork(Protocol):
 class Store(Protocol):
     """A database (or memory) holding resources and the message archive."""
 
-    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
-        """A new transaction; rolled back on exit unless committed."""
+    def unit_of_work(self, *, write: bool = False) -> AbstractContextManager[UnitOfWork]:
+        """A new transaction; rolled back on exit unless committed.
+
+        `write=True` says the unit will write after reading (a transaction Bundle, a
+        conditional write): SQLite then takes its write lock up front. Plain writes work
+        without it."""
         ...
 
     def check_schema(self) -> None:

@@ -32,7 +32,7 @@ UPGRADE_COMMAND = "hie db upgrade"
 
 def target_metadata() -> sa.MetaData:
     """`SQLModel.metadata` with every store table registered (core and search index tables)."""
-    import ehr_store.search  # noqa: F401  (registers the index tables)
+    import ehr_store.search
     import ehr_store.tables  # noqa: F401
 
     return SQLModel.metadata

@@ -22,7 +22,7 @@ from ehr_store.engine import BEGIN_MODE_KEY, make_engine
 from ehr_store.errors import Conflict, DomainError, Unavailable
 from ehr_store.indexing import SqlIndexer
 from ehr_store.model import SearchResult, StoredResource
-from ehr_store.repository import SearchParams
+from ehr_store.repository import MessageArchive, ResourceRepository, SearchParams
 from ehr_store.schema import check_schema
 from ehr_store.settings import StoreSettings
 from ehr_store.sql_messages import SqlMessageArchive
@@ -52,8 +52,8 @@ class SqlUnitOfWork:
         self._store = store
         self._write = write
         self._conn: Connection | None = None
-        self.resources = SqlResourceRepository(self)
-        self.messages = SqlMessageArchive(self)
+        self.resources: ResourceRepository = SqlResourceRepository(self)
+        self.messages: MessageArchive = SqlMessageArchive(self)
 
     def connection(self, *, write: bool) -> Connection:
         """The unit's connection inside its transaction (begun now if needed)."""

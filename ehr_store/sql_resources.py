@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ehr_store.errors import NotFound
-from ehr_store.model import HistoryPage, SearchResult, StoredResource
+from ehr_store.model import HistoryMethod, HistoryPage, SearchResult, StoredResource
 from ehr_store.repository import SearchParams
 from ehr_store.tables import resource_history_table as H
 from ehr_store.tables import resource_table as R
@@ -40,7 +40,8 @@ _HISTORY_COLS = (H.c.resource_type, H.c.id, H.c.version_id, H.c.last_updated, H.
 _SELECT_CURRENT = sa.select(*_CURRENT_COLS).where(
     R.c.resource_type == sa.bindparam("rt"), R.c.id == sa.bindparam("rid"))
 _SELECT_VERSION = sa.select(*_HISTORY_COLS).where(
-    H.c.resource_type == sa.bindparam("rt"), H.c.id == sa.bindparam("rid"), H.c.version_id == sa.bindparam("vid"))
+    H.c.resource_type == sa.bindparam("rt"), H.c.id == sa.bindparam("rid"),
+    H.c.version_id == sa.bindparam("vid"))
 _REPLACE = (
     sa.update(R)
     .where(R.c.resource_type == sa.bindparam("b_rt"), R.c.id == sa.bindparam("b_id"),
@@ -55,7 +56,7 @@ _INSERT_FIRST = {
 }
 
 
-def _row_to_stored(row: Any, method: str = "PUT") -> StoredResource:
+def _row_to_stored(row: Any, method: HistoryMethod = "PUT") -> StoredResource:
     content = row.content
     return StoredResource(
         resource_type=row.resource_type,
@@ -98,7 +99,8 @@ class SqlResourceRepository(VersionedRepository):
     def _insert(self, version: StoredResource, doc: Json | None) -> bool:
         conn = self._uow.connection(write=True)
         row = self._history_row(version)
-        result = conn.execute(_INSERT_FIRST[conn.dialect.name], {k: v for k, v in row.items() if k != "method"})
+        first = {k: v for k, v in row.items() if k != "method"}
+        result = conn.execute(_INSERT_FIRST[conn.dialect.name], first)
         if result.rowcount == 0:
             return False
         conn.execute(_INSERT_HISTORY, row)
@@ -130,8 +132,9 @@ class SqlResourceRepository(VersionedRepository):
         for rtype, ids in by_type.items():
             id_list = sorted(ids)
             for start in range(0, len(id_list), 500):
+                chunk = id_list[start:start + 500]
                 stmt = sa.select(*_CURRENT_COLS).where(
-                    R.c.resource_type == rtype, R.c.id.in_(id_list[start:start + 500]), R.c.deleted.is_(False))
+                    R.c.resource_type == rtype, R.c.id.in_(chunk), R.c.deleted.is_(False))
                 for row in conn.execute(stmt):
                     found[(row.resource_type, row.id)] = _row_to_stored(row)
         return found
@@ -160,7 +163,8 @@ class SqlResourceRepository(VersionedRepository):
         if at is not None:
             h2 = H.alias("h2")
             latest = (sa.select(sa.func.max(h2.c.version_id))
-                      .where(h2.c.resource_type == H.c.resource_type, h2.c.id == H.c.id, h2.c.last_updated <= at)
+                      .where(h2.c.resource_type == H.c.resource_type, h2.c.id == H.c.id,
+                             h2.c.last_updated <= at)
                       .scalar_subquery())
             where.append(H.c.version_id == latest)
         order = [H.c.last_updated.desc(), H.c.resource_type, H.c.id, H.c.version_id.desc()]
@@ -179,7 +183,9 @@ class SqlResourceRepository(VersionedRepository):
         return HistoryPage(entries=entries, total=total, has_more=has_more)
 
     # -- search -----------------------------------------------------------------------------
-    def search(self, resource_type: str | None, params: SearchParams, *, strict: bool = False) -> SearchResult:
+    def search(
+        self, resource_type: str | None, params: SearchParams, *, strict: bool = False
+    ) -> SearchResult:
         """See `ResourceRepository.search`; executed by `ehr_store.search` in this transaction."""
         return self._uow.search(resource_type, params, strict=strict)
 

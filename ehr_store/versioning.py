@@ -113,7 +113,8 @@ class VersionedRepository(ABC):
             check_id(id)
         version, doc = self._new_version(resource, rtype, id, 1, "POST")
         if not self._insert(version, doc):
-            raise Conflict(f"{rtype}/{id} already exists", expression=(f"{rtype}.id",), issue_code="duplicate")
+            raise Conflict(f"{rtype}/{id} already exists", expression=(f"{rtype}.id",),
+                           issue_code="duplicate")
         return version
 
     def read(self, resource_type: str, id: str) -> StoredResource:

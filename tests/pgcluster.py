@@ -86,7 +86,8 @@ class ThrowawayCluster:
                           "-o", opts, "-w", "-t", "60", "start")
         result = subprocess.run(start, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            log = (self.base / "log").read_text(errors="replace")[-800:] if (self.base / "log").exists() else ""
+            log_file = self.base / "log"
+            log = log_file.read_text(errors="replace")[-800:] if log_file.exists() else ""
             raise PostgresUnavailable(f"pg_ctl start failed: {result.stderr.strip()} {log}")
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
