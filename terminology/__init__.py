@@ -1,0 +1,1 @@
+"""terminology: the platform's terminology service (WS/T 790.9 术语注册)."""
