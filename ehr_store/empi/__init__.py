@@ -1,0 +1,36 @@
+"""ehr_store.empi: the EMPI (WS/T 790.6 居民注册服务) — matching, linking, resident records.
+
+Public API for the other packages (import only from here):
+- `EmpiService` (ingestion hook `on_source_patient`/`on_merge`; link, unlink, merge, reviews),
+- `match_bundle` (Patient/$match), `everything` (Patient/$everything),
+- `EmpiSettings`, `load_rules`, `import_residents` (population register CSV).
+
+May import: the standard library, pydantic, pypinyin, rapidfuzz, sqlalchemy/sqlmodel (tables,
+sql_index), `ehr_store` modules.
+"""
+
+from ehr_store.empi.config import EmpiSettings, MatchRules, load_rules
+from ehr_store.empi.features import Features, extract
+from ehr_store.empi.golden import EMPI_TAG_SYSTEM, is_golden
+from ehr_store.empi.index import EmpiIndex, LinkRecord, ReviewItem
+from ehr_store.empi.scoring import Comparison, decide, match_grade, score
+from ehr_store.empi.service import EmpiService, GoldenScore
+
+__all__ = [
+    "EMPI_TAG_SYSTEM",
+    "Comparison",
+    "EmpiIndex",
+    "EmpiService",
+    "EmpiSettings",
+    "Features",
+    "GoldenScore",
+    "LinkRecord",
+    "MatchRules",
+    "ReviewItem",
+    "decide",
+    "extract",
+    "is_golden",
+    "load_rules",
+    "match_grade",
+    "score",
+]

@@ -1,0 +1,322 @@
+"""The EMPI service (WS/T 790.6 居民注册服务): link source Patients to resident records.
+
+`EmpiService` is both the ingestion identity hook (`on_source_patient`, `on_merge`, called
+inside the ingesting unit of work) and the home of the manual operations (link, unlink,
+merge resident records, review decisions). Everything is written through the caller's
+repository and the EMPI index of the same unit of work; nothing commits here.
+
+Invariants: every indexed source Patient has exactly one current golden Patient; the
+source carries `link refer → golden`, the golden `link seealso → source`; links are
+never deleted from `empi_link`, only marked undone; clinical data stays on its source
+Patient, so an unlink moves no data.
+
+May import: the standard library, `ehr_store` (errors, model, repository, jsonio), `ehr_store.empi.*`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ehr_store.empi.binding import empi_index_for
+from ehr_store.empi.blocking import blocking_keys
+from ehr_store.empi.config import MatchRules, load_rules
+from ehr_store.empi.features import Features, extract
+from ehr_store.empi.golden import compose_golden, is_golden, link_targets, with_link
+from ehr_store.empi.index import EmpiIndex
+from ehr_store.empi.scoring import Comparison, Decision, Rule, decide, score
+from ehr_store.errors import InvalidInput, NotFound
+from ehr_store.jsonio import loads_resource
+from ehr_store.model import StoredResource
+from ehr_store.repository import ResourceRepository
+
+Json = dict[str, Any]
+SYSTEM_ACTOR = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenScore:
+    """Best comparison of a record with one resident record (over its source Patients)."""
+
+    golden_id: str
+    comparison: Comparison
+    decision: Decision
+    rule: Rule
+    best_source_id: str
+
+
+class EmpiService:
+    """Matching, linking and the resident record.
+
+    `rules`: the loaded rules file; `index_for`: repository → EMPI index of its unit of work
+    (default `empi_index_for`); `clock`: UTC now.
+    """
+
+    def __init__(
+        self,
+        rules: MatchRules | None = None,
+        *,
+        index_for: Callable[[ResourceRepository], EmpiIndex] = empi_index_for,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.rules = rules or load_rules()
+        self._index_for = index_for
+        self._clock = clock
+
+    # -- matching -----------------------------------------------------------------------------
+    def rank(self, index: EmpiIndex, features: Features, *, exclude: str | None = None) -> list[GoldenScore]:
+        """Resident records sharing a blocking key with `features`, best first.
+
+        Per golden: a shared valid 身份证号 wins, else the highest score among its sources
+        that does not conflict on 身份证号. Cost: one index lookup per blocking key.
+        """
+        keys = blocking_keys(features, self.rules.blocking.keys)
+        found = index.candidates(keys, limit_per_key=self.rules.rules.max_candidates_per_key)
+        best: dict[str, GoldenScore] = {}
+        conflicted: set[str] = set()
+        for cand in found:
+            if cand.source_id == exclude:
+                continue
+            comparison = score(features, cand.features, self.rules)
+            if comparison.resident_id_conflict:
+                conflicted.add(cand.golden_id)
+            decision, rule = decide(comparison, self.rules)
+            entry = GoldenScore(cand.golden_id, comparison, decision, rule, cand.source_id)
+            prev = best.get(cand.golden_id)
+            if prev is None or _better(entry, prev):
+                best[cand.golden_id] = entry
+        ranked: list[GoldenScore] = []
+        for entry in best.values():
+            if entry.golden_id in conflicted and entry.rule != "resident_id":
+                decision = "review" if entry.comparison.score >= self.rules.thresholds.lower else "separate"
+                entry = GoldenScore(entry.golden_id, entry.comparison, decision, "resident_id_conflict",
+                                    entry.best_source_id)
+            ranked.append(entry)
+        ranked.sort(key=lambda e: (e.rule != "resident_id", -e.comparison.score, e.golden_id))
+        return ranked
+
+    # -- ingestion hooks ----------------------------------------------------------------------
+    def on_source_patient(self, repo: ResourceRepository, stored_patient: StoredResource) -> None:
+        """Identity hook after a source Patient was created or updated (same unit of work).
+
+        New source: link to the best resident record (same valid 身份证号, or score ≥ upper);
+        otherwise create a new golden Patient, and queue a review item when a candidate scored
+        between the thresholds (or conflicts on 身份证号). Known source: refresh its features,
+        its `refer` link (re-added if the update dropped it) and its golden record.
+        Golden Patients and deleted Patients are ignored.
+        """
+        if stored_patient.deleted or stored_patient.resource_type != "Patient":
+            return
+        doc = loads_resource(stored_patient.content)
+        if is_golden(doc):
+            return
+        index = self._index_for(repo)
+        features = extract(doc)
+        keys = blocking_keys(features, self.rules.blocking.keys)
+        known = index.get_record(stored_patient.id)
+        if known is not None:
+            index.put_record(stored_patient.id, known.golden_id, features, keys)
+            self._set_refer(repo, stored_patient.id, known.golden_id, doc)
+            self.refresh_golden(repo, index, known.golden_id)
+            return
+        ranked = self.rank(index, features, exclude=stored_patient.id)
+        top = ranked[0] if ranked else None
+        now = self._clock()
+        if top is not None and top.decision == "link":
+            index.put_record(stored_patient.id, top.golden_id, features, keys)
+            index.add_link(stored_patient.id, top.golden_id, score=top.comparison.score, rule=top.rule,
+                           at=now, by=SYSTEM_ACTOR)
+            self._set_refer(repo, stored_patient.id, top.golden_id, doc)
+            self.refresh_golden(repo, index, top.golden_id)
+            return
+        golden_id = self._new_golden(repo, index, stored_patient.id, features, keys, doc, rule="new", by=SYSTEM_ACTOR)
+        for entry in [e for e in ranked if e.decision == "review"][: self.rules.rules.review_top]:
+            index.add_review(stored_patient.id, entry.golden_id, score=entry.comparison.score, rule=entry.rule,
+                             details={"levels": entry.comparison.levels, "new_golden_id": golden_id,
+                                      "candidate_source_id": entry.best_source_id}, at=now)
+
+    def on_merge(self, repo: ResourceRepository, survivor: StoredResource, merged: StoredResource) -> None:
+        """ADT^A40 within a facility: `merged` (MRG-1) is folded into `survivor` (PID-3).
+
+        The merged Patient keeps its data and history; it gets `link replaced-by → survivor`
+        and `refer →` the survivor's golden, the survivor `link replaces → merged`; the
+        merged Patient's former resident record is refreshed (retired when left empty).
+        Raises: NotFound (either Patient missing).
+        """
+        index = self._index_for(repo)
+        if index.get_record(survivor.id) is None:
+            self.on_source_patient(repo, survivor)
+        if index.get_record(merged.id) is None:
+            self.on_source_patient(repo, merged)
+        target = self._record(index, survivor.id).golden_id
+        doc = self._read(repo, merged.id)
+        doc = with_link(doc, "replaced-by", survivor.id, replace_type=True)
+        self._update_if_changed(repo, merged.id, doc)
+        surv_doc = with_link(self._read(repo, survivor.id), "replaces", merged.id, replace_type=False)
+        self._update_if_changed(repo, survivor.id, surv_doc)
+        self.move_source(repo, index, merged.id, target, score=None, rule="merge", by="ADT^A40")
+
+    # -- manual operations --------------------------------------------------------------------
+    def index(self, repo: ResourceRepository) -> EmpiIndex:
+        """The EMPI index of `repo`'s unit of work."""
+        return self._index_for(repo)
+
+    def golden_of(self, repo: ResourceRepository, patient_id: str) -> str:
+        """Golden Patient id for a golden or source Patient id. Raises: NotFound."""
+        doc = self._read(repo, patient_id)
+        if is_golden(doc):
+            return patient_id
+        record = self._index_for(repo).get_record(patient_id)
+        if record is not None:
+            return record.golden_id
+        refer = link_targets(doc, "refer")
+        if refer:
+            return refer[0]
+        raise NotFound(f"Patient/{patient_id} is not linked to a resident record")
+
+    def link(self, repo: ResourceRepository, source_id: str, golden_id: str, *, by: str) -> None:
+        """Manually link a source Patient to a resident record (rule `manual`).
+
+        Raises: NotFound (unknown source or golden), InvalidInput (target is not golden).
+        """
+        index = self._index_for(repo)
+        self._record(index, source_id)
+        if not is_golden(self._read(repo, golden_id)):
+            raise InvalidInput(f"Patient/{golden_id} is not a resident record (golden Patient)")
+        self.move_source(repo, index, source_id, golden_id, score=None, rule="manual", by=by)
+
+    def unlink(self, repo: ResourceRepository, source_id: str, *, by: str) -> str:
+        """Undo a source Patient's link: it gets a resident record of its own again.
+
+        Nothing is deleted: the old link stays in the history marked undone, clinical data stays
+        on the source. Returns the new golden id. Raises: NotFound (source not indexed).
+        """
+        index = self._index_for(repo)
+        record = self._record(index, source_id)
+        old = record.golden_id
+        doc = self._read(repo, source_id)
+        keys = blocking_keys(record.features, self.rules.blocking.keys)
+        new_id = self._new_golden(repo, index, source_id, record.features, keys, doc, rule="unlink", by=by)
+        self.refresh_golden(repo, index, old)
+        return new_id
+
+    def merge(self, repo: ResourceRepository, source_id: str, target_id: str, *, by: str) -> str:
+        """Merge two resident records (FHIR R5 Patient/$merge semantics): every source Patient of
+        `source_id`'s resident moves to `target_id`'s; the emptied golden Patient is retired with
+        `link replaced-by`. Either id may be a golden or a source Patient.
+        Returns the surviving golden id. Raises: NotFound, InvalidInput (same resident).
+        """
+        index = self._index_for(repo)
+        src_golden, dst_golden = self.golden_of(repo, source_id), self.golden_of(repo, target_id)
+        if src_golden == dst_golden:
+            raise InvalidInput("both Patients already belong to the same resident record")
+        for sid in index.sources_of(src_golden):
+            self.move_source(repo, index, sid, dst_golden, score=None, rule="manual-merge", by=by)
+        return dst_golden
+
+    def move_source(
+        self, repo: ResourceRepository, index: EmpiIndex, source_id: str, golden_id: str,
+        *, score: float | None, rule: str, by: str,
+    ) -> None:
+        """Re-point one source at `golden_id`: link history, `refer` link, both golden records."""
+        record = self._record(index, source_id)
+        old = record.golden_id
+        now = self._clock()
+        index.undo_links(source_id, at=now, by=by)
+        index.set_golden(source_id, golden_id)
+        index.add_link(source_id, golden_id, score=score, rule=rule, at=now, by=by)
+        self._set_refer(repo, source_id, golden_id, self._read(repo, source_id))
+        self.refresh_golden(repo, index, golden_id)
+        if old != golden_id:
+            self.refresh_golden(repo, index, old, successor=golden_id)
+
+    def decide_review(self, repo: ResourceRepository, review_id: int, decision: str, *, by: str) -> None:
+        """Work one review item: `link` (the source joins the candidate resident) or `separate`.
+
+        Raises: NotFound (unknown item), InvalidInput (closed item or unknown decision).
+        """
+        index = self._index_for(repo)
+        item = index.get_review(review_id)
+        if item is None:
+            raise NotFound(f"review item {review_id} is not known")
+        if item.status != "open":
+            raise InvalidInput(f"review item {review_id} is already {item.status}")
+        if decision == "link":
+            self.move_source(repo, index, item.source_id, item.golden_id, score=item.score,
+                             rule="review", by=by)
+            index.resolve_review(review_id, status="linked", at=self._clock(), by=by)
+        elif decision == "separate":
+            index.resolve_review(review_id, status="separated", at=self._clock(), by=by)
+        else:
+            raise InvalidInput(f"unknown review decision {decision!r} (link or separate)")
+
+    # -- golden records -----------------------------------------------------------------------
+    def refresh_golden(
+        self, repo: ResourceRepository, index: EmpiIndex, golden_id: str, *, successor: str | None = None
+    ) -> None:
+        """Recompute a golden Patient from its current sources (no new version if unchanged).
+        Left without sources, it is retired: `active=false`, `link replaced-by → successor`."""
+        sources = index.sources_of(golden_id)
+        found = repo.read_many(("Patient", s) for s in sources)
+        docs = sorted((loads_resource(found[("Patient", s)].content) for s in sources if ("Patient", s) in found),
+                      key=lambda d: (d.get("meta", {}).get("lastUpdated", ""), d.get("id", "")))
+        current = repo.read_many([("Patient", golden_id)]).get(("Patient", golden_id))
+        previous = loads_resource(current.content) if current is not None else {}
+        golden = compose_golden(golden_id, docs, replaces=link_targets(previous, "replaces"))
+        if not docs:
+            keep_to = successor or next(iter(link_targets(previous, "replaced-by")), None)
+            golden = with_link(golden, "replaced-by", keep_to, replace_type=True)
+            if successor:
+                succ = self._read(repo, successor)
+                self._update_if_changed(repo, successor, with_link(succ, "replaces", golden_id, replace_type=False))
+        self._update_if_changed(repo, golden_id, golden, current=previous)
+
+    def _new_golden(
+        self, repo: ResourceRepository, index: EmpiIndex, source_id: str, features: Features,
+        keys: list[str], doc: Json, *, rule: str, by: str,
+    ) -> str:
+        golden_id = str(uuid.uuid4())
+        now = self._clock()
+        index.undo_links(source_id, at=now, by=by)
+        index.put_record(source_id, golden_id, features, keys)
+        index.add_link(source_id, golden_id, score=None, rule=rule, at=now, by=by)
+        repo.create(compose_golden(golden_id, [doc]), id=golden_id)
+        self._set_refer(repo, source_id, golden_id, doc)
+        return golden_id
+
+    def _set_refer(self, repo: ResourceRepository, source_id: str, golden_id: str, doc: Json) -> None:
+        self._update_if_changed(repo, source_id, with_link(doc, "refer", golden_id, replace_type=True), current=doc)
+
+    def _update_if_changed(self, repo: ResourceRepository, id: str, doc: Json, *, current: Json | None = None) -> None:
+        if current is not None and _strip_meta(current) == _strip_meta(doc):
+            return
+        body = {k: v for k, v in doc.items() if k != "meta"}
+        tags = doc.get("meta", {}).get("tag")
+        meta = {k: v for k, v in doc.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+        if tags or meta:
+            body["meta"] = meta
+        repo.update("Patient", id, body)
+
+    def _read(self, repo: ResourceRepository, patient_id: str) -> Json:
+        return loads_resource(repo.read("Patient", patient_id).content)
+
+    @staticmethod
+    def _record(index: EmpiIndex, source_id: str) -> Any:
+        record = index.get_record(source_id)
+        if record is None:
+            raise NotFound(f"Patient/{source_id} is not a source Patient known to the EMPI")
+        return record
+
+
+def _strip_meta(doc: Json) -> Json:
+    meta = {k: v for k, v in doc.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+    return {**{k: v for k, v in doc.items() if k != "meta"}, "meta": meta}
+
+
+def _better(a: GoldenScore, b: GoldenScore) -> bool:
+    if (a.rule == "resident_id") != (b.rule == "resident_id"):
+        return a.rule == "resident_id"
+    return a.comparison.score > b.comparison.score

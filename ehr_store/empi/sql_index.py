@@ -1,0 +1,139 @@
+"""`EmpiIndex` over SQL (the EMPI tables), on the connection of the store's unit of work.
+
+`SqlEmpiIndex(connection_source)` takes anything with `connection(write: bool) -> Connection`
+(the store's `SqlUnitOfWork` has it) and never commits.
+
+May import: sqlalchemy, orjson, the standard library, `ehr_store.empi.*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ehr_store.empi.features import Features
+from ehr_store.empi.index import Candidate, LinkRecord, ReviewItem, ReviewStatus
+from ehr_store.empi.tables import block_table as B
+from ehr_store.empi.tables import link_table as L
+from ehr_store.empi.tables import record_table as R
+from ehr_store.empi.tables import review_table as Q
+
+
+class ConnectionSource(Protocol):
+    """What the store's SQL unit of work offers: its one transaction's connection."""
+
+    def connection(self, *, write: bool) -> Connection: ...
+
+
+def _features(text: str) -> Features:
+    return Features.from_json(orjson.loads(text))
+
+
+def _link(row: Any) -> LinkRecord:
+    return LinkRecord(row.id, row.source_id, row.golden_id, row.score, row.rule, row.created_at,
+                      row.created_by, row.undone_at, row.undone_by)
+
+
+def _review(row: Any) -> ReviewItem:
+    return ReviewItem(row.id, row.source_id, row.golden_id, row.score, row.rule, orjson.loads(row.details),
+                      row.status, row.created_at, row.resolved_at, row.resolved_by)
+
+
+class SqlEmpiIndex:
+    """See `ehr_store.empi.index.EmpiIndex`."""
+
+    def __init__(self, source: ConnectionSource) -> None:
+        self._source = source
+
+    def _conn(self, write: bool = False) -> Connection:
+        return self._source.connection(write=write)
+
+    def get_record(self, source_id: str) -> Candidate | None:
+        row = self._conn().execute(sa.select(R).where(R.c.source_id == source_id)).first()
+        return None if row is None else Candidate(row.source_id, row.golden_id, _features(row.features))
+
+    def put_record(self, source_id: str, golden_id: str, features: Features, keys: Sequence[str]) -> None:
+        conn = self._conn(write=True)
+        payload = orjson.dumps(features.to_json()).decode()
+        now = datetime.now(UTC)
+        done = conn.execute(sa.update(R).where(R.c.source_id == source_id).values(
+            golden_id=golden_id, features=payload, updated_at=now)).rowcount
+        if not done:
+            conn.execute(sa.insert(R).values(source_id=source_id, golden_id=golden_id, features=payload,
+                                             updated_at=now))
+        conn.execute(sa.delete(B).where(B.c.source_id == source_id))
+        if keys:
+            conn.execute(sa.insert(B), [{"key": k, "source_id": source_id} for k in dict.fromkeys(keys)])
+
+    def set_golden(self, source_id: str, golden_id: str) -> None:
+        stmt = sa.update(R).where(R.c.source_id == source_id).values(golden_id=golden_id,
+                                                                     updated_at=datetime.now(UTC))
+        if not self._conn(write=True).execute(stmt).rowcount:
+            raise KeyError(source_id)
+
+    def candidates(self, keys: Sequence[str], *, limit_per_key: int) -> list[Candidate]:
+        if not keys:
+            return []
+        conn = self._conn()
+        ids: list[str] = []
+        for key in dict.fromkeys(keys):
+            stmt = sa.select(B.c.source_id).where(B.c.key == key).limit(limit_per_key)
+            ids.extend(r.source_id for r in conn.execute(stmt))
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return []
+        rows = conn.execute(sa.select(R).where(R.c.source_id.in_(unique)))
+        found = {r.source_id: Candidate(r.source_id, r.golden_id, _features(r.features)) for r in rows}
+        return [found[i] for i in unique if i in found]
+
+    def sources_of(self, golden_id: str) -> list[str]:
+        stmt = sa.select(R.c.source_id).where(R.c.golden_id == golden_id).order_by(R.c.source_id)
+        return [r.source_id for r in self._conn().execute(stmt)]
+
+    def add_link(
+        self, source_id: str, golden_id: str, *, score: float | None, rule: str, at: datetime, by: str
+    ) -> LinkRecord:
+        values = {"source_id": source_id, "golden_id": golden_id, "score": score, "rule": rule,
+                  "created_at": at, "created_by": by}
+        new_id = self._conn(write=True).execute(sa.insert(L).values(**values).returning(L.c.id)).scalar_one()
+        return LinkRecord(int(new_id), source_id, golden_id, score, rule, at, by)
+
+    def undo_links(self, source_id: str, *, at: datetime, by: str) -> int:
+        stmt = (sa.update(L).where(L.c.source_id == source_id, L.c.undone_at.is_(None))
+                .values(undone_at=at, undone_by=by))
+        return int(self._conn(write=True).execute(stmt).rowcount)
+
+    def links(self, *, source_id: str | None = None, golden_id: str | None = None) -> list[LinkRecord]:
+        stmt = sa.select(L).order_by(L.c.id)
+        if source_id is not None:
+            stmt = stmt.where(L.c.source_id == source_id)
+        if golden_id is not None:
+            stmt = stmt.where(L.c.golden_id == golden_id)
+        return [_link(r) for r in self._conn().execute(stmt)]
+
+    def add_review(
+        self, source_id: str, golden_id: str, *, score: float, rule: str, details: dict[str, Any], at: datetime
+    ) -> ReviewItem:
+        values = {"source_id": source_id, "golden_id": golden_id, "score": score, "rule": rule,
+                  "details": orjson.dumps(details).decode(), "status": "open", "created_at": at}
+        new_id = self._conn(write=True).execute(sa.insert(Q).values(**values).returning(Q.c.id)).scalar_one()
+        return ReviewItem(int(new_id), source_id, golden_id, score, rule, details, "open", at)
+
+    def reviews(self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0) -> list[ReviewItem]:
+        stmt = sa.select(Q).order_by(Q.c.id).limit(limit).offset(offset)
+        if status is not None:
+            stmt = stmt.where(Q.c.status == status)
+        return [_review(r) for r in self._conn().execute(stmt)]
+
+    def get_review(self, review_id: int) -> ReviewItem | None:
+        row = self._conn().execute(sa.select(Q).where(Q.c.id == review_id)).first()
+        return None if row is None else _review(row)
+
+    def resolve_review(self, review_id: int, *, status: ReviewStatus, at: datetime, by: str) -> None:
+        stmt = sa.update(Q).where(Q.c.id == review_id).values(status=status, resolved_at=at, resolved_by=by)
+        self._conn(write=True).execute(stmt)
