@@ -1,0 +1,254 @@
+"""Search over the SQL store: criteria as semi-joins on the index tables (SQLAlchemy Core).
+
+The most selective criterion drives the query as `resource.id IN (SELECT resource_id FROM
+index WHERE ...)`; the others are correlated EXISTS probes on `(resource_type,
+resource_id, param)`. Chains and `_has` nest the same sub-queries. Includes run one query
+per include parameter over the page's ids. Values are bound parameters; the same SQL runs
+on SQLite and PostgreSQL (FHIR R4B search §3.1.1).
+
+May import: sqlalchemy, the standard library, `ehr_store.{errors,model,settings,tables}`,
+`ehr_store.search.*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from ehr_store.model import SearchResult, StoredResource
+from ehr_store.search.parse import parse_search
+from ehr_store.search.query import Chain, Criterion, DateValue, Filter, Has, Include, SearchQuery, SortKey
+from ehr_store.search.registry import Registry, get_registry
+from ehr_store.search.sql_conditions import date_condition, value_condition
+from ehr_store.search.tables import INDEX_TABLES, reference_index
+from ehr_store.settings import StoreSettings
+from ehr_store.tables import resource_table
+
+__all__ = ["execute_count", "execute_search", "run_query"]
+
+R = resource_table
+Cond = ColumnElement[bool]
+_DRIVE_ORDER = {"_id": 0, "reference": 1, "token": 2, "uri": 3, "string": 4, "quantity": 5, "number": 6, "date": 7}
+_SORT_COLUMN = {"token": "code", "string": "value", "reference": "target_id", "quantity": "value",
+                "number": "value", "uri": "uri"}
+_MAX_ITERATE = 3
+
+
+def execute_search(session: Any, resource_type: str | None, params: Sequence[tuple[str, str]], *,
+                   strict: bool = False, settings: StoreSettings | None = None,
+                   registry: Registry | None = None) -> SearchResult:
+    """Run a type (or system, `resource_type` None) search in `session` (Session or Connection).
+
+    Returns matches (page of `_count`, default `settings.default_page_size`), included
+    resources, total when `_total=accurate|estimate` or `_summary=count`, has_more.
+    Raises: InvalidInput (bad parameter value, unknown parameter under `strict`).
+    """
+    settings = settings or StoreSettings()
+    registry = registry or get_registry(settings.default_timezone)
+    query = parse_search(resource_type, params, registry, strict=strict, max_count=settings.max_page_size)
+    return run_query(session, query, settings, registry)
+
+
+def execute_count(session: Any, resource_type: str | None, params: Sequence[tuple[str, str]], *,
+                  settings: StoreSettings | None = None, registry: Registry | None = None) -> int:
+    """Number of matches, ignoring paging. Raises: InvalidInput (bad value)."""
+    settings = settings or StoreSettings()
+    registry = registry or get_registry(settings.default_timezone)
+    query = parse_search(resource_type, params, registry, strict=False, max_count=settings.max_page_size)
+    return _count(session, query)
+
+
+def run_query(session: Any, query: SearchQuery, settings: StoreSettings, registry: Registry) -> SearchResult:
+    """Execute an already parsed query (see `execute_search`)."""
+    total = _count(session, query) if query.total != "none" or query.count_only else None
+    page = settings.default_page_size if query.count is None else query.count
+    if query.count_only or page == 0:
+        return SearchResult(matches=[], total=total, has_more=False, warnings=list(query.warnings))
+    stmt = sa.select(*_row_columns()).where(_where(query, _dialect(session)))
+    stmt = stmt.order_by(*_order(query)).limit(page + 1).offset(query.offset)
+    rows = session.execute(stmt).all()
+    matches = [_stored(row) for row in rows[:page]]
+    included = _includes(session, query, matches, registry) if query.includes else []
+    return SearchResult(matches=matches, included=included, total=total, has_more=len(rows) > page,
+                        warnings=list(query.warnings))
+
+
+def _dialect(session: Any) -> str:
+    bind = session.get_bind() if hasattr(session, "get_bind") else session
+    return str(bind.dialect.name)
+
+
+def _row_columns() -> list[Any]:
+    return [R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.deleted, R.c.content]
+
+
+def _stored(row: Any) -> StoredResource:
+    content = row.content
+    data = content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
+    return StoredResource(row.resource_type, row.id, row.version_id, row.last_updated, row.deleted, data)
+
+
+def _count(session: Any, query: SearchQuery) -> int:
+    stmt = sa.select(sa.func.count()).select_from(R).where(_where(query, _dialect(session)))
+    return int(session.execute(stmt).scalar_one())
+
+
+def _where(query: SearchQuery, dialect: str) -> Cond:
+    conds: list[Cond] = [R.c.deleted.is_(False)]
+    if query.resource_type is not None:
+        conds.append(R.c.resource_type == query.resource_type)
+    else:
+        conds.append(R.c.resource_type.in_(query.types))
+    criteria = sorted(query.criteria, key=_drive_rank)
+    for i, criterion in enumerate(criteria):
+        if i == 0 and query.resource_type is not None and _drive_rank(criterion) < 50:
+            conds.append(R.c.id.in_(_ids(criterion, query.resource_type, dialect)))
+        else:
+            conds.append(_matches(criterion, R.c.resource_type, R.c.id, dialect))
+    return sa.and_(*conds)
+
+
+def _drive_rank(c: Criterion) -> int:
+    if isinstance(c, Filter):
+        if c.modifier in ("missing", "not") or any(getattr(v, "prefix", "eq") == "ne" for v in c.values):
+            return 90
+        if c.param.code == "_lastUpdated":
+            return 80
+        return _DRIVE_ORDER.get("_id" if c.param.code == "_id" else c.param.type, 60)
+    return 10 if isinstance(c, Chain) else 20
+
+
+def _ids(c: Criterion, rtype: str, dialect: str) -> Any:
+    """Uncorrelated `SELECT resource_id` of resources of `rtype` matching `c`."""
+    if isinstance(c, Filter) and c.param.code not in ("_id", "_lastUpdated") and c.modifier not in ("missing", "not"):
+        t = INDEX_TABLES[c.param.type]
+        return sa.select(t.c.resource_id).where(
+            t.c.resource_type == rtype, t.c.param == c.param.code,
+            sa.or_(*(value_condition(t, c.param.type, c.modifier, v, dialect) for v in c.values)))
+    if isinstance(c, Chain):
+        x = reference_index.alias()
+        alts = [sa.and_(x.c.target_type == t, x.c.target_id.in_(_ids(inner, t, dialect))) for t, inner in c.targets]
+        return sa.select(x.c.resource_id).where(x.c.resource_type == rtype, x.c.param == c.param.code, sa.or_(*alts))
+    if isinstance(c, Has):
+        x = reference_index.alias()
+        return sa.select(x.c.target_id).where(
+            x.c.resource_type == c.source_type, x.c.param == c.ref_param.code, x.c.target_type == rtype,
+            x.c.resource_id.in_(_ids(c.inner, c.source_type, dialect)))
+    r2 = R.alias()
+    return sa.select(r2.c.id).where(r2.c.resource_type == rtype, r2.c.deleted.is_(False),
+                                    _matches(c, r2.c.resource_type, r2.c.id, dialect))
+
+
+def _matches(c: Criterion, type_col: Any, id_col: Any, dialect: str) -> Cond:
+    """Correlated condition: the resource (type_col, id_col) matches `c`."""
+    if isinstance(c, Filter):
+        return _filter(c, type_col, id_col, dialect)
+    x = reference_index.alias()
+    if isinstance(c, Chain):
+        alts = [sa.and_(x.c.target_type == t, x.c.target_id.in_(_ids(inner, t, dialect))) for t, inner in c.targets]
+        return sa.exists().where(x.c.resource_type == type_col, x.c.resource_id == id_col,
+                                 x.c.param == c.param.code, sa.or_(*alts))
+    return sa.exists().where(x.c.resource_type == c.source_type, x.c.param == c.ref_param.code,
+                             x.c.target_type == type_col, x.c.target_id == id_col,
+                             x.c.resource_id.in_(_ids(c.inner, c.source_type, dialect)))
+
+
+def _filter(f: Filter, type_col: Any, id_col: Any, dialect: str) -> Cond:
+    if f.param.code in ("_id", "_lastUpdated"):
+        return _row_filter(f, type_col, id_col)
+    t = INDEX_TABLES[f.param.type].alias()
+    base = [t.c.resource_type == type_col, t.c.resource_id == id_col, t.c.param == f.param.code]
+    if f.modifier == "missing":
+        present = sa.exists().where(*base)
+        return ~present if f.values[0] is True else present
+    hit = sa.exists().where(*base, sa.or_(*(value_condition(t, f.param.type, f.modifier, v, dialect)
+                                            for v in f.values)))
+    return ~hit if f.modifier == "not" else hit
+
+
+def _row_filter(f: Filter, type_col: Any, id_col: Any) -> Cond:
+    """`_id` / `_lastUpdated`: columns of the resource row (of the correlated resource)."""
+    r2 = R.alias()
+    if f.param.code == "_id":
+        if f.modifier == "missing":
+            return sa.false() if f.values[0] is True else sa.true()
+        ids = [v.code for v in f.values if hasattr(v, "code")]
+        cond = id_col.in_(ids)
+        return ~cond if f.modifier == "not" else cond  # type: ignore[no-any-return]
+    conds = [date_condition(r2.c.last_updated, r2.c.last_updated, v) for v in f.values if isinstance(v, DateValue)]
+    return sa.exists().where(r2.c.resource_type == type_col, r2.c.id == id_col, sa.or_(*conds))
+
+
+def _order(query: SearchQuery) -> list[Any]:
+    keys: list[Any] = [_sort_expr(k) for k in query.sort]
+    keys.extend([R.c.resource_type, R.c.id])
+    return keys
+
+
+def _sort_expr(key: SortKey) -> Any:
+    code = key.param.code
+    if code in ("_id", "_lastUpdated"):
+        col = R.c.id if code == "_id" else R.c.last_updated
+        return col.desc() if key.descending else col.asc()
+    t = INDEX_TABLES[key.param.type].alias()
+    if key.param.type == "date":
+        column = sa.func.max(t.c.end) if key.descending else sa.func.min(t.c.start)
+    else:
+        raw = t.c[_SORT_COLUMN[key.param.type]]
+        column = sa.func.max(raw) if key.descending else sa.func.min(raw)
+    sub = sa.select(column).where(t.c.resource_type == R.c.resource_type, t.c.resource_id == R.c.id,
+                                  t.c.param == key.param.code).scalar_subquery()
+    return sub.desc().nulls_last() if key.descending else sub.asc().nulls_last()
+
+
+def _includes(session: Any, query: SearchQuery, matches: list[StoredResource],
+              registry: Registry) -> list[StoredResource]:
+    seen = {(m.resource_type, m.id) for m in matches}
+    included: list[StoredResource] = []
+    frontier = matches
+    for round_no in range(_MAX_ITERATE + 1):
+        found: list[StoredResource] = []
+        for inc in query.includes:
+            if round_no > 0 and not inc.iterate:
+                continue
+            for stored in _include_rows(session, inc, frontier):
+                key = (stored.resource_type, stored.id)
+                if key not in seen:
+                    seen.add(key)
+                    found.append(stored)
+        if not found:
+            break
+        included.extend(found)
+        frontier = found
+    return included
+
+
+def _include_rows(session: Any, inc: Include, frontier: list[StoredResource]) -> list[StoredResource]:
+    x = reference_index
+    results: list[StoredResource] = []
+    by_type: dict[str, list[str]] = {}
+    for m in frontier:
+        by_type.setdefault(m.resource_type, []).append(m.id)
+    for rtype, ids in by_type.items():
+        if inc.reverse:
+            sub = sa.select(x.c.resource_id).where(x.c.resource_type == inc.source_type, x.c.target_type == rtype,
+                                                   x.c.target_id.in_(ids))
+            if inc.param:
+                sub = sub.where(x.c.param == inc.param)
+            cond = sa.and_(R.c.resource_type == inc.source_type, R.c.id.in_(sub))
+        else:
+            if inc.source_type not in (rtype, "*"):
+                continue
+            sub = sa.select(x.c.target_type, x.c.target_id).where(
+                x.c.resource_type == rtype, x.c.resource_id.in_(ids), x.c.target_id.is_not(None))
+            if inc.param:
+                sub = sub.where(x.c.param == inc.param)
+            if inc.target_type:
+                sub = sub.where(x.c.target_type == inc.target_type)
+            cond = sa.tuple_(R.c.resource_type, R.c.id).in_(sub)
+        stmt = sa.select(*_row_columns()).where(cond, R.c.deleted.is_(False)).order_by(R.c.resource_type, R.c.id)
+        results.extend(_stored(row) for row in session.execute(stmt).all())
+    return results
