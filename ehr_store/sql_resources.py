@@ -51,8 +51,10 @@ _REPLACE = (
 )
 _INSERT_HISTORY = sa.insert(H)
 _INSERT_FIRST = {
-    "postgresql": postgresql.insert(R).on_conflict_do_nothing(index_elements=["resource_type", "id"]),
-    "sqlite": sqlite.insert(R).on_conflict_do_nothing(index_elements=["resource_type", "id"]),
+    "postgresql": postgresql.insert(R).on_conflict_do_nothing(index_elements=["resource_type", "id"])
+    .returning(R.c.version_id),
+    "sqlite": sqlite.insert(R).on_conflict_do_nothing(index_elements=["resource_type", "id"])
+    .returning(R.c.version_id),
 }
 
 
@@ -100,8 +102,7 @@ class SqlResourceRepository(VersionedRepository):
         conn = self._uow.connection(write=True)
         row = self._history_row(version)
         first = {k: v for k, v in row.items() if k != "method"}
-        result = conn.execute(_INSERT_FIRST[conn.dialect.name], first)
-        if result.rowcount == 0:
+        if conn.execute(_INSERT_FIRST[conn.dialect.name], first).first() is None:
             return False
         conn.execute(_INSERT_HISTORY, row)
         self._uow.index_resource(version, doc)
