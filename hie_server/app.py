@@ -67,7 +67,7 @@ class RequestGuard:
 
 def default_search_catalogue(settings: HieSettings) -> SearchCatalogue:
     """Resource types and search parameters from ehr_store's search registry."""
-    from ehr_store.search.registry import get_registry
+    from ehr_store.search.registry import get_registry  # TODO(search): public name
 
     registry = get_registry(settings.store.default_timezone)
     return SearchCatalogue(frozenset(registry.resource_types), registry.params_for)

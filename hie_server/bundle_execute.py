@@ -17,7 +17,16 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ehr_store import DomainError, InvalidInput, Issue, ResourceRepository, TooCostly, UnitOfWork, jsonio
+from ehr_store import (
+    DomainError,
+    InvalidInput,
+    Issue,
+    ResourceRepository,
+    TooCostly,
+    UnitOfWork,
+    json_dumps,
+    json_loads_resource,
+)
 from hie_server import interactions
 from hie_server.bundle_plan import METHOD_ORDER, Entry, Plan, parse_entry, resolve
 from hie_server.bundles import paging_links, searchset
@@ -153,7 +162,7 @@ async def _batch(
 
 def parse_bundle(data: bytes, max_entries: int) -> tuple[str, list[Any]]:
     """(type, entries) of a batch/transaction Bundle. Raises: InvalidInput, TooCostly (400)."""
-    bundle = jsonio.loads_resource(data)
+    bundle = json_loads_resource(data)
     if bundle["resourceType"] != "Bundle":
         raise InvalidInput(
             f"POST to the base expects a Bundle, not {bundle['resourceType']}", expression=("resourceType",)
@@ -193,4 +202,4 @@ async def batch_or_transaction(request: Request, ctx: FhirContext = Depends(fhir
                 parsed.append(_located(exc, i))
         results = await _batch(ctx, parsed, base, representation)
     bundle = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": results}
-    return fhir_response(request, jsonio.dumps(bundle))
+    return fhir_response(request, json_dumps(bundle))

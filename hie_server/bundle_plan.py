@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ehr_store import InvalidInput, PreconditionFailed, ResourceRepository, StoredResource, jsonio
+from ehr_store import InvalidInput, PreconditionFailed, ResourceRepository, StoredResource, json_loads
 from hie_server.context import check_id, check_type, parse_version
 from hie_server.interactions import find_matches
 
@@ -73,7 +73,7 @@ def _patch_document(resource: Json | None, where: str) -> Json:
     if resource.get("contentType") != "application/json-patch+json":
         raise InvalidInput(f"{where}: only application/json-patch+json patches are supported")
     try:
-        return {"operations": jsonio.loads(base64.b64decode(str(resource.get("data", "")), validate=True))}
+        return {"operations": json_loads(base64.b64decode(str(resource.get("data", "")), validate=True))}
     except (binascii.Error, ValueError):
         raise InvalidInput(f"{where}: Binary.data is not base64") from None
 

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
-from ehr_store import InvalidInput, Issue, StoredResource, jsonio
+from ehr_store import InvalidInput, Issue, StoredResource, json_dumps, json_loads
 
 Json = dict[str, Any]
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
@@ -65,7 +65,7 @@ def subset_resource(stored: StoredResource, subset: Subset) -> bytes | Json:
     """The resource's bytes unchanged, or a subsetted copy tagged SUBSETTED."""
     if not subset.active or stored.deleted:
         return stored.content
-    document: Json = jsonio.loads(stored.content)
+    document: Json = json_loads(stored.content)
     if subset.elements:
         keep = set(_ALWAYS) | set(subset.elements)
     elif subset.summary == "true":
@@ -140,7 +140,7 @@ def searchset(
         bundle["total"] = total
     bundle["link"] = links
     bundle["entry"] = entries
-    return jsonio.dumps(bundle)
+    return json_dumps(bundle)
 
 
 def history_entry(base: str, r: StoredResource) -> Json:
@@ -167,7 +167,7 @@ def history_bundle(
         bundle["total"] = total
     bundle["link"] = links
     bundle["entry"] = [history_entry(base, r) for r in versions]
-    return jsonio.dumps(bundle)
+    return json_dumps(bundle)
 
 
 def parse_subset(summary: str | None, elements: Sequence[str]) -> Subset:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ehr_store import DomainError, Unavailable, jsonio
+from ehr_store import DomainError, Unavailable, json_dumps
 from hie_server.context import FhirContext, fhir_context
 from hie_server.formats import fhir_response
 
@@ -159,5 +159,5 @@ async def metadata(request: Request, ctx: FhirContext = Depends(fhir_context)) -
         statement = capability_statement(
             ctx.base_url(request), catalogue, cache.operations, request.app.version
         )
-        cache.body = jsonio.dumps(statement)
+        cache.body = json_dumps(statement)
     return fhir_response(request, cache.body)

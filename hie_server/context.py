@@ -49,7 +49,7 @@ class FhirContext:
         """Run `work` in one unit of work in the thread pool; commit once when it returns."""
 
         def in_uow() -> T:
-            with self.store.unit_of_work() as uow:
+            with self.store.unit_of_work(write=commit) as uow:
                 result = work(uow)
                 if commit:
                     uow.commit()

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ehr_store import jsonio
+from ehr_store import json_dumps
 from hie_server.errors import FHIR_JSON, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 
 PLAIN_JSON = "application/json"
@@ -139,7 +139,7 @@ def reindent(data: bytes, indent: int = 2) -> bytes:
 
 def dumps(document: Any) -> bytes:
     """Serialise a JSON document (Decimal kept as written; `orjson.Fragment` embedded as-is)."""
-    return jsonio.dumps(document)
+    return json_dumps(document)
 
 
 class FhirResponse(Response):

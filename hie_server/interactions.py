@@ -9,22 +9,22 @@ May import: jsonpatch, `ehr_store`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 import jsonpatch
 
 from ehr_store import (
     InvalidInput,
-    PreconditionFailed,
     ResourceRepository,
     SearchParams,
     StoredResource,
     Unprocessable,
-    jsonio,
+    json_loads,
 )
+from ehr_store import conditional_create as store_conditional_create
+from ehr_store import conditional_delete as store_conditional_delete
+from ehr_store import conditional_update as store_conditional_update
 
 Json = dict[str, Any]
 
@@ -37,22 +37,16 @@ class Outcome:
     status: int
 
 
-def parse_criteria(query: str) -> list[tuple[str, str]]:
-    """`identifier=a|b&active=true` -> [(name, value), ...]. Raises: InvalidInput when empty."""
-    pairs = [(k, v) for k, v in parse_qsl(query.lstrip("?"), keep_blank_values=True) if k]
-    if not pairs:
-        raise InvalidInput(f"conditional criteria {query!r} name no search parameter")
-    return pairs
-
-
 def find_matches(
     repo: ResourceRepository, resource_type: str, criteria: SearchParams
 ) -> list[StoredResource]:
     """Up to two matches of conditional criteria (strict: an unknown parameter is an error,
     never a match-everything). FHIR R4B http §3.1.0.8 conditional interactions.
 
-    Raises: InvalidInput (bad or unknown parameter).
+    Raises: InvalidInput (bad or unknown parameter, empty criteria).
     """
+    if not criteria:
+        raise InvalidInput("conditional criteria are empty")
     result = repo.search(resource_type, [*criteria, ("_count", "2")], strict=True)
     return result.matches
 
@@ -63,15 +57,10 @@ def create(repo: ResourceRepository, resource: Json, *, if_none_exist: SearchPar
     Conditional: no match -> create (201); one -> that resource (200); several -> 412.
     Raises: InvalidInput, Unprocessable (validation), PreconditionFailed.
     """
-    rtype = resource["resourceType"]
     if if_none_exist is not None:
-        found = find_matches(repo, rtype, if_none_exist)
-        if len(found) > 1:
-            raise PreconditionFailed(f"If-None-Exist criteria match more than one {rtype}")
-        if found:
-            return Outcome(found[0], 200)
-    body = {k: v for k, v in resource.items() if k != "id"}
-    return Outcome(repo.create(body), 201)
+        stored, created = store_conditional_create(repo, resource, if_none_exist)
+        return Outcome(stored, 201 if created else 200)
+    return Outcome(repo.create(resource), 201)
 
 
 def update(
@@ -101,19 +90,8 @@ def conditional_update(
     """`PUT Type?criteria`: no match -> create (with the body's id if any); one -> update it;
     several -> 412. Raises: InvalidInput (body id names another resource), PreconditionFailed.
     """
-    found = find_matches(repo, resource_type, criteria)
-    if len(found) > 1:
-        raise PreconditionFailed(f"conditional update criteria match more than one {resource_type}")
-    if found:
-        target = found[0].id
-        if resource.get("id", target) != target:
-            raise InvalidInput(
-                "body id differs from the resource matched by the criteria", expression=("id",)
-            )
-        return update(repo, resource_type, target, {**resource, "id": target}, if_match=if_match)
-    if "id" in resource:
-        return update(repo, resource_type, str(resource["id"]), resource)
-    return Outcome(repo.create(resource), 201)
+    stored, created = store_conditional_update(repo, resource_type, resource, criteria, if_match)
+    return Outcome(stored, 201 if created else 200)
 
 
 def patch(
@@ -127,7 +105,7 @@ def patch(
     if not isinstance(operations, list):
         raise InvalidInput("a JSON Patch document is a JSON array of operations")
     current = repo.read(resource_type, id)
-    document = jsonio.loads(current.content)
+    document = json_loads(current.content)
     try:
         patched = jsonpatch.JsonPatch(operations).apply(document)
     except jsonpatch.InvalidJsonPatch as exc:
@@ -150,13 +128,7 @@ def delete(repo: ResourceRepository, resource_type: str, id: str, *, if_match: i
     return Outcome(repo.delete(resource_type, id, if_match=if_match), 204)
 
 
-def conditional_delete(
-    repo: ResourceRepository, resource_type: str, criteria: Sequence[tuple[str, str]]
-) -> Outcome:
+def conditional_delete(repo: ResourceRepository, resource_type: str, criteria: SearchParams) -> Outcome:
     """`DELETE Type?criteria` (single mode): none -> 204; one -> delete it; several -> 412."""
-    found = find_matches(repo, resource_type, criteria)
-    if len(found) > 1:
-        raise PreconditionFailed(f"conditional delete criteria match more than one {resource_type}")
-    if not found:
-        return Outcome(None, 204)
-    return delete(repo, resource_type, found[0].id)
+    deleted = store_conditional_delete(repo, resource_type, criteria)
+    return Outcome(deleted[0] if deleted else None, 204)

@@ -16,7 +16,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ehr_store import InvalidInput, Issue, StoredResource, UnitOfWork, jsonio
+from ehr_store import (
+    InvalidInput,
+    Issue,
+    StoredResource,
+    UnitOfWork,
+    json_loads,
+    json_loads_resource,
+    parse_criteria,
+)
 from hie_server import interactions
 from hie_server.context import (
     FhirContext,
@@ -57,7 +65,7 @@ async def resource_body(request: Request, ctx: FhirContext) -> dict[str, Any]:
     data = await read_body(request, ctx.settings.http.max_body_bytes)
     if not data.strip():
         raise InvalidInput("the request has no body; a FHIR resource is expected")
-    return jsonio.loads_resource(data)
+    return json_loads_resource(data)
 
 
 def write_response(request: Request, ctx: FhirContext, result: Outcome) -> Response:
@@ -141,7 +149,7 @@ async def create(resource_type: str, request: Request, ctx: FhirContext = Ctx) -
     resource = await resource_body(request, ctx)
     check_body_type(resource, resource_type)
     header = request.headers.get("if-none-exist")
-    criteria = interactions.parse_criteria(header) if header is not None else None
+    criteria = parse_criteria(header) if header is not None else None
 
     def work(uow: UnitOfWork) -> Outcome:
         return interactions.create(uow.resources, resource, if_none_exist=criteria)
@@ -186,7 +194,7 @@ async def patch(resource_type: str, id: str, request: Request, ctx: FhirContext 
     check_type(resource_type)
     check_id(id)
     check_body_media_type(request, (JSON_PATCH,))
-    operations = jsonio.loads(await read_body(request, ctx.settings.http.max_body_bytes))
+    operations = json_loads(await read_body(request, ctx.settings.http.max_body_bytes))
     version = if_match(request)
     result = await ctx.run(
         lambda uow: interactions.patch(uow.resources, resource_type, id, operations, if_match=version)
