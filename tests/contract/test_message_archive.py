@@ -1,0 +1,68 @@
+"""Contract: the HL7 v2 message archive (duplicates by MSH-3/MSH-4/MSH-10, error queue)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ehr_store import NotFound, Store
+
+RAW = "MSH|^~\\&|HIS|清远人民医院|HIE|QY|20240301080000||ADT^A01|C001|P|2.5|||||CHN|UNICODE UTF-8\r".encode()
+
+
+def _add(store: Store, control_id: str = "C001", raw: bytes = RAW) -> int:
+    with store.unit_of_work() as uow:
+        message = uow.messages.add(raw, transport="mllp", peer="127.0.0.1:5000", sending_application="HIS",
+                                   sending_facility="清远人民医院", control_id=control_id,
+                                   message_type="ADT^A01", charset=None)
+        uow.commit()
+    assert message.status == "received" and message.attempts == 1 and message.raw == raw
+    return message.id
+
+
+def test_add_get_finish(store: Store) -> None:
+    message_id = _add(store)
+    with store.unit_of_work() as uow:
+        assert uow.messages.find_processed("HIS", "清远人民医院", "C001") is None
+        uow.messages.finish(message_id, status="processed", ack=b"MSH|...\rMSA|AA|C001\r", ack_code="AA",
+                            resources=["Patient/p1", "Encounter/e1"], charset="UTF-8")
+        uow.commit()
+    with store.unit_of_work() as uow:
+        got = uow.messages.get(message_id)
+        duplicate = uow.messages.find_processed("HIS", "清远人民医院", "C001")
+        other_sender = uow.messages.find_processed("LIS", "清远人民医院", "C001")
+    assert got.status == "processed" and got.ack_code == "AA" and got.charset == "UTF-8"
+    assert got.resources == ("Patient/p1", "Encounter/e1")
+    assert got.raw == RAW and got.received_at.tzinfo is not None
+    assert duplicate is not None and duplicate.id == message_id and duplicate.ack == got.ack
+    assert other_sender is None
+
+
+def test_unknown_message(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        with pytest.raises(NotFound):
+            uow.messages.get(424242)
+        with pytest.raises(NotFound):
+            uow.messages.finish(424242, status="error", ack=b"", ack_code="AE")
+
+
+def test_list_by_status_and_retry_attempts(store: Store) -> None:
+    ids = [_add(store, control_id=f"C{n}") for n in range(4)]
+    with store.unit_of_work() as uow:
+        uow.messages.finish(ids[0], status="processed", ack=b"AA", ack_code="AA")
+        uow.messages.finish(ids[1], status="error", ack=b"AE", ack_code="AE", error="PID-3 missing")
+        uow.messages.finish(ids[2], status="rejected", ack=b"AR", ack_code="AR", error="unsupported type")
+        uow.commit()
+    with store.unit_of_work() as uow:
+        everything = uow.messages.list()
+        errors = uow.messages.list(status=["error", "rejected"])
+        paged = uow.messages.list(limit=2, offset=1)
+        # reprocessing the error-queue message counts a second attempt
+        uow.messages.finish(ids[1], status="processed", ack=b"AA", ack_code="AA")
+        uow.commit()
+    assert [m.id for m in everything] == sorted(ids, reverse=True)
+    assert {m.id for m in errors} == {ids[1], ids[2]}
+    assert [m.id for m in paged] == [ids[2], ids[1]]
+    with store.unit_of_work() as uow:
+        retried = uow.messages.get(ids[1])
+        assert uow.messages.list(status=["received"])[0].id == ids[3]
+    assert retried.status == "processed" and retried.attempts == 2 and retried.error is None
