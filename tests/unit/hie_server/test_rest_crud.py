@@ -29,7 +29,9 @@ def test_create_assigns_id_and_sets_location_etag(client: TestClient, patient: A
 
 
 def test_read_serves_stored_bytes_with_exact_decimals(client: TestClient) -> None:
-    raw = b'{"resourceType":"Observation","status":"final","code":{"text":"Hb"},"valueQuantity":{"value":1.50}}'
+    raw = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"Hb"},"valueQuantity":{"value":1.50}}'
+    )
     r = client.post("/fhir/Observation", content=raw, headers={"content-type": FHIR})
     assert r.status_code == 201
     oid = r.json()["id"]
@@ -58,9 +60,13 @@ def test_update_as_create_gives_201_and_location(client: TestClient, patient: An
 
 def test_if_match_stale_is_412_and_current_succeeds(client: TestClient, patient: Any) -> None:
     pid = create(client, patient()).json()["id"]
-    ok = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid, gender="male"), headers={"If-Match": 'W/"1"'})
+    ok = client.put(
+        f"/fhir/Patient/{pid}", json=patient(id=pid, gender="male"), headers={"If-Match": 'W/"1"'}
+    )
     assert ok.status_code == 200
-    stale = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid, gender="other"), headers={"If-Match": 'W/"1"'})
+    stale = client.put(
+        f"/fhir/Patient/{pid}", json=patient(id=pid, gender="other"), headers={"If-Match": 'W/"1"'}
+    )
     assert stale.status_code == 412
     assert stale.json()["resourceType"] == "OperationOutcome"
     assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "male"
@@ -104,9 +110,14 @@ def test_prefer_return_minimal_representation_outcome(client: TestClient, patien
 
 def test_json_patch(client: TestClient, patient: Any) -> None:
     pid = create(client, patient()).json()["id"]
-    ops = [{"op": "replace", "path": "/gender", "value": "male"}, {"op": "add", "path": "/active", "value": True}]
+    ops = [
+        {"op": "replace", "path": "/gender", "value": "male"},
+        {"op": "add", "path": "/active", "value": True},
+    ]
     r = client.patch(
-        f"/fhir/Patient/{pid}", content=json.dumps(ops), headers={"content-type": "application/json-patch+json"}
+        f"/fhir/Patient/{pid}",
+        content=json.dumps(ops),
+        headers={"content-type": "application/json-patch+json"},
     )
     assert r.status_code == 200, r.text
     assert r.json()["gender"] == "male" and r.json()["active"] is True
@@ -117,12 +128,18 @@ def test_json_patch_failures(client: TestClient, patient: Any) -> None:
     pid = create(client, patient()).json()["id"]
     hdr = {"content-type": "application/json-patch+json"}
     failed_test = [{"op": "test", "path": "/gender", "value": "male"}]
-    assert client.patch(f"/fhir/Patient/{pid}", content=json.dumps(failed_test), headers=hdr).status_code == 422
+    assert (
+        client.patch(f"/fhir/Patient/{pid}", content=json.dumps(failed_test), headers=hdr).status_code == 422
+    )
     change_id = [{"op": "replace", "path": "/id", "value": "other"}]
     assert client.patch(f"/fhir/Patient/{pid}", content=json.dumps(change_id), headers=hdr).status_code == 400
     not_a_patch = {"op": "replace"}
-    assert client.patch(f"/fhir/Patient/{pid}", content=json.dumps(not_a_patch), headers=hdr).status_code == 400
-    wrong_type = client.patch(f"/fhir/Patient/{pid}", content=json.dumps(failed_test), headers={"content-type": FHIR})
+    assert (
+        client.patch(f"/fhir/Patient/{pid}", content=json.dumps(not_a_patch), headers=hdr).status_code == 400
+    )
+    wrong_type = client.patch(
+        f"/fhir/Patient/{pid}", content=json.dumps(failed_test), headers={"content-type": FHIR}
+    )
     assert wrong_type.status_code == 415
     assert client.get(f"/fhir/Patient/{pid}").json()["meta"]["versionId"] == "1"
 

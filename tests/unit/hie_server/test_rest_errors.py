@@ -24,7 +24,13 @@ from ehr_store import (
     VersionConflict,
 )
 from hie_server.app import FhirModule
-from hie_server.errors import MethodNotAllowed, NotAcceptable, PayloadTooLarge, UnsupportedMediaType, status_for
+from hie_server.errors import (
+    MethodNotAllowed,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    status_for,
+)
 
 FHIR = "application/fhir+json"
 
@@ -105,7 +111,9 @@ def test_request_validation_one_issue_per_error_with_expression(client: TestClie
 
 
 def test_unparseable_json_is_400(client: TestClient) -> None:
-    body = assert_outcome(client.post("/fhir/Patient", content=b"{not json", headers={"content-type": FHIR}), 400)
+    body = assert_outcome(
+        client.post("/fhir/Patient", content=b"{not json", headers={"content-type": FHIR}), 400
+    )
     assert "JSON" in body["issue"][0]["diagnostics"]
 
 
@@ -114,7 +122,9 @@ def test_wrong_resource_type_and_id_mismatch_are_400(client: TestClient, patient
     assert_outcome(client.put("/fhir/Patient/a1", json=patient(id="b2")), 400)
     assert_outcome(client.put("/fhir/Patient/a1", json=patient()), 400)
     assert_outcome(client.post("/fhir/Patient", json=[1, 2]), 400)
-    assert_outcome(client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": "1980-13-45"}), 400)
+    assert_outcome(
+        client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": "1980-13-45"}), 400
+    )
 
 
 def test_unknown_type_id_and_route_are_404(client: TestClient) -> None:
@@ -147,12 +157,16 @@ def test_xml_is_refused_with_406_and_415(client: TestClient, patient: Any) -> No
     assert "application/fhir+json" in body["issue"][0]["diagnostics"]
     assert_outcome(client.get("/fhir/metadata?_format=xml"), 406)
     xml = b'<Patient xmlns="http://hl7.org/fhir"/>'
-    assert_outcome(client.post("/fhir/Patient", content=xml, headers={"content-type": "application/fhir+xml"}), 415)
+    assert_outcome(
+        client.post("/fhir/Patient", content=xml, headers={"content-type": "application/fhir+xml"}), 415
+    )
 
 
 def test_stale_if_match_412_and_gone_410(client: TestClient, patient: Any) -> None:
     pid = client.post("/fhir/Patient", json=patient()).json()["id"]
-    assert_outcome(client.put(f"/fhir/Patient/{pid}", json=patient(id=pid), headers={"If-Match": 'W/"5"'}), 412)
+    assert_outcome(
+        client.put(f"/fhir/Patient/{pid}", json=patient(id=pid), headers={"If-Match": 'W/"5"'}), 412
+    )
     assert_outcome(client.delete(f"/fhir/Patient/{pid}", headers={"If-Match": 'W/"5"'}), 412)
     client.delete(f"/fhir/Patient/{pid}")
     assert_outcome(client.get(f"/fhir/Patient/{pid}"), 410)
@@ -161,5 +175,7 @@ def test_stale_if_match_412_and_gone_410(client: TestClient, patient: Any) -> No
 def test_unprocessable_patch_is_422(client: TestClient, patient: Any) -> None:
     pid = client.post("/fhir/Patient", json=patient()).json()["id"]
     ops = b'[{"op": "remove", "path": "/telecom/0"}]'
-    r = client.patch(f"/fhir/Patient/{pid}", content=ops, headers={"content-type": "application/json-patch+json"})
+    r = client.patch(
+        f"/fhir/Patient/{pid}", content=ops, headers={"content-type": "application/json-patch+json"}
+    )
     assert_outcome(r, 422)
