@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test command (`make test`, also what `.ci/run` runs): install, ruff, mypy,
+# import-linter, then pytest against one throwaway PostgreSQL cluster shared through
+# HIE_TEST_POSTGRES_URL. Every step runs; the exit status is non-zero if any step failed.
+# Extra arguments go to pytest (e.g. `make test PYTEST_ARGS="tests/unit -x"`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CI="${CI:-true}"
+V=.venv/bin
+started=$SECONDS
+
+bash .ci/install.sh
+bash .ci/postgres.sh
+
+failed=()
+step() {
+  local name="$1"; shift
+  echo "== $name"
+  local t0=$SECONDS
+  if "$@"; then echo "-- $name ok ($((SECONDS - t0)) s)"; else echo "-- $name FAILED"; failed+=("$name"); fi
+}
+
+step "ruff" "$V/ruff" check .
+step "mypy" "$V/mypy"
+step "import-linter" "$V/lint-imports" --no-cache
+
+state="$(mktemp -d)/pg.json"
+trap '"$V/python" .ci/pg.py stop "$state" || true; rm -rf "$(dirname "$state")"' EXIT
+"$V/python" .ci/pg.py start "$state"
+HIE_TEST_POSTGRES_URL="$("$V/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["url"])' "$state")"
+export HIE_TEST_POSTGRES_URL
+
+echo "== pytest"
+set +e
+timeout --kill-after=60 80m "$V/python" -m pytest -ra -p no:cacheprovider --durations=20 "$@"
+rc=$?
+set -e
+case $rc in
+  0) ;;
+  5) echo "-- pytest collected no tests: that is a failure"; failed+=("pytest (no tests)") ;;
+  124) echo "-- pytest timed out after 80 minutes"; failed+=("pytest (timeout)") ;;
+  *) failed+=("pytest (exit $rc)") ;;
+esac
+
+echo "== done in $((SECONDS - started)) s"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED steps: ${failed[*]}"
+  exit 1
+fi
+echo "all steps passed"
