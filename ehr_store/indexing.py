@@ -1,4 +1,9 @@
-"""Wiring of the search index (`ehr_store.search`) into SQL writes and reads.
+"""Wiring of the search index (`ehr_store.search`) into SQL units of work.
+
+Index rows are extracted when a version is written and buffered in the unit of work;
+they are flushed in bulk (one DELETE per table and type for replaced resources, one
+executemany INSERT per table) before a search or count runs in the unit and at commit,
+so a resource and its index rows always commit together.
 
 May import: sqlalchemy, the standard library, `ehr_store` modules.
 """
@@ -9,50 +14,81 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from ehr_store.errors import NotSupported
 from ehr_store.model import SearchResult, StoredResource
 from ehr_store.repository import SearchParams
+from ehr_store.search import (
+    IndexEntries,
+    Registry,
+    delete_index_many,
+    execute_count,
+    execute_search,
+    extract_index,
+    get_registry,
+    write_indexes,
+)
 from ehr_store.settings import StoreSettings
 
-__all__ = ["SqlIndexer"]
+__all__ = ["PendingIndex", "SqlIndexer"]
+
+Key = tuple[str, str]
 
 
 class SqlIndexer:
-    """Index writes and searches for one SQL store (registry loaded once)."""
+    """Index extraction and search execution for one SQL store (registry loaded once)."""
 
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
+        self._registry: Registry | None = None
 
-    def index(self, conn: Connection, version: StoredResource, doc: dict[str, Any] | None) -> None:
-        """Replace the index rows of `version` (remove them for a deletion)."""
-        return None
+    @property
+    def registry(self) -> Registry:
+        """The search parameter registry (loaded on first use)."""
+        if self._registry is None:
+            self._registry = get_registry(self.settings.default_timezone)
+        return self._registry
+
+    def extract(self, doc: dict[str, Any]) -> IndexEntries:
+        """Index entries of a stored document (pure)."""
+        return extract_index(doc, self.registry)
 
     def search(self, conn: Connection, resource_type: str | None, params: SearchParams, *,
                strict: bool) -> SearchResult:
-        """Run a search. Raises: NotSupported until the search package is wired."""
-        raise NotSupported("search is not available yet")
+        """Run a search on `conn` (FHIR R4B search §3.1.1). Raises: InvalidInput."""
+        return execute_search(conn, resource_type, params, strict=strict, settings=self.settings,
+                              registry=self.registry)
 
     def count(self, conn: Connection, resource_type: str | None, params: SearchParams) -> int:
-        """Count a search's matches."""
-        raise NotSupported("search is not available yet")
+        """Count a search's matches on `conn`. Raises: InvalidInput."""
+        return execute_count(conn, resource_type, params, settings=self.settings, registry=self.registry)
 
 
-class MemorySearch:
-    """Search index kept in memory for `MemoryStore`."""
+class PendingIndex:
+    """Index writes of one unit of work, waiting for `flush`."""
 
-    def __init__(self, settings: StoreSettings) -> None:
-        self.settings = settings
+    def __init__(self, indexer: SqlIndexer) -> None:
+        self._indexer = indexer
+        self._pending: dict[Key, tuple[IndexEntries | None, bool]] = {}
 
-    def index(self, version: StoredResource, doc: dict[str, Any] | None) -> None:
-        """Replace the index entries of `version` (remove them for a deletion)."""
-        return None
+    def add(self, version: StoredResource, doc: dict[str, Any] | None) -> None:
+        """Queue the index rows of a written version (None entries for a deletion)."""
+        key = (version.resource_type, version.id)
+        entries = None if version.deleted or doc is None else self._indexer.extract(doc)
+        earlier = self._pending.get(key)
+        had_rows = earlier[1] if earlier is not None else version.version_id > 1
+        self._pending[key] = (entries, had_rows)
 
-    def search(self, current: dict[tuple[str, str], StoredResource], resource_type: str | None,
-               params: SearchParams, *, strict: bool) -> SearchResult:
-        """Run a search. Raises: NotSupported until the search package is wired."""
-        raise NotSupported("search is not available yet")
+    def flush(self, conn: Connection) -> None:
+        """Write the queued rows on `conn` (inside the caller's transaction)."""
+        if not self._pending:
+            return
+        stale = [key for key, (_, had_rows) in self._pending.items() if had_rows]
+        fresh = [(t, i, entries) for (t, i), (entries, _) in self._pending.items() if entries is not None]
+        self._pending.clear()
+        if stale:
+            delete_index_many(conn, stale)
+        if fresh:
+            write_indexes(conn, fresh, replace=False)
 
-    def count(self, current: dict[tuple[str, str], StoredResource], resource_type: str | None,
-              params: SearchParams) -> int:
-        """Count a search's matches."""
-        raise NotSupported("search is not available yet")
+    def clear(self) -> None:
+        """Forget queued rows (rollback)."""
+        self._pending.clear()

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from ehr_store.errors import NotFound
-from ehr_store.indexing import MemorySearch
 from ehr_store.jsonio import loads
 from ehr_store.model import HistoryPage, SearchResult, StoredResource
 from ehr_store.repository import (
@@ -26,6 +25,7 @@ from ehr_store.repository import (
     ResourceRepository,
     SearchParams,
 )
+from ehr_store.search import MemoryIndex
 from ehr_store.settings import StoreSettings
 from ehr_store.validation import check_resource_type
 from ehr_store.versioning import VersionedRepository, now_utc
@@ -42,7 +42,7 @@ class _State:
         self.versions: dict[Key, list[StoredResource]] = {}
         self.messages: dict[int, ArchivedMessage] = {}
         self.next_message_id = 1
-        self.search = MemorySearch(settings)
+        self.search = MemoryIndex(settings)
         self.lock = threading.RLock()
 
 

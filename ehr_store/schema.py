@@ -31,7 +31,8 @@ UPGRADE_COMMAND = "hie db upgrade"
 
 
 def target_metadata() -> sa.MetaData:
-    """`SQLModel.metadata` with every store table registered (core and search index tables)."""
+    """`SQLModel.metadata` with every store table registered (core, search index, EMPI)."""
+    import ehr_store.empi.tables
     import ehr_store.search
     import ehr_store.tables  # noqa: F401
 

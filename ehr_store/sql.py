@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ehr_store.engine import BEGIN_MODE_KEY, make_engine
 from ehr_store.errors import Conflict, DomainError, Unavailable
-from ehr_store.indexing import SqlIndexer
+from ehr_store.indexing import PendingIndex, SqlIndexer
 from ehr_store.model import SearchResult, StoredResource
 from ehr_store.repository import MessageArchive, ResourceRepository, SearchParams
 from ehr_store.schema import check_schema
@@ -52,6 +52,7 @@ class SqlUnitOfWork:
         self._store = store
         self._write = write
         self._conn: Connection | None = None
+        self._index = PendingIndex(store.indexer)
         self.resources: ResourceRepository = SqlResourceRepository(self)
         self.messages: MessageArchive = SqlMessageArchive(self)
 
@@ -66,27 +67,33 @@ class SqlUnitOfWork:
         return self._conn
 
     def index_resource(self, version: StoredResource, doc: Json | None) -> None:
-        """Replace the search index rows of `version` (delete them for a deletion)."""
-        self._store.indexer.index(self.connection(write=True), version, doc)
+        """Queue the replacement of `version`'s search index rows (removal for a deletion)."""
+        self._index.add(version, doc)
 
     def search(self, resource_type: str | None, params: SearchParams, *, strict: bool) -> SearchResult:
         """Run a search in this transaction (see `ResourceRepository.search`)."""
-        return self._store.indexer.search(self.connection(write=False), resource_type, params, strict=strict)
+        conn = self.connection(write=False)
+        self._index.flush(conn)
+        return self._store.indexer.search(conn, resource_type, params, strict=strict)
 
     def count(self, resource_type: str | None, params: SearchParams) -> int:
         """Count a search's matches in this transaction."""
-        return self._store.indexer.count(self.connection(write=False), resource_type, params)
+        conn = self.connection(write=False)
+        self._index.flush(conn)
+        return self._store.indexer.count(conn, resource_type, params)
 
     def commit(self) -> None:
         """Commit everything written through this unit. Raises: Unavailable, Conflict."""
         if self._conn is not None and self._conn.in_transaction():
             try:
+                self._index.flush(self._conn)
                 self._conn.commit()
             except sa.exc.DBAPIError as exc:
                 raise (translate_db_error(exc) or exc) from exc
 
     def rollback(self) -> None:
         """Discard everything written through this unit since the last commit."""
+        self._index.clear()
         if self._conn is not None and self._conn.in_transaction():
             self._conn.rollback()
 

@@ -10,6 +10,7 @@ fails under CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -22,14 +23,14 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgcluster import (  # noqa: E402
+from pgcluster import (
     PostgresUnavailable,
     ThrowawayCluster,
     create_database,
     drop_database,
 )
 
-from ehr_store import MemoryStore, SqlStore, Store, StoreSettings, upgrade_schema  # noqa: E402
+from ehr_store import MemoryStore, SqlStore, Store, StoreSettings, upgrade_schema
 
 SERVICE_UNAVAILABLE = "service unavailable"
 
@@ -95,10 +96,8 @@ def make_postgres_database(postgres_admin_url: str) -> Iterator[Callable[[], str
 
     yield make
     for url in made:
-        try:
+        with contextlib.suppress(sa.exc.DBAPIError):
             drop_database(postgres_admin_url, url)
-        except sa.exc.DBAPIError:
-            pass
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
-
-from ehr_store import json_loads
 
 RESIDENT_ID_SYSTEM = "urn:oid:2.16.156.10011.1.3"
 
@@ -28,11 +27,13 @@ def patient(family: str = "张", given: str = "三", *, mrn: str = "MRN001", gen
 def observation(subject: str, *, code: str = "2345-7", value: str = "5.50",
                 effective: str = "2024-03-01T08:00:00+08:00") -> dict[str, Any]:
     """A glucose Observation whose value keeps its written precision (parsed with Decimal)."""
-    text = (
-        '{"resourceType":"Observation","status":"final",'
-        '"code":{"coding":[{"system":"http://loinc.org","code":"%s","display":"Glucose"}]},'
-        '"subject":{"reference":"%s"},"effectiveDateTime":"%s",'
-        '"valueQuantity":{"value":%s,"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"}}'
-    ) % (code, subject, effective, value)
-    result: dict[str, Any] = json_loads(text)
-    return result
+    doc: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": "Glucose"}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": effective,
+        "valueQuantity": {"value": Decimal(value), "unit": "mmol/L", "system": "http://unitsofmeasure.org",
+                          "code": "mmol/L"},
+    }
+    return doc

@@ -35,7 +35,8 @@ def test_history_of_deleted_resource_shows_deletion(store: Store) -> None:
     _make_versions(store)
     with store.unit_of_work() as uow:
         page = uow.resources.history("Observation", "o-1")
-    assert [(e.version_id, e.deleted, e.method) for e in page.entries] == [(2, True, "DELETE"), (1, False, "POST")]
+    shape = [(e.version_id, e.deleted, e.method) for e in page.entries]
+    assert shape == [(2, True, "DELETE"), (1, False, "POST")]
     assert page.entries[0].content == b""
 
 
@@ -65,7 +66,8 @@ def test_since_and_at(store: Store) -> None:
         uow.commit()
     with store.unit_of_work() as uow:
         since = uow.resources.history("Patient", "s-1", since=second.last_updated)
-        at_first = uow.resources.history("Patient", "s-1", at=first.last_updated + timedelta(microseconds=500))
+        just_after = first.last_updated + timedelta(microseconds=500)
+        at_first = uow.resources.history("Patient", "s-1", at=just_after)
         at_before = uow.resources.history("Patient", "s-1", at=first.last_updated - timedelta(seconds=1))
         system_since = uow.resources.history(since=second.last_updated)
     assert [e.version_id for e in since.entries] == [2]
