@@ -133,8 +133,9 @@ def _chain(resource_type: str | None, param: SearchParamDef, modifier: str | Non
     if param.type != "reference":
         raise InvalidInput(f"{param.code} is not a reference parameter and cannot be chained",
                            expression=(name,))
-    if modifier is not None and not registry.is_known_type(modifier):
-        raise InvalidInput(f"unknown resource type :{modifier} in chain {name!r}", expression=(name,))
+    if modifier is not None and (not registry.is_known_type(modifier)
+                                 or (param.targets and modifier not in param.targets)):
+        raise InvalidInput(f"{param.code} cannot refer to :{modifier} in chain {name!r}", expression=(name,))
     candidates = [modifier] if modifier else [t for t in param.targets if registry.is_known_type(t)]
     targets: list[tuple[str, Criterion]] = []
     for target in candidates:
