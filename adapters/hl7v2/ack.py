@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Literal
 
 from adapters.hl7v2.charset import encode_like, header_text, python_codec
-from adapters.hl7v2.er7 import Encoding
+from adapters.hl7v2.er7 import Encoding, unescape
 from adapters.hl7v2.errors import TABLE_0357_TEXT, ErrLocation, Hl7Error
 from adapters.hl7v2.header import Header, parse_header_line
 
@@ -66,6 +66,8 @@ def build_ack(
     now: datetime,
     errors: Sequence[AckError] = (),
     text: str | None = None,
+    application: str = OUR_APPLICATION,
+    facility: str = OUR_FACILITY,
 ) -> str:
     """The ACK message text (segments joined by CR) answering `header`'s message.
 
@@ -79,8 +81,8 @@ def build_ack(
     version = header.version if header.version in SUPPORTED_VERSIONS else DEFAULT_VERSION
     charset = header.charset if python_codec(header.charset) else ""
     msh = [
-        "MSH", enc.msh2, header.receiving_application or OUR_APPLICATION,
-        header.receiving_facility or OUR_FACILITY, header.sending_application or "",
+        "MSH", enc.msh2, header.receiving_application or application,
+        header.receiving_facility or facility, header.sending_application or "",
         header.sending_facility or "", now.strftime("%Y%m%d%H%M%S%z"), "",
         f"ACK{c}{header.trigger_event or ''}{c}ACK", control_id, header.processing_id or "P", version,
         "", "", "", "", "", charset,
@@ -150,5 +152,6 @@ def read_ack(raw: bytes) -> AckInfo:
             code, cid = f[1], (f[2] if len(f) > 2 else None)
         elif f[0] == "ERR" and len(f) > 3:
             comps = f[3].split(enc.component)
-            errors.append((comps[0], f[7] if len(f) > 7 else (comps[1] if len(comps) > 1 else "")))
+            text = f[7] if len(f) > 7 else (comps[1] if len(comps) > 1 else "")
+            errors.append((comps[0], unescape(text, enc)))
     return AckInfo(code, cid, tuple(errors))

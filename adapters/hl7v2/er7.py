@@ -121,6 +121,14 @@ class Segment:
             for rep in raw.split(enc.repetition)
         ]
 
+    def values(self, n: int, component: int = 1) -> list[str]:
+        """One component of every repetition of field n, unescaped, empty ones dropped."""
+        raw = self.raw(n)
+        if not raw or raw == NULL:
+            return []
+        count = raw.count(self.enc.repetition) + 1
+        return [v for v in (self.get(n, component, repetition=i + 1) for i in range(count)) if v]
+
     def get(self, n: int, component: int = 1, subcomponent: int = 1, repetition: int = 1) -> str:
         """One unescaped leaf value (1-based positions); "" when absent, ``""`` when null."""
         raw = self.raw(n)

@@ -27,8 +27,8 @@ from adapters.hl7v2.mapping.common import provenance
 from adapters.hl7v2.mapping.context import Mapped, MappedResource, MappingContext
 from adapters.hl7v2.mapping.dft import map_dft
 from adapters.hl7v2.mapping.mdm import map_mdm
-from adapters.hl7v2.mapping.oru import map_oru
 from adapters.hl7v2.mapping.orders import map_order
+from adapters.hl7v2.mapping.oru import map_oru
 from adapters.hl7v2.mapping.siu import SIU_EVENTS, map_siu
 from adapters.hl7v2.mapping.vxu import map_vxu
 

@@ -102,7 +102,7 @@ def allergy(ctx: MappingContext, seg: Segment, pat_ref: str, out: Mapped) -> Non
     severity = _AL1_SEVERITY.get(seg.get(4, 1).upper())
     if severity:
         res["criticality"] = severity[0]
-    reactions = [r for r in (seg.get(5, repetition=i + 1) for i in range(len(seg.repetitions(5)))) if r]
+    reactions = seg.values(5)
     if reactions:
         reaction: Json = {"manifestation": [{"text": r} for r in reactions]}
         if severity:

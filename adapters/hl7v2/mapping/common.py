@@ -84,6 +84,10 @@ def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
     Raises: Hl7ContentError 101 (no PID-3), 102 (bad PID-7/PID-29 date).
     """
     pat_id, idents = patient_id(ctx, pid)
+    for ident in idents:
+        if ident.get("system") == dt.INVALID_RESIDENT_ID_SYSTEM:
+            out.warnings.append((f"身份证号 kept but flagged, not used to link: {ident['extension'][0]['valueString']}",
+                                 pid.location(3 if ident["value"] in pid.raw(3) else 19)))
     res: Json = {"resourceType": "Patient", "id": pat_id, "meta": ctx.meta(), "active": True,
                  "identifier": idents, "managingOrganization": {"reference": organization(ctx, out)}}
     names = [n for n in (dt.human_name(x) for x in ctx.all_components(pid, 5)) if n]

@@ -51,7 +51,7 @@ class Mapped:
     resources: list[MappedResource] = field(default_factory=list)
     source_patients: list[str] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, ErrLocation | None]] = field(default_factory=list)
 
     def add(self, resource: Json, *, merge: bool = False, nulled: frozenset[str] = frozenset()) -> Json:
         """Append (or replace an earlier one with the same type and id); returns `resource`."""

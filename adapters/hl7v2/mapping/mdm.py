@@ -69,7 +69,7 @@ def _attachments(ctx: MappingContext, content_type: str) -> list[Json]:
             else:
                 found.append({"contentType": mime, "data": base64.b64encode(data.encode()).decode()})
         elif vtype in ("TX", "FT", "ST", "CE", "CWE"):
-            reps = [obx.get(5, repetition=i + 1) for i in range(len(obx.repetitions(5)))]
+            reps = obx.values(5)
             texts.append("\n".join(reps))
     if texts:
         body = "\n".join(texts).encode("utf-8")

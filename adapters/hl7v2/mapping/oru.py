@@ -53,7 +53,7 @@ def map_oru(ctx: MappingContext) -> Mapped:
             report.setdefault("result", []).append({"reference": f"Observation/{last['id']}"})
             out.add(last)
         elif seg.name == "NTE" and report is not None:
-            text = "\n".join(x for x in (seg.get(3, repetition=i + 1) for i in range(len(seg.repetitions(3)))) if x)
+            text = "\n".join(seg.values(3))
             if text and last is not None:
                 last.setdefault("note", []).append({"text": text})
             elif text:
@@ -123,7 +123,7 @@ def _observation(ctx: MappingContext, obx: Segment, report: Json, index: int, ou
     rng = _range(obx, unit)
     if rng:
         res["referenceRange"] = [rng]
-    interp = [x for x in (obx.get(8, repetition=i + 1) for i in range(len(obx.repetitions(8)))) if x]
+    interp = obx.values(8)
     if interp:
         res["interpretation"] = [{"coding": [{"system": _INTERPRETATION, "code": x}] if x in _INTERP_CODES
                                   else [{"system": dt.code_system("HL70078", ctx.facility), "code": x}]}
@@ -160,7 +160,7 @@ def _value(ctx: MappingContext, obx: Segment, unit: str, res: Json) -> None:
             v = obx.get(5)
             res["valueTime"] = f"{v[0:2]}:{v[2:4] or '00'}:{v[4:6] or '00'}"
         else:
-            reps = [obx.get(5, repetition=i + 1) for i in range(len(obx.repetitions(5)))]
+            reps = obx.values(5)
             if vtype not in _STRING_TYPES:
                 res["note"] = [{"text": f"OBX-2 value type {vtype or '(empty)'} kept as text"}]
             res["valueString"] = "\n".join(r for r in reps if r)

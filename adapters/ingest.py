@@ -1,0 +1,315 @@
+"""The HL7 v2 ingest service: one exception boundary from raw bytes to the ACK
+(HL7 v2.5 §2.9 message processing rules; DESIGN.md "HL7 v2 path").
+
+Steps: tolerant header → archive the raw bytes in their own committed unit of work (durable
+before any ACK) → duplicate (MSH-3, MSH-4, MSH-10) replays the stored ACK and writes
+nothing → decode, split, accept-level checks → map → write resources and finish the archive
+row in ONE unit of work → only then AA.
+
+Acknowledgement modes (MSH-15/MSH-16, HL7 v2.5 §2.9.3): both empty → original mode, one
+ACK (AA/AE/AR) after processing. Otherwise enhanced mode: the accept ACK (CA once the raw
+bytes are durable; CE/CR when the message cannot be accepted) is the connection's first
+frame; the application ACK (AA/AE/AR), when MSH-16 asks for it (AL; ER on error; SU on
+success), follows as a second frame on the same connection. The archive keeps the first
+frame (replayed to duplicates) and the processing outcome (status, error).
+
+May import: the standard library, `ehr_store` (public API), `adapters.*`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+
+from adapters.hl7v2.ack import AckCode, AckError, build_ack, encode_ack, read_ack
+from adapters.hl7v2.charset import Decoded, decode_message, python_codec
+from adapters.hl7v2.er7 import Message, split_message
+from adapters.hl7v2.errors import (
+    APPLICATION_INTERNAL_ERROR,
+    APPLICATION_RECORD_LOCKED,
+    DATA_TYPE_ERROR,
+    ErrLocation,
+    Hl7ContentError,
+    Hl7Error,
+    Hl7Rejection,
+    SEGMENT_SEQUENCE_ERROR,
+)
+from adapters.hl7v2.header import Header, read_header
+from adapters.hl7v2.mapping import MappingContext, check_header, load_code_tables, map_message
+from adapters.identity import IdentityHooks
+from adapters.settings import IngestSettings
+from adapters.writer import write_mapped
+from ehr_store import ArchivedMessage, Conflict, DomainError, Store, Unavailable
+
+log = logging.getLogger(__name__)
+CHINA_TIME = timezone(timedelta(hours=8))
+_QUEUE_STATUSES = ("error", "rejected", "received")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Outcome of one message: the frames to send back in order (first = the ACK the
+    connection gets; in enhanced mode a second frame may carry the application ACK)."""
+
+    message_id: int | None
+    frames: tuple[bytes, ...]
+    ack_code: str
+    outcome: str
+    duplicate: bool = False
+
+    @property
+    def ack(self) -> bytes:
+        """The last frame: the application ACK when one is sent, else the only ACK."""
+        return self.frames[-1]
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A message past the accept step, ready for `IngestService.process`."""
+
+    header: Header
+    raw: bytes
+    message_id: int | None
+    codec: str
+    frames: list[bytes] = field(default_factory=list)
+    done: bool = False
+    outcome: str = ""
+    decoded: Decoded | None = None
+    message: Message | None = None
+    duplicate: bool = False
+
+
+class IngestService:
+    """Raw HL7 v2 in, ACK out. Thread-safe as far as the store is (one unit of work per step)."""
+
+    def __init__(self, store: Store, settings: IngestSettings | None = None,
+                 identity_hooks: IdentityHooks | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.settings = settings or IngestSettings()
+        self.hooks = identity_hooks
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._codes = load_code_tables(self.settings.code_tables)
+
+    # -- public API -----------------------------------------------------------------------
+    def handle(self, raw: bytes, *, transport: str, peer: str | None = None) -> bytes:
+        """Process one message; returns the ACK bytes (see `IngestResult.ack`). Never raises."""
+        return self.ingest(raw, transport=transport, peer=peer).ack
+
+    def ingest(self, raw: bytes, *, transport: str, peer: str | None = None) -> IngestResult:
+        """`accept` then `process`; all frames for the connection. Never raises."""
+        acc = self.accept(raw, transport=transport, peer=peer)
+        frames = list(acc.frames)
+        if not acc.done:
+            frames += self.process(acc)
+        return self._result(acc, frames)
+
+    def accept(self, raw: bytes, *, transport: str, peer: str | None = None) -> Accepted:
+        """Header, durable archive, duplicate check, decode and accept-level checks.
+
+        `frames` holds what may be sent at once (the CA in enhanced mode; the final NAK or the
+        replayed ACK when `done`). Never raises.
+        """
+        header = read_header(raw)
+        acc = Accepted(header, raw, None, python_codec(header.charset) or "utf-8")
+        try:
+            self._archive(acc, transport, peer)
+        except Exception as exc:  # the store is unavailable: nothing durable, so no positive ACK
+            log.warning("archive failed for %s/%s: %s", header.sending_facility, header.control_id,
+                        type(exc).__name__)
+            err = Hl7Rejection(APPLICATION_INTERNAL_ERROR, "message could not be stored; send it again later")
+            acc.frames, acc.done, acc.outcome = [self._nak(acc, err, enhanced_ok=False)], True, "AR"
+            return acc
+        if acc.done:
+            return acc
+        try:
+            self._decode(acc)
+        except Hl7Error as exc:
+            self._finish_error(acc, exc, accept_level=True)
+            return acc
+        if header.enhanced_mode and _wanted(header.accept_ack_type or "AL", True):
+            acc.frames.append(self._ack(acc, "CA"))
+        return acc
+
+    def process(self, acc: Accepted) -> list[bytes]:
+        """Map and write an accepted message; returns the frames still to send. Never raises."""
+        assert acc.message is not None and acc.decoded is not None and acc.message_id is not None
+        header = acc.header
+        fac = self.settings.facility_settings(header.sending_facility)
+        ctx = MappingContext(acc.message, header.sending_facility or "", header.control_id or "",
+                             self._clock(), self.settings.offset_for(header.sending_facility),
+                             fac.mrn_system, self._codes)
+        warnings: list[AckError] = []
+        if acc.decoded.note:
+            warnings.append(AckError("0", acc.decoded.note, ErrLocation("MSH", 1, 18), "W"))
+        try:
+            mapped = map_message(ctx)
+            warnings += [AckError("0", text, loc, "W") for text, loc in mapped.warnings]
+            if fac.conformance_check:
+                from adapters.hl7v2.parse import conformance_problems
+
+                warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
+            with self.store.unit_of_work(write=True) as uow:
+                stored = write_mapped(uow.resources, mapped, self.hooks)
+                frames = self._success_frames(acc, warnings)
+                uow.messages.finish(acc.message_id, status="processed", ack=self._archived_ack(acc, frames),
+                                    ack_code=self._archived_code(acc, frames), charset=acc.codec,
+                                    resources=[s.reference for s in stored])
+                uow.commit()
+            acc.outcome = "AA"
+            return frames
+        except Hl7Error as exc:
+            return self._finish_error(acc, exc, accept_level=False)
+        except Exception as exc:
+            return self._finish_error(acc, _as_hl7_error(exc), accept_level=False)
+
+    def replay(self, message_id: int) -> IngestResult:
+        """Re-run an archived message's raw bytes (after a mapping or data fix) under its
+        archive row; duplicates are not checked. Raises: NotFound."""
+        with self.store.unit_of_work() as uow:
+            archived = uow.messages.get(message_id)
+        header = read_header(archived.raw)
+        acc = Accepted(header, archived.raw, archived.id, python_codec(header.charset) or "utf-8")
+        try:
+            self._decode(acc)
+        except Hl7Error as exc:
+            self._finish_error(acc, exc, accept_level=True)
+            return self._result(acc, acc.frames)
+        if header.enhanced_mode and _wanted(header.accept_ack_type or "AL", True):
+            acc.frames.append(self._ack(acc, "CA"))
+        frames = acc.frames + self.process(acc)
+        return self._result(acc, frames)
+
+    def replay_all(self, statuses: Sequence[str] = _QUEUE_STATUSES, limit: int = 10_000) -> list[IngestResult]:
+        """Replay every message in the error queue (oldest first)."""
+        with self.store.unit_of_work() as uow:
+            queued = uow.messages.list(status=list(statuses), limit=limit)  # type: ignore[arg-type]
+        return [self.replay(m.id) for m in sorted(queued, key=lambda m: m.id)]
+
+    def error_queue(self, limit: int = 100, offset: int = 0) -> list[ArchivedMessage]:
+        """Failed, rejected and unfinished messages, newest first."""
+        with self.store.unit_of_work() as uow:
+            return uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
+
+    # -- steps ----------------------------------------------------------------------------
+    def _archive(self, acc: Accepted, transport: str, peer: str | None) -> None:
+        h = acc.header
+        with self.store.unit_of_work() as uow:
+            if h.control_id:
+                earlier = uow.messages.find_processed(h.sending_application, h.sending_facility, h.control_id)
+                if earlier is not None and earlier.ack and _replayable(earlier, acc.raw):
+                    acc.frames, acc.done, acc.duplicate = [earlier.ack], True, True
+                    acc.message_id, acc.outcome = earlier.id, earlier.ack_code or ""
+                    return
+            row = uow.messages.add(acc.raw, transport=transport, peer=peer,
+                                   sending_application=h.sending_application,
+                                   sending_facility=h.sending_facility, control_id=h.control_id,
+                                   message_type=h.message_code, charset=h.charset)
+            uow.commit()
+        acc.message_id = row.id
+
+    def _decode(self, acc: Accepted) -> None:
+        h = acc.header
+        if not h.found:
+            raise Hl7Rejection(SEGMENT_SEQUENCE_ERROR, "not an HL7 v2 message: no MSH segment", ErrLocation("MSH", 1))
+        acc.decoded = decode_message(acc.raw, h.charset, self.settings.charset_for(h.sending_facility))
+        acc.codec = acc.decoded.codec
+        acc.message = split_message(acc.decoded.text)
+        msh = acc.message.msh
+        check_header(msh.get(9, 1), msh.get(9, 2), msh.get(12, 1), msh.get(11, 1))
+
+    def _success_frames(self, acc: Accepted, warnings: list[AckError]) -> list[bytes]:
+        h = acc.header
+        if not h.enhanced_mode:
+            return [self._ack(acc, "AA", warnings)]
+        if _wanted(h.application_ack_type or "AL", True):
+            return [self._ack(acc, "AA", warnings)]
+        return [] if acc.frames else [self._ack(acc, "CA", warnings)]
+
+    def _finish_error(self, acc: Accepted, exc: Hl7Error, *, accept_level: bool) -> list[bytes]:
+        h = acc.header
+        nak = self._nak(acc, exc, enhanced_ok=accept_level)
+        if accept_level or not h.enhanced_mode:
+            frames = [nak]
+        elif _wanted(h.application_ack_type or "AL", False):
+            frames = [nak]
+        else:
+            frames = [] if acc.frames else [self._ack(acc, "CA")]
+        acc.outcome = exc.ack_code
+        status = "rejected" if exc.ack_code == "AR" else "error"
+        log.info("message %s from %s: %s %s", acc.message_id, h.sending_facility, exc.ack_code, exc.code)
+        first = (acc.frames + frames)[0]
+        try:
+            with self.store.unit_of_work() as uow:
+                assert acc.message_id is not None
+                uow.messages.finish(acc.message_id, status=status, ack=first,
+                                    ack_code=_msa_code(acc, first), error=_error_text(exc), charset=acc.codec)
+                uow.commit()
+        except Exception as store_exc:  # the row stays `received`: still in the error queue
+            log.warning("could not record outcome of message %s: %s", acc.message_id, type(store_exc).__name__)
+        if accept_level:
+            acc.frames, acc.done = frames, True
+        return frames
+
+    # -- ACK helpers ----------------------------------------------------------------------
+    def _ack(self, acc: Accepted, code: AckCode, errors: Sequence[AckError] = ()) -> bytes:
+        control = f"A{acc.message_id}" if acc.message_id is not None else "A" + uuid.uuid4().hex[:15]
+        text = build_ack(acc.header, code, control_id=control, now=self._clock().astimezone(CHINA_TIME),
+                         errors=errors, application=self.settings.application, facility=self.settings.facility)
+        return encode_ack(text, acc.codec)
+
+    def _nak(self, acc: Accepted, exc: Hl7Error, *, enhanced_ok: bool) -> bytes:
+        code: AckCode = "AR" if exc.ack_code == "AR" else "AE"
+        if enhanced_ok and acc.header.enhanced_mode:
+            code = "CR" if code == "AR" else "CE"
+        return self._ack(acc, code, [AckError.from_exception(exc)])
+
+    def _archived_ack(self, acc: Accepted, frames: list[bytes]) -> bytes:
+        return (acc.frames + frames)[0]
+
+    def _archived_code(self, acc: Accepted, frames: list[bytes]) -> str:
+        return _msa_code(acc, self._archived_ack(acc, frames))
+
+    def _result(self, acc: Accepted, frames: list[bytes]) -> IngestResult:
+        if not frames:  # never leave a sender without an answer
+            frames = [self._ack(acc, "CA")]
+        return IngestResult(acc.message_id, tuple(frames), _msa_code(acc, frames[0]), acc.outcome, acc.duplicate)
+
+
+def _wanted(condition: str, success: bool) -> bool:
+    """MSH-15/MSH-16 (HL7 Table 0155): AL always, NE never, ER on error, SU on success."""
+    cond = condition.upper()
+    return cond == "AL" or (cond == "ER" and not success) or (cond == "SU" and success)
+
+
+def _replayable(earlier: ArchivedMessage, raw: bytes) -> bool:
+    if earlier.status == "processed":
+        return True
+    transient = (earlier.error or "").startswith((APPLICATION_INTERNAL_ERROR, APPLICATION_RECORD_LOCKED))
+    return earlier.raw == raw and not transient
+
+
+def _msa_code(acc: Accepted, frame: bytes) -> str:
+    return read_ack(frame).code
+
+
+def _error_text(exc: Hl7Error) -> str:
+    where = f" {exc.location.fhir_expression()}" if exc.location else ""
+    return f"{exc.code}{where}: {exc.text}"
+
+
+def _as_hl7_error(exc: Exception) -> Hl7Error:
+    """Store and unexpected errors → Table 0357: validation → AE 102, lost race → AR 206,
+    unavailable or anything else → AR 207 (logged with its traceback)."""
+    if isinstance(exc, Conflict):
+        return Hl7Rejection(APPLICATION_RECORD_LOCKED, f"record locked, send again: {exc}")
+    if isinstance(exc, Unavailable):
+        return Hl7Rejection(APPLICATION_INTERNAL_ERROR, "store unavailable; message kept, send again or replay")
+    if isinstance(exc, DomainError):
+        exprs = ", ".join(e for i in exc.issues for e in i.expression)
+        return Hl7ContentError(DATA_TYPE_ERROR, f"resource does not validate: {exc}" + (f" ({exprs})" if exprs else ""))
+    log.exception("unexpected error while processing a message")
+    return Hl7Rejection(APPLICATION_INTERNAL_ERROR, f"application internal error ({type(exc).__name__})")

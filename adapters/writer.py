@@ -1,0 +1,72 @@
+"""Writing mapped resources through a unit of work (update-as-create with deterministic ids)
+and calling the identity hooks — the only place ingestion touches the repository.
+
+Merge rule for resources mapped with `merge=True` (source Patients): top-level elements of
+the stored version that the message did not send are kept (HL7 v2.5 §2.5.3: an empty field
+means "no information"), except those sent as ``""`` (delete); `link` and `identifier`
+arrays are unioned (EMPI links and older identifiers survive demographic updates).
+
+May import: the standard library, `ehr_store` (public API), `adapters.hl7v2.mapping`,
+`adapters.identity`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.hl7v2.mapping import Mapped, MappedResource
+from adapters.identity import IdentityHooks
+from ehr_store import Gone, NotFound, ResourceRepository, StoredResource, json_loads
+
+Json = dict[str, Any]
+_NEVER_KEPT = {"resourceType", "id", "meta", "text"}
+_UNIONED = {"link": lambda x: x.get("other", {}).get("reference"),
+            "identifier": lambda x: (x.get("system"), x.get("value"))}
+
+
+def merge_resource(stored: Json, new: Json, nulled: frozenset[str]) -> Json:
+    """`new` completed with what `stored` has and the message left empty (see module doc)."""
+    out = dict(new)
+    for key, value in stored.items():
+        if key in _NEVER_KEPT or key in nulled:
+            continue
+        if key not in out:
+            out[key] = value
+        elif key in _UNIONED and isinstance(value, list):
+            keyf = _UNIONED[key]
+            seen = {keyf(x) for x in out[key]}
+            out[key] = list(out[key]) + [x for x in value if keyf(x) not in seen]
+    return out
+
+
+def _prepare(repo: ResourceRepository, item: MappedResource) -> Json:
+    if not item.merge:
+        return item.resource
+    rtype, rid = item.key
+    try:
+        current = repo.read(rtype, rid)
+    except (NotFound, Gone):
+        return item.resource
+    return merge_resource(json_loads(current.content), item.resource, item.nulled)
+
+
+def write_mapped(repo: ResourceRepository, mapped: Mapped,
+                 hooks: IdentityHooks | None = None) -> list[StoredResource]:
+    """Write every mapped resource (`repo.update`, update-as-create), then call the identity
+    hooks for the source Patients and merges. Returns the stored versions in write order.
+
+    Raises: whatever the repository raises (InvalidInput/Unprocessable for resources that do
+    not validate, Unavailable, Conflict); the caller rolls the unit of work back.
+    """
+    stored: dict[tuple[str, str], StoredResource] = {}
+    for item in mapped.resources:
+        version, _created = repo.update(item.key[0], item.key[1], _prepare(repo, item))
+        stored[item.key] = version
+    if hooks is not None:
+        merged_ids = {old for _survivor, old in mapped.merges}
+        for pid in mapped.source_patients:
+            if pid not in merged_ids:
+                hooks.on_source_patient(repo, stored[("Patient", pid)])
+        for survivor, old in mapped.merges:
+            hooks.on_merge(repo, repo.read("Patient", survivor), repo.read("Patient", old))
+    return list(stored.values())
