@@ -50,6 +50,10 @@ CHAPTER_ZH = {
     "XXII": "用于特殊目的的编码",
 }
 
+RETIRED = {"A90": "A97.9", "A91": "A97.2"}
+"""Categories removed by the WHO 2019 update that Chinese editions (based on earlier
+ICD-10) still use: dengue A90/A91 became A97 (Dengue)."""
+
 _CN_SHAPE = re.compile(r"^([A-Z]\d{2})(?:\.?([0-9A-Za-z]*))?$")
 
 
@@ -145,6 +149,8 @@ def rollup(code: str) -> Rollup | None:
     if not match:
         return None
     category, tail = match.group(1), match.group(2) or ""
+    if category in RETIRED:
+        return Rollup(code, RETIRED[category], exact=False)
     if not who.is_valid_item(category):
         return None
     digits = re.match(r"\d{0,2}", tail)

@@ -1,0 +1,238 @@
+"""`TerminologyService`: the terminology index over a `Store`, loading content, remapping.
+
+Holds one `TerminologyIndex` built from the stored CodeSystem, ValueSet and ConceptMap
+resources, rebuilt when `invalidate()` is called (the REST layer calls it after writing a
+terminology resource) or when older than `TerminologySettings.cache_seconds`.
+
+May import: the standard library, pydantic, `ehr_store` (public API), `terminology.*`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ehr_store import NotFound, ResourceRepository, Store
+from terminology import content
+from terminology.canonical import check_sender, conceptmap_url
+from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
+from terminology.index import TerminologyIndex
+from terminology.ingest import LOCAL_PREFIX, Translator, standard_codings
+from terminology.unmapped import (
+    UnmappedCode,
+    UnmappedLog,
+    current_resources,
+    persist,
+    record_id,
+    stored_unmapped,
+)
+
+Json = dict[str, Any]
+TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
+REMAP_TYPES = (
+    "Observation",
+    "DiagnosticReport",
+    "Condition",
+    "Encounter",
+    "Patient",
+    "Immunization",
+    "Procedure",
+    "ServiceRequest",
+    "AllergyIntolerance",
+    "MedicationRequest",
+)
+
+
+class TerminologySettings(BaseModel):
+    """Terminology settings section (`HIE_TERMINOLOGY__CACHE_SECONDS`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cache_seconds: float = Field(default=300.0, ge=0, description="Rebuild the index at most this often")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """Resources written by a load: created, updated (new version) and unchanged."""
+
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+class TerminologyService:
+    """Terminology index and maintenance over a store (thread-safe)."""
+
+    def __init__(self, store: Store, settings: TerminologySettings | None = None) -> None:
+        self._store = store
+        self._settings = settings or TerminologySettings()
+        self._index: TerminologyIndex | None = None
+        self._built = 0.0
+        self._lock = threading.Lock()
+
+    def index(self) -> TerminologyIndex:
+        """The current index (built from the store on first use and after invalidation)."""
+        with self._lock:
+            stale = time.monotonic() - self._built > self._settings.cache_seconds
+            if self._index is None or stale:
+                with self._store.unit_of_work() as uow:
+                    docs = [d for t in TERMINOLOGY_TYPES for d in current_resources(uow.resources, t)]
+                self._index = TerminologyIndex.from_resources(docs)
+                self._built = time.monotonic()
+            return self._index
+
+    def invalidate(self) -> None:
+        """Forget the index; the next use rebuilds it from the store."""
+        with self._lock:
+            self._index = None
+
+    def translator(self, log: UnmappedLog | None = None) -> Translator:
+        """A `Translator` for one message or batch (its own in-memory unmapped log by default)."""
+        return Translator(self.index(), log)
+
+    def load_content(self, senders: Iterable[str] | None = None) -> LoadReport:
+        """Store the shipped content (FHIR `update` by id: unchanged resources keep their
+        version). `senders` limits the sender ConceptMaps loaded (default: all shipped).
+        Raises: domain errors of the store (nothing is written then).
+        """
+        wanted = set(senders) if senders is not None else None
+        docs = [*content.codesystems(), *content.valuesets(), content.notifiable_conceptmap()]
+        docs += [
+            content.sender_conceptmap(s) for s in content.shipped_senders() if wanted is None or s in wanted
+        ]
+        return self._write(docs)
+
+    def load_conceptmap_csv(self, sender: str, text: str) -> tuple[Json, bool]:
+        """Store the sender's ConceptMap built from mapping CSV text; bump its version when
+        the mappings changed (the store keeps earlier versions as history).
+        Returns (ConceptMap, changed). Raises: ValueError (bad CSV or sender).
+        """
+        check_sender(sender)
+        rows = rows_from_csv(text)
+        rid = f"local-{sender}"
+        with self._store.unit_of_work(write=True) as uow:
+            try:
+                old: Json | None = uow.resources.read("ConceptMap", rid).as_dict()
+            except NotFound:
+                old = None
+            date = datetime.now(UTC).date().isoformat()
+            version = "1"
+            if old is not None:
+                candidate = conceptmap_from_rows(sender, rows, version=old.get("version", "0"), date=date)
+                if _same_rows(rows_from_conceptmap(candidate), rows_from_conceptmap(old)):
+                    return old, False
+                version = (
+                    str(int(old.get("version", "0")) + 1) if str(old.get("version", "0")).isdigit() else "1"
+                )
+            resource = conceptmap_from_rows(sender, rows, version=version, date=date)
+            uow.resources.update("ConceptMap", rid, resource)
+            uow.commit()
+        self.invalidate()
+        return resource, True
+
+    def _write(self, docs: list[Json]) -> LoadReport:
+        report = LoadReport([], [], [])
+        with self._store.unit_of_work(write=True) as uow:
+            for doc in docs:
+                try:
+                    before = uow.resources.read(doc["resourceType"], doc["id"]).version_id
+                except NotFound:
+                    before = None
+                stored, created = uow.resources.update(doc["resourceType"], doc["id"], doc)
+                ref = f"{doc['resourceType']}/{doc['id']}"
+                bucket = (
+                    report.created
+                    if created
+                    else report.unchanged
+                    if stored.version_id == before
+                    else report.updated
+                )
+                bucket.append(ref)
+            uow.commit()
+        self.invalidate()
+        return report
+
+    def persist_unmapped(self, repo: ResourceRepository, log: UnmappedLog) -> int:
+        """Merge a translator's unmapped codes into the store within the caller's unit of work."""
+        return persist(repo, log)
+
+    def unmapped(self, sender: str | None = None) -> list[UnmappedCode]:
+        """Stored unmapped codes (of one sender, or all), most frequent first; codes that a
+        map now covers are left out."""
+        index = self.index()
+        with self._store.unit_of_work() as uow:
+            records = stored_unmapped(uow.resources, sender)
+        return [r for r in records if not standard_codings(index, r.sender, r.system, r.code)[1]]
+
+    def remap(self, sender: str, resource_types: Iterable[str] = REMAP_TYPES) -> list[str]:
+        """Add standard codings, by the current maps, to stored resources holding the sender's
+        local codes (never removing a coding); drop the unmapped records now mapped.
+        Returns the references updated (one transaction). Raises: ValueError (bad sender).
+        """
+        prefix = f"{LOCAL_PREFIX}{check_sender(sender)}"
+        index = self.index()
+        changed: list[str] = []
+        with self._store.unit_of_work(write=True) as uow:
+            for rtype in resource_types:
+                for doc in list(current_resources(uow.resources, rtype)):
+                    if _add_codings(doc, index, sender, prefix):
+                        uow.resources.update(rtype, doc["id"], _strip_meta(doc))
+                        changed.append(f"{rtype}/{doc['id']}")
+            for record in stored_unmapped(uow.resources, sender):
+                if standard_codings(index, sender, record.system, record.code)[1]:
+                    uow.resources.delete("Basic", record_id(record.sender, record.system, record.code))
+            uow.commit()
+        return changed
+
+    def conceptmap_url(self, sender: str) -> str:
+        """Canonical URL of a sender's local-code ConceptMap."""
+        return conceptmap_url(sender)
+
+
+def _same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
+    def key(rows: list[dict[str, str]]) -> list[tuple[str, ...]]:
+        return sorted(tuple(r.get(c, "") for c in sorted(r)) for r in rows)
+
+    return key(a) == key(b)
+
+
+def _strip_meta(doc: Json) -> Json:
+    meta = doc.get("meta")
+    if isinstance(meta, dict):
+        meta.pop("versionId", None)
+        meta.pop("lastUpdated", None)
+        if not meta:
+            doc.pop("meta")
+    return doc
+
+
+def _add_codings(node: Any, index: TerminologyIndex, sender: str, prefix: str) -> bool:
+    """Walk a resource; next to each local coding of the sender add its standard codings."""
+    changed = False
+    if isinstance(node, dict):
+        codings = node.get("coding")
+        if isinstance(codings, list):
+            present = {(c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)}
+            for coding in list(codings):
+                if (
+                    isinstance(coding, dict)
+                    and str(coding.get("system", "")).startswith(prefix)
+                    and coding.get("code")
+                ):
+                    for extra in standard_codings(index, sender, coding["system"], coding["code"])[0]:
+                        if (extra["system"], extra["code"]) not in present:
+                            codings.append(extra)
+                            present.add((extra["system"], extra["code"]))
+                            changed = True
+        for value in node.values():
+            changed |= _add_codings(value, index, sender, prefix)
+    elif isinstance(node, list):
+        for value in node:
+            changed |= _add_codings(value, index, sender, prefix)
+    return changed

@@ -1,0 +1,212 @@
+"""Counting the local codes that no ConceptMap maps yet, per sender.
+
+`UnmappedLog` is the small repository protocol; `MemoryUnmappedLog` collects codes
+while one message is mapped (thread-safe), and `persist` merges them into the store as
+FHIR `Basic` resources (one per sender+system+code, id `unmapped-<hash>`, code
+`BASE/CodeSystem/terminology-record#unmapped-code`, extension `UNMAPPED_EXT` with
+`sender`, `coding`, `count`, `firstSeen`, `lastSeen`) inside the caller's unit of work,
+so the counts commit with the message's resources or not at all.
+
+May import: the standard library, `ehr_store` (public API), `terminology.canonical`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ehr_store import NotFound, NotSupported, ResourceRepository
+from terminology.canonical import BASE
+
+Json = dict[str, Any]
+RECORD_SYSTEM = f"{BASE}/CodeSystem/terminology-record"
+UNMAPPED_EXT = f"{BASE}/StructureDefinition/unmapped-code"
+
+
+@dataclass(frozen=True, slots=True)
+class UnmappedCode:
+    """A local code seen without a mapping: who sent it, how often, when first and last."""
+
+    sender: str
+    system: str
+    code: str
+    display: str | None
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+class UnmappedLog(Protocol):
+    """Where unmapped codes are counted."""
+
+    def record(
+        self,
+        sender: str,
+        system: str,
+        code: str,
+        display: str | None,
+        *,
+        count: int = 1,
+        at: datetime | None = None,
+    ) -> None:
+        """Count `count` more occurrences of sender's system|code (at `at`, default now)."""
+        ...
+
+    def list(self, sender: str | None = None) -> list[UnmappedCode]:
+        """Unmapped codes (of one sender, or all), most frequent first."""
+        ...
+
+
+class MemoryUnmappedLog:
+    """`UnmappedLog` in memory (per message, or for tests); thread-safe."""
+
+    def __init__(self) -> None:
+        self._codes: dict[tuple[str, str, str], UnmappedCode] = {}
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        sender: str,
+        system: str,
+        code: str,
+        display: str | None,
+        *,
+        count: int = 1,
+        at: datetime | None = None,
+    ) -> None:
+        """See `UnmappedLog.record`."""
+        when = at or datetime.now(UTC)
+        key = (sender, system, code)
+        with self._lock:
+            old = self._codes.get(key)
+            if old is None:
+                self._codes[key] = UnmappedCode(sender, system, code, display, count, when, when)
+            else:
+                self._codes[key] = replace(
+                    old,
+                    count=old.count + count,
+                    display=old.display or display,
+                    first_seen=min(old.first_seen, when),
+                    last_seen=max(old.last_seen, when),
+                )
+
+    def list(self, sender: str | None = None) -> list[UnmappedCode]:
+        """See `UnmappedLog.list`."""
+        with self._lock:
+            codes = [c for c in self._codes.values() if sender is None or c.sender == sender]
+        return sorted(codes, key=lambda c: (-c.count, c.sender, c.system, c.code))
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+
+def record_id(sender: str, system: str, code: str) -> str:
+    """Deterministic Basic id of an unmapped-code record."""
+    digest = hashlib.sha256(f"{sender}\x1f{system}\x1f{code}".encode()).hexdigest()[:32]
+    return f"unmapped-{digest}"
+
+
+def _to_basic(item: UnmappedCode) -> Json:
+    coding: Json = {"system": item.system, "code": item.code}
+    if item.display:
+        coding["display"] = item.display
+    return {
+        "resourceType": "Basic",
+        "id": record_id(item.sender, item.system, item.code),
+        "code": {"coding": [{"system": RECORD_SYSTEM, "code": "unmapped-code"}]},
+        "extension": [
+            {
+                "url": UNMAPPED_EXT,
+                "extension": [
+                    {"url": "sender", "valueString": item.sender},
+                    {"url": "coding", "valueCoding": coding},
+                    {"url": "count", "valueInteger": item.count},
+                    {"url": "firstSeen", "valueDateTime": item.first_seen.isoformat(timespec="seconds")},
+                    {"url": "lastSeen", "valueDateTime": item.last_seen.isoformat(timespec="seconds")},
+                ],
+            }
+        ],
+    }
+
+
+def from_basic(resource: Json) -> UnmappedCode | None:
+    """The record held by a Basic resource, or None when it is not one."""
+    ext = next((e for e in resource.get("extension", []) if e.get("url") == UNMAPPED_EXT), None)
+    if ext is None:
+        return None
+    parts = {
+        e["url"]: next(v for k, v in e.items() if k.startswith("value")) for e in ext.get("extension", [])
+    }
+    coding = parts.get("coding") or {}
+    return UnmappedCode(
+        str(parts.get("sender")),
+        coding.get("system", ""),
+        coding.get("code", ""),
+        coding.get("display"),
+        int(parts.get("count", 0)),
+        datetime.fromisoformat(parts["firstSeen"]),
+        datetime.fromisoformat(parts["lastSeen"]),
+    )
+
+
+def persist(repo: ResourceRepository, log: UnmappedLog) -> int:
+    """Merge the counts of `log` into the stored records (caller commits). Returns records written."""
+    written = 0
+    for item in log.list():
+        rid = record_id(item.sender, item.system, item.code)
+        merged = item
+        try:
+            old = from_basic(repo.read("Basic", rid).as_dict())
+        except NotFound:
+            old = None
+        if old is not None:
+            merged = replace(
+                item,
+                count=old.count + item.count,
+                first_seen=min(old.first_seen, item.first_seen),
+                last_seen=max(old.last_seen, item.last_seen),
+                display=old.display or item.display,
+            )
+        repo.update("Basic", rid, _to_basic(merged))
+        written += 1
+    return written
+
+
+def current_resources(repo: ResourceRepository, resource_type: str, page: int = 200) -> Iterator[Json]:
+    """Every current (non-deleted) resource of a type, paged through search; through
+    type history when the store has no search yet (FHIR R4B http §3.1.0.4)."""
+    try:
+        offset = 0
+        while True:
+            result = repo.search(resource_type, [("_count", str(page)), ("_offset", str(offset))])
+            for match in result.matches:
+                yield match.as_dict()
+            if not result.has_more:
+                return
+            offset += page
+    except NotSupported:
+        pass
+    seen: set[str] = set()
+    offset = 0
+    while True:
+        hist = repo.history(resource_type, count=page, offset=offset)
+        ids = [v.id for v in hist.entries if v.id not in seen]
+        seen.update(ids)
+        current = repo.read_many((resource_type, i) for i in ids)
+        for rid in ids:
+            if (resource_type, rid) in current:
+                yield current[(resource_type, rid)].as_dict()
+        if not hist.has_more:
+            return
+        offset += page
+
+
+def stored_unmapped(repo: ResourceRepository, sender: str | None = None) -> list[UnmappedCode]:
+    """The persisted unmapped-code records (of one sender, or all), most frequent first."""
+    out = [r for r in (from_basic(b) for b in current_resources(repo, "Basic")) if r is not None]
+    out = [r for r in out if sender is None or r.sender == sender]
+    return sorted(out, key=lambda c: (-c.count, c.sender, c.system, c.code))
