@@ -19,13 +19,13 @@ from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, r
 from terminology.content import shipped_resources
 from terminology.icd10 import Rollup, rollup
 from terminology.index import TerminologyIndex
+from terminology.ingest import Translator, source_system, standard_codings
 from terminology.ops_codesystem import lookup, subsumes
 from terminology.ops_codesystem import validate_code as codesystem_validate_code
 from terminology.ops_valueset import expand, translate
 from terminology.ops_valueset import validate_code as valueset_validate_code
 from terminology.parameters import In
 from terminology.service import LoadReport, TerminologyService, TerminologySettings
-from terminology.ingest import Translator, source_system, standard_codings
 from terminology.ucum import is_valid_unit
 from terminology.unmapped import MemoryUnmappedLog, UnmappedCode, UnmappedLog
 

@@ -223,7 +223,7 @@ def test_expand_errors(index: TerminologyIndex) -> None:
         )
 
 
-# --- ConceptMap/$translate (spec example: code + system + target -> result, match(equivalence, concept, source))
+# --- ConceptMap/$translate (spec example: code + system + target -> result, match*)
 
 
 def test_translate_spec_example_shape(index: TerminologyIndex) -> None:
