@@ -12,7 +12,9 @@ sql_index), `ehr_store` modules.
 from ehr_store.empi.config import EmpiSettings, MatchRules, load_rules
 from ehr_store.empi.features import Features, extract
 from ehr_store.empi.golden import EMPI_TAG_SYSTEM, is_golden
+from ehr_store.empi.importer import ImportReport, import_residents, read_rows, row_to_patient
 from ehr_store.empi.index import EmpiIndex, LinkRecord, ReviewItem
+from ehr_store.empi.operations import EverythingPage, everything, match, match_bundle, record_patient_ids
 from ehr_store.empi.scoring import Comparison, decide, match_grade, score
 from ehr_store.empi.service import EmpiService, GoldenScore
 
@@ -23,14 +25,23 @@ __all__ = [
     "EmpiService",
     "EmpiSettings",
     "Features",
+    "EverythingPage",
     "GoldenScore",
+    "ImportReport",
     "LinkRecord",
     "MatchRules",
     "ReviewItem",
     "decide",
+    "everything",
     "extract",
+    "import_residents",
     "is_golden",
     "load_rules",
+    "match",
+    "match_bundle",
     "match_grade",
+    "read_rows",
+    "record_patient_ids",
+    "row_to_patient",
     "score",
 ]

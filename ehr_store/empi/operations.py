@@ -20,6 +20,7 @@ from ehr_store.errors import InvalidInput
 from ehr_store.jsonio import loads_resource
 from ehr_store.model import StoredResource
 from ehr_store.repository import ResourceRepository
+from ehr_store.search import get_registry
 
 MATCH_GRADE_URL = "http://hl7.org/fhir/StructureDefinition/match-grade"
 Json = dict[str, Any]
@@ -66,10 +67,19 @@ def match_bundle(results: list[tuple[StoredResource, float, str]], base_url: str
 
 @lru_cache(maxsize=1)
 def compartment() -> dict[str, tuple[str, ...]]:
-    """Patient compartment: resource type → search parameters (FHIR R4B CompartmentDefinition)."""
+    """Patient compartment (FHIR R4B CompartmentDefinition): resource type → search parameters,
+    limited to the types and parameters the store's search registry knows."""
     text = resources.files("ehr_store.search").joinpath("data/compartmentdefinition-patient.json").read_text("utf-8")
-    data = json.loads(text)
-    return {r["code"]: tuple(r["param"]) for r in data["resource"] if r.get("param")}
+    registry = get_registry()
+    result: dict[str, tuple[str, ...]] = {}
+    for entry in json.loads(text)["resource"]:
+        rtype = entry["code"]
+        if not entry.get("param") or not registry.is_known_type(rtype):
+            continue
+        params = tuple(p for p in entry["param"] if rtype == "Patient" or registry.get(rtype, p) is not None)
+        if params:
+            result[rtype] = params
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +128,7 @@ def everything(
     if count < 1 or offset < 0:
         raise InvalidInput("_count must be ≥ 1 and the offset ≥ 0")
     comp = compartment()
-    wanted = sorted(types) if types else sorted(comp)
+    wanted = sorted(set(types) if types else set(comp), key=lambda t: (t != "Patient", t))
     unknown = [t for t in wanted if t not in comp]
     if unknown:
         raise InvalidInput(f"_type names types outside the Patient compartment: {', '.join(unknown)}")
@@ -146,7 +156,7 @@ def _filters(rtype: str, since: datetime | None, start: str | None, end: str | N
     params: list[tuple[str, str]] = []
     if since is not None:
         params.append(("_lastUpdated", f"ge{since.isoformat()}"))
-    if rtype in _DATED:
+    if get_registry().get(rtype, "date") is not None:
         if start:
             params.append(("date", f"ge{start}"))
         if end:
@@ -154,11 +164,6 @@ def _filters(rtype: str, since: datetime | None, start: str | None, end: str | N
     return params
 
 
-_DATED = frozenset({"AllergyIntolerance", "CarePlan", "CareTeam", "ClinicalImpression", "Composition",
-                    "Consent", "DiagnosticReport", "Encounter", "EpisodeOfCare", "FamilyMemberHistory",
-                    "Flag", "Immunization", "List", "Observation", "Procedure", "RiskAssessment",
-                    "SupplyRequest", "MedicationDispense", "MedicationStatement", "DocumentReference"})
-"""Compartment types with a clinical `date` search parameter (FHIR R4B clinical-date)."""
 
 
 def _ids(repo: ResourceRepository, rtype: str, params: list[tuple[str, str]]) -> set[str]:

@@ -178,3 +178,31 @@ def test_unknown_review_decision_refused(decision: str) -> None:
         item = svc.index(uow.resources).reviews()[0]
         with pytest.raises(Exception, match="unknown review decision"):
             svc.decide_review(uow.resources, item.id, decision, by="x")
+
+
+def test_everything_pages_through_the_whole_resident_record() -> None:
+    from ehr_store.empi import everything
+
+    store, svc = MemoryStore(), EmpiService()
+    ingest(store, svc, "a", patient("王晓东", "1990-01-02", mrn="A1"))
+    ingest(store, svc, "b", patient("王小东", "1990-01-02", mrn="B1"))
+    ingest(store, svc, "z", patient("李强", "1950-06-06", phone="13800005555", mrn="Z1"))
+    with store.unit_of_work() as uow:
+        repo = uow.resources
+        for pid in ("a", "b", "z"):
+            for month in (1, 2, 3):
+                repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
+                             "subject": {"reference": f"Patient/{pid}"},
+                             "effectiveDateTime": f"2026-0{month}-01"}, id=f"obs-{pid}-{month}")
+        golden = svc.golden_of(repo, "a")
+        seen: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = everything(svc, repo, "b", count=4, offset=offset)
+            seen += [r.reference for r in page.resources]
+            offset = page.next_offset
+        assert page.total == 9 and len(seen) == 9 == len(set(seen))
+        assert seen[:3] == sorted(["Patient/a", "Patient/b", f"Patient/{golden}"])
+        assert "Observation/obs-z-1" not in seen
+        dated = everything(svc, repo, golden, types=["Observation"], start="2026-02-01", count=50)
+        assert sorted(r.id for r in dated.resources) == ["obs-a-2", "obs-a-3", "obs-b-2", "obs-b-3"]
