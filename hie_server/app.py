@@ -67,7 +67,7 @@ class RequestGuard:
 
 def default_search_catalogue(settings: HieSettings) -> SearchCatalogue:
     """Resource types and search parameters from ehr_store's search registry."""
-    from ehr_store.search.registry import get_registry  # TODO(search): public name
+    from ehr_store.search import get_registry
 
     registry = get_registry(settings.store.default_timezone)
     return SearchCatalogue(frozenset(registry.resource_types), registry.params_for)
@@ -85,12 +85,14 @@ def create_app(
     store: Store,
     *,
     modules: Sequence[FhirModule] = (),
+    root_routers: Sequence[APIRouter] = (),
     search_catalogue: SearchCatalogue | None = None,
 ) -> FastAPI:
     """Build the application around an open store.
 
     `modules` add routers (mounted under the FHIR base, before the generic routes) and
-    operations (listed in the CapabilityStatement). The caller owns `store` and closes it.
+    operations (listed in the CapabilityStatement). `root_routers` are mounted at `/`
+    (e.g. HL7 v2 over HTTP at `/hl7v2`). The caller owns `store` and closes it.
     """
     app = FastAPI(
         title="Qingyuan HIE FHIR R4B API",
@@ -103,6 +105,8 @@ def create_app(
     app.state.capability = CapabilityCache(operations=[op for m in modules for op in m.operations])
     app.state.search_catalogue = search_catalogue or default_search_catalogue(settings)
     install_error_handlers(app)
+    for root_router in root_routers:
+        app.include_router(root_router)
     base = settings.http.base_path.rstrip("/")
     routers = [m.router for m in modules]
     routers += [capability.router, bundle_execute.router, rest_search.router, rest_crud.router]

@@ -3,7 +3,7 @@
 The app holds one `FhirContext` on `app.state.fhir` (set by `create_app`); nothing global.
 Store calls are synchronous, so they run in the thread pool, one unit of work per request.
 
-May import: starlette/fastapi, fhir.resources (type names only), `ehr_store`, `hie_server.*`.
+May import: starlette/fastapi, `ehr_store`, `hie_server.*`.
 """
 
 from __future__ import annotations
@@ -13,21 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from functools import lru_cache
 from typing import Any, TypeVar
 
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.domainresource import DomainResource
-from fhir.resources.R4B.resource import Resource
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ehr_store import InvalidInput, NotFound, Store, StoredResource, UnitOfWork
+from ehr_store import (
+    InvalidInput,
+    NotFound,
+    NotSupported,
+    Store,
+    StoredResource,
+    UnitOfWork,
+    check_resource_type,
+)
+from ehr_store import check_id as store_check_id
 from hie_server.settings import HieSettings
 
 T = TypeVar("T")
 
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 
@@ -64,32 +68,21 @@ def fhir_context(request: Request) -> FhirContext:
     return ctx
 
 
-@lru_cache(maxsize=512)
-def is_resource_type(name: str) -> bool:
-    """Whether `name` is a concrete FHIR R4B resource type (Patient yes, HumanName/Resource no)."""
-    if not name[:1].isupper() or name in ("Resource", "DomainResource"):
-        return False
-    try:
-        model = get_fhir_model_class(name)
-    except (ValueError, ImportError):
-        return False
-    return issubclass(model, Resource | DomainResource)
-
-
 def check_type(resource_type: str) -> str:
     """Return `resource_type` when it is a FHIR R4B resource type.
 
-    Raises: NotFound (404, FHIR R4B http §3.1.0.1.4: unknown type).
+    Raises: NotFound (404, FHIR R4B http §3.1.0.1.4: an unknown type is an unknown endpoint).
     """
-    if not is_resource_type(resource_type):
-        raise NotFound(f"unknown resource type {resource_type!r}", issue_code="not-supported")
+    try:
+        check_resource_type(resource_type)
+    except NotSupported as exc:
+        raise NotFound(exc.diagnostics, issue_code="not-supported") from None
     return resource_type
 
 
 def check_id(id: str) -> str:
     """Return `id` when it is a valid FHIR id. Raises: InvalidInput (FHIR R4B datatypes §2.24.0.1 id)."""
-    if not _ID.match(id):
-        raise InvalidInput(f"{id!r} is not a valid resource id", expression=("id",))
+    store_check_id(id)
     return id
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import uvicorn
+from fastapi import APIRouter
 
 from ehr_store import Store
 from hie_server.app import FhirModule, create_app
@@ -36,9 +37,14 @@ class BackgroundService(Protocol):
     async def stop(self) -> None: ...
 
 
-def uvicorn_config(settings: HieSettings, store: Store, modules: Sequence[FhirModule] = ()) -> uvicorn.Config:
+def uvicorn_config(
+    settings: HieSettings,
+    store: Store,
+    modules: Sequence[FhirModule] = (),
+    root_routers: Sequence[APIRouter] = (),
+) -> uvicorn.Config:
     """The uvicorn configuration for the app on `settings.http.host:port`."""
-    app = create_app(settings, store, modules=modules)
+    app = create_app(settings, store, modules=modules, root_routers=root_routers)
     return uvicorn.Config(
         app,
         host=settings.http.host,
@@ -56,12 +62,15 @@ async def serve(
     *,
     extra_services: Sequence[BackgroundService] = (),
     modules: Sequence[FhirModule] = (),
+    root_routers: Sequence[APIRouter] = (),
 ) -> None:
     """Run the HTTP server and `extra_services` in the current event loop until stopped.
 
+    `modules` and `root_routers` are passed to `create_app` (FHIR operations; `/hl7v2`).
+
     Raises: whatever a service's `start` raises (services already started are stopped first).
     """
-    server = uvicorn.Server(uvicorn_config(settings, store, modules))
+    server = uvicorn.Server(uvicorn_config(settings, store, modules, root_routers))
     started: list[BackgroundService] = []
     try:
         for service in extra_services:
