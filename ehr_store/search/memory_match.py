@@ -60,7 +60,7 @@ def entry_matches(entry: Any, modifier: str | None, value: Value) -> bool:
     if isinstance(value, DateValue) and isinstance(entry, DateEntry):
         return date_matches(entry.start, entry.end, value)
     if isinstance(value, NumberValue | QuantityValue) and isinstance(entry, NumberEntry | QuantityEntry):
-        if not _number(entry.value, value):
+        if not _number(entry.value, entry.low, entry.high, value):
             return False
         if isinstance(value, QuantityValue) and isinstance(entry, QuantityEntry):
             if value.system and entry.system != value.system:
@@ -112,12 +112,12 @@ def date_matches(rs: datetime, re: datetime, value: DateValue) -> bool:
     return rs <= high and re >= low
 
 
-def _number(x: Any, value: NumberValue | QuantityValue) -> bool:
+def _number(x: Any, low: Any, high: Any, value: NumberValue | QuantityValue) -> bool:
     p, prefix = value.value, value.prefix
     if prefix == "eq":
-        return bool(value.low <= x < value.high)
+        return bool(value.low <= low and high <= value.high)
     if prefix == "ne":
-        return not value.low <= x < value.high
+        return not (value.low <= low and high <= value.high)
     if prefix in ("gt", "sa"):
         return bool(x > p)
     if prefix in ("lt", "eb"):

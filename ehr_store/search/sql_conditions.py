@@ -4,7 +4,7 @@ Date semantics compare the resource's range [rs, re] with the value's range [ps,
 eq: rs ≥ ps ∧ re ≤ pe; ne: ¬eq; gt: re > pe; lt: rs < ps; ge: gt ∨ eq; le: lt ∨ eq;
 sa: rs > pe; eb: re < ps; ap: the ranges overlap once the value's range is widened by 10 %
 of its distance from now. Numbers and quantities: eq means the stored value lies in the
-value's implicit range by significant figures ([low, high)); ap within ±10 %.
+value's implicit range by significant figures contains the stored value's range; ap within ±10 %.
 Redundant conjuncts are added where they let an index bound the scan.
 
 May import: sqlalchemy, the standard library, `ehr_store.search.{query,tables,values}`.
@@ -62,7 +62,7 @@ def value_condition(table: sa.Table | Any, kind: str, modifier: str | None, valu
     if isinstance(value, DateValue):
         return date_condition(c.start, c.end, value)
     if isinstance(value, NumberValue | QuantityValue):
-        cond = number_condition(c.value, value)
+        cond = number_condition(c.value, c.low, c.high, value)
         if isinstance(value, QuantityValue):
             if value.system:
                 cond = sa.and_(cond, c.system == value.system)
@@ -159,13 +159,14 @@ def number_window(value: NumberValue | QuantityValue) -> tuple[Decimal, Decimal]
     return min(value.value - spread, value.low), max(value.value + spread, value.high)
 
 
-def number_condition(x: Any, value: NumberValue | QuantityValue) -> Cond:
-    """The prefix comparison of a stored number `x` with the value."""
+def number_condition(x: Any, low: Any, high: Any, value: NumberValue | QuantityValue) -> Cond:
+    """The prefix comparison of a stored number `x` (implicit range [low, high]) with the value:
+    eq when the value's range contains the stored range (`1.5` finds `1.50`, `1.500` does not)."""
     p, prefix = value.value, value.prefix
     if prefix == "eq":
-        return sa.and_(x >= value.low, x < value.high)
+        return sa.and_(x >= value.low, x <= value.high, low >= value.low, high <= value.high)
     if prefix == "ne":
-        return sa.or_(x < value.low, x >= value.high)
+        return sa.or_(low < value.low, high > value.high)
     if prefix in ("gt", "sa"):
         return x > p  # type: ignore[no-any-return]
     if prefix in ("lt", "eb"):
