@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ehr_store import NotFound, NotSupported, ResourceRepository
+from ehr_store import InvalidInput, NotFound, NotSupported, ResourceRepository
 from terminology.canonical import BASE
 
 Json = dict[str, Any]
@@ -177,8 +177,9 @@ def persist(repo: ResourceRepository, log: UnmappedLog) -> int:
 
 
 def current_resources(repo: ResourceRepository, resource_type: str, page: int = 200) -> Iterator[Json]:
-    """Every current (non-deleted) resource of a type, paged through search; through
-    type history when the store has no search yet (FHIR R4B http §3.1.0.4)."""
+    """Every current (non-deleted) resource of a type, paged through search; through type
+    history when the store cannot search that type (`Basic` has no search parameters in
+    the store's registry) (FHIR R4B http §3.1.0.4)."""
     try:
         offset = 0
         while True:
@@ -188,13 +189,13 @@ def current_resources(repo: ResourceRepository, resource_type: str, page: int = 
             if not result.has_more:
                 return
             offset += page
-    except NotSupported:
+    except (NotSupported, InvalidInput):
         pass
     seen: set[str] = set()
     offset = 0
     while True:
         hist = repo.history(resource_type, count=page, offset=offset)
-        ids = [v.id for v in hist.entries if v.id not in seen]
+        ids = [i for i in dict.fromkeys(v.id for v in hist.entries) if i not in seen]
         seen.update(ids)
         current = repo.read_many((resource_type, i) for i in ids)
         for rid in ids:
