@@ -32,12 +32,12 @@ def test_every_lab_and_diagnosis_code_of_the_sample_feed_gets_a_standard_code(
     seen = 0
     for sender, fields in _segments(samples_dir):
         if fields[0] == "OBX":
-            code, display, system = (fields[3].split("^") + ["", ""])[:3]
+            code, display, system = ([*fields[3].split("^"), "", ""])[:3]
             codings = translator.translate_coding(sender, system, code, display)
             assert [c["system"] for c in codings] == [LOINC], (sender, code)
             seen += 1
         elif fields[0] == "DG1":
-            code, display, system = (fields[3].split("^") + ["", ""])[:3]
+            code, display, system = ([*fields[3].split("^"), "", ""])[:3]
             original = source_system(sender, system, code)
             codings = translator.translate_coding(sender, system, code, display)
             if original == ICD10:

@@ -95,7 +95,8 @@ def test_unmapped_codes_persist_and_remap_adds_standard_codings(store: Store) ->
     service.load_conceptmap_csv(
         "QYRMYY",
         HEADER
-        + "L,HGB,血红蛋白,LN,718-7,,equivalent\nL,DX-CHEST,胸部正位片,LN,24648-8,XR Chest PA upright,equivalent\n",
+        + "L,HGB,血红蛋白,LN,718-7,,equivalent\n"
+        + "L,DX-CHEST,胸部正位片,LN,24648-8,XR Chest PA,equivalent\n",
     )
     changed = service.remap("QYRMYY", ["Observation"])
     assert sorted(changed) == ["Observation/o0", "Observation/o1"]
