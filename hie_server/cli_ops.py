@@ -11,6 +11,7 @@ May import: typer, rich, httpx, `ehr_store` and `adapters` (public APIs), `hie_s
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -121,6 +122,20 @@ def send_feed(feed: Path, host: str, mllp_port: int) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
+def facility_registry_env(feed: Path) -> dict[str, str]:
+    """`HIE_INGEST__FACILITIES` registering the feed's senders (from its `facilities.json`).
+
+    Each gets its charset (used when MSH-18 is empty or wrong) and, when its timestamps carry
+    no offset, `assume_offset` +08:00 — what an operator registers for a new clinic.
+    """
+    registry = {
+        f["code"]: {"name": f["name"], "charset": f["charset"],
+                    **({} if f["timestamps_with_zone"] else {"assume_offset": "+08:00"})}
+        for f in json.loads((feed / "facilities.json").read_text(encoding="utf-8"))
+    }
+    return {"HIE_INGEST__FACILITIES": json.dumps(registry, ensure_ascii=False)}
+
+
 def _expected(feed: Path) -> tuple[int, int]:
     rows = [json.loads(line) for line in (feed / "truth.jsonl").read_text(encoding="utf-8").splitlines()]
     accept = sum(1 for r in rows if str(r.get("expect", "accept")).startswith("accept"))
@@ -164,19 +179,19 @@ def demo(
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     console.print(f"database {url}: schema revision {upgrade_schema(url)}")
+    feed = workdir / f"feed-seed{seed}-{residents}"
+    if not (feed / "truth.jsonl").exists():
+        started = time.perf_counter()
+        _print_feed(generate_feed(feed, residents=residents, seed=seed), time.perf_counter() - started)
     base = f"http://{settings.http.host}:{settings.http.port}{settings.http.base_path}"
     server = subprocess.Popen(
         [*HIE, "serve", "--host", settings.http.host, "--port", str(settings.http.port),
          "--mllp-port", str(mllp_port), "--database-url", url],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL, env={**os.environ, **facility_registry_env(feed)},
     )
     try:
         wait_ready(base, server)
         console.print(f"server ready at {base} (MLLP on {settings.http.host}:{mllp_port})")
-        feed = workdir / f"feed-seed{seed}-{residents}"
-        if not (feed / "truth.jsonl").exists():
-            started = time.perf_counter()
-            _print_feed(generate_feed(feed, residents=residents, seed=seed), time.perf_counter() - started)
         status, output = send_feed(feed, settings.http.host, mllp_port)
         console.print(output.strip()[-2000:], markup=False, highlight=False)
         console.print(_summary_table(feed, ack_counts(output), count_resources(base)))
