@@ -27,6 +27,7 @@ from ehr_store.schema import check_schema
 from ehr_store.settings import StoreSettings
 from ehr_store.sql_messages import SqlMessageArchive
 from ehr_store.sql_resources import SqlResourceRepository
+from ehr_store.tables import resource_history_table
 
 __all__ = ["SqlStore", "SqlUnitOfWork", "translate_db_error"]
 
@@ -53,6 +54,7 @@ class SqlUnitOfWork:
         self._write = write
         self._conn: Connection | None = None
         self._index = PendingIndex(store.indexer)
+        self._history: list[dict[str, Any]] = []
         self.resources: ResourceRepository = SqlResourceRepository(self)
         self.messages: MessageArchive = SqlMessageArchive(self)
 
@@ -66,27 +68,38 @@ class SqlUnitOfWork:
             self._conn.begin()
         return self._conn
 
+    def queue_history(self, row: dict[str, Any]) -> None:
+        """Queue a `resource_history` row; written in bulk by `flushed_connection`/commit."""
+        self._history.append(row)
+
+    def flushed_connection(self) -> Connection:
+        """The connection with queued history and index rows written (before reading them)."""
+        conn = self.connection(write=False)
+        if self._history:
+            rows, self._history = self._history, []
+            conn.execute(sa.insert(resource_history_table), rows)
+        self._index.flush(conn)
+        return conn
+
     def index_resource(self, version: StoredResource, doc: Json | None) -> None:
         """Queue the replacement of `version`'s search index rows (removal for a deletion)."""
         self._index.add(version, doc)
 
     def search(self, resource_type: str | None, params: SearchParams, *, strict: bool) -> SearchResult:
         """Run a search in this transaction (see `ResourceRepository.search`)."""
-        conn = self.connection(write=False)
-        self._index.flush(conn)
+        conn = self.flushed_connection()
         return self._store.indexer.search(conn, resource_type, params, strict=strict)
 
     def count(self, resource_type: str | None, params: SearchParams) -> int:
         """Count a search's matches in this transaction."""
-        conn = self.connection(write=False)
-        self._index.flush(conn)
+        conn = self.flushed_connection()
         return self._store.indexer.count(conn, resource_type, params)
 
     def commit(self) -> None:
         """Commit everything written through this unit. Raises: Unavailable, Conflict."""
         if self._conn is not None and self._conn.in_transaction():
             try:
-                self._index.flush(self._conn)
+                self.flushed_connection()
                 self._conn.commit()
             except sa.exc.DBAPIError as exc:
                 raise (translate_db_error(exc) or exc) from exc
@@ -94,6 +107,7 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         """Discard everything written through this unit since the last commit."""
         self._index.clear()
+        self._history.clear()
         if self._conn is not None and self._conn.in_transaction():
             self._conn.rollback()
 

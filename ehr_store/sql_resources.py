@@ -49,7 +49,6 @@ _REPLACE = (
     .values(version_id=sa.bindparam("n_vid"), last_updated=sa.bindparam("n_lu"),
             deleted=sa.bindparam("n_del"), content=sa.bindparam("n_content"))
 )
-_INSERT_HISTORY = sa.insert(H)
 _INSERT_FIRST = {
     "postgresql": postgresql.insert(R).on_conflict_do_nothing(index_elements=["resource_type", "id"])
     .returning(R.c.version_id),
@@ -87,7 +86,7 @@ class SqlResourceRepository(VersionedRepository):
         return None if row is None else _row_to_stored(row)
 
     def _version(self, resource_type: str, id: str, version_id: int) -> StoredResource | None:
-        conn = self._uow.connection(write=False)
+        conn = self._uow.flushed_connection()
         row = conn.execute(_SELECT_VERSION, {"rt": resource_type, "rid": id, "vid": version_id}).first()
         return None if row is None else _row_to_stored(row)
 
@@ -104,7 +103,7 @@ class SqlResourceRepository(VersionedRepository):
         first = {k: v for k, v in row.items() if k != "method"}
         if conn.execute(_INSERT_FIRST[conn.dialect.name], first).first() is None:
             return False
-        conn.execute(_INSERT_HISTORY, row)
+        self._uow.queue_history(row)
         self._uow.index_resource(version, doc)
         return True
 
@@ -116,7 +115,7 @@ class SqlResourceRepository(VersionedRepository):
                   "n_content": row["content"]}
         if conn.execute(_REPLACE, params).rowcount != 1:
             return False
-        conn.execute(_INSERT_HISTORY, row)
+        self._uow.queue_history(row)
         self._uow.index_resource(version, doc)
         return True
 
@@ -153,7 +152,7 @@ class SqlResourceRepository(VersionedRepository):
         """See `ResourceRepository.history` (FHIR R4B http §3.1.0.4 `_since`, `_at`, `_count`)."""
         if resource_type is not None:
             check_resource_type(resource_type)
-        conn = self._uow.connection(write=False)
+        conn = self._uow.flushed_connection()
         where: list[Any] = []
         if resource_type is not None:
             where.append(H.c.resource_type == resource_type)
