@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from pgcluster import ThrowawayCluster, create_database, drop_database  # noqa: E402
+from pgcluster import ThrowawayCluster, create_database, drop_database
 
-from ehr_store import SqlStore, StoreSettings, upgrade_schema  # noqa: E402
+from ehr_store import SqlStore, StoreSettings, upgrade_schema
 
 FAMILIES = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周"]
 GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋"]
