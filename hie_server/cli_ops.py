@@ -26,6 +26,7 @@ from rich.table import Table
 
 from adapters.synth import FeedSummary, generate_feed
 from ehr_store import DomainError
+from ehr_store.empi import EMPI_TAG_SYSTEM
 from hie_server.settings import HieSettings, with_overrides
 
 HIE = [sys.executable, "-c", "from hie_server.cli import main; main()"]
@@ -87,16 +88,19 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes] | None, timeout: 
 
 
 def count_resources(base_url: str, types: tuple[str, ...] = SUMMARY_TYPES) -> dict[str, int]:
-    """`Bundle.total` of `GET {base_url}/{type}?_summary=count` for each type (FHIR R4B §3.1.1.5.7).
+    """`Bundle.total` of `GET {base_url}/{type}?_summary=count` for each type (FHIR R4B §3.1.1.5.7),
+    plus `resident records` (Patients tagged golden by the EMPI).
 
     Types the server does not support (4xx) are left out. Raises: httpx.HTTPError on transport errors.
     """
+    queries: list[tuple[str, str, dict[str, str]]] = [(rtype, rtype, {}) for rtype in types]
+    queries.insert(0, ("resident records", "Patient", {"_tag": f"{EMPI_TAG_SYSTEM}|golden"}))
     counts: dict[str, int] = {}
     with httpx.Client(base_url=base_url, timeout=30.0) as client:
-        for rtype in types:
-            reply = client.get(f"/{rtype}", params={"_summary": "count"})
+        for label, rtype, params in queries:
+            reply = client.get(f"/{rtype}", params={**params, "_summary": "count"})
             if reply.status_code == 200 and isinstance(reply.json().get("total"), int):
-                counts[rtype] = reply.json()["total"]
+                counts[label] = reply.json()["total"]
     return counts
 
 
@@ -146,13 +150,13 @@ def _summary_table(feed: Path, acks: dict[str, int], counts: dict[str, int]) -> 
     accept, reject = _expected(feed)
     residents = sum(1 for _ in (feed / "residents.jsonl").open(encoding="utf-8"))
     table = Table(title="Qingyuan HIE demo: summary", show_header=False)
-    table.add_row("messages sent", str(accept + reject))
+    table.add_row("messages in feed", str(accept + reject))
     table.add_row("accepted (AA/CA)", f"{acks.get('AA', 0) + acks.get('CA', 0)}  (expected {accept})")
     rejected = sum(acks.get(c, 0) for c in ("AE", "AR", "CE", "CR"))
     table.add_row("rejected (AE/AR)", f"{rejected}  (expected {reject})")
     table.add_row("residents in feed", str(residents))
-    for rtype, n in counts.items():
-        table.add_row(rtype, str(n))
+    for label, n in counts.items():
+        table.add_row(label, str(n))
     return table
 
 
@@ -194,9 +198,10 @@ def demo(
         console.print(f"server ready at {base} (MLLP on {settings.http.host}:{mllp_port})")
         status, output = send_feed(feed, settings.http.host, mllp_port)
         console.print(output.strip()[-2000:], markup=False, highlight=False)
-        console.print(_summary_table(feed, ack_counts(output), count_resources(base)))
-        console.print(f"hie send exit status {status} (non-zero because the feed has rejected examples)"
-                      if status else "hie send: every message accepted")
+        acks = ack_counts(output)
+        console.print(_summary_table(feed, acks, count_resources(base)))
+        if not acks:
+            raise RuntimeError(f"hie send failed (exit status {status}) before reporting acknowledgements")
         if exit_after:
             return
         console.print(f"browse {base}/Patient  ·  API docs {base.removesuffix(settings.http.base_path)}/docs"
