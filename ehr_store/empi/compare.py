@@ -16,13 +16,16 @@ from rapidfuzz.fuzz import ratio
 from ehr_store.empi.features import Features
 
 
-def compare_family(a: Features, b: Features) -> str | None:
-    """Surname: `exact` (same characters), `homophone` (same pinyin), else `different`."""
+def compare_family(
+    a: Features, b: Features, *, equivalents: frozenset[tuple[str, str]] = frozenset()
+) -> str | None:
+    """Surname: `exact` (same characters), `homophone` (same pinyin, or a configured
+    equivalent pair such as 黄/王), else `different`."""
     if not a.family or not b.family:
         return None
     if a.family == b.family:
         return "exact"
-    if a.family_py and a.family_py == b.family_py:
+    if (a.family_py and a.family_py == b.family_py) or (a.family, b.family) in equivalents:
         return "homophone"
     return "different"
 

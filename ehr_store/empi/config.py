@@ -82,6 +82,13 @@ class NameRules(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     homophone_min_ratio: float = Field(default=0.5, ge=0, le=1)
+    surname_equivalents: tuple[tuple[str, str], ...] = ()
+    """Surname pairs scored as homophones though their Mandarin pinyin differs (黄/王 in
+    Cantonese-accented speech)."""
+
+    def equivalent_surnames(self) -> frozenset[tuple[str, str]]:
+        """Both orders of every configured pair."""
+        return frozenset(self.surname_equivalents) | frozenset((b, a) for a, b in self.surname_equivalents)
 
 
 FIELD_LEVELS: dict[str, tuple[str, ...]] = {

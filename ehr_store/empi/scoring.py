@@ -50,7 +50,7 @@ def score(a: Features, b: Features, rules: MatchRules) -> Comparison:
     """
     levels: dict[str, str] = {}
     candidates = {
-        "family": compare_family(a, b),
+        "family": compare_family(a, b, equivalents=rules.name.equivalent_surnames()),
         "given": compare_given(a, b, min_ratio=rules.name.homophone_min_ratio),
         "birth_date": compare_birth_date(a.birth_date, b.birth_date),
         "sex": compare_sex(a.sex, b.sex),

@@ -165,10 +165,17 @@ class EmpiService:
         return self._index_for(repo)
 
     def golden_of(self, repo: ResourceRepository, patient_id: str) -> str:
-        """Golden Patient id for a golden or source Patient id. Raises: NotFound."""
+        """Golden Patient id for a golden or source Patient id (a retired golden record leads to
+        its successor through `replaced-by`). Raises: NotFound."""
         doc = self._read(repo, patient_id)
-        if is_golden(doc):
-            return patient_id
+        seen = {patient_id}
+        while is_golden(doc):
+            successor = next(iter(link_targets(doc, "replaced-by")), None)
+            if successor is None or successor in seen:
+                return patient_id
+            patient_id = successor
+            seen.add(patient_id)
+            doc = self._read(repo, patient_id)
         record = self._index_for(repo).get_record(patient_id)
         if record is not None:
             return record.golden_id

@@ -25,6 +25,8 @@ def test_family_levels() -> None:
     assert compare_family(f("张伟"), f("章伟")) == "homophone"
     assert compare_family(f("张伟"), f("李伟")) == "different"
     assert compare_family(Features(), f("张伟")) is None
+    assert compare_family(f("黄伟"), f("王伟")) == "different"
+    assert compare_family(f("黄伟"), f("王伟"), equivalents=frozenset({("黄", "王")})) == "homophone"
 
 
 def test_given_levels_homophone_typo_different() -> None:
