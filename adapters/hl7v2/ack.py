@@ -84,7 +84,7 @@ def build_ack(
         "MSH", enc.msh2, header.receiving_application or application,
         header.receiving_facility or facility, header.sending_application or "",
         header.sending_facility or "", now.strftime("%Y%m%d%H%M%S%z"), "",
-        f"ACK{c}{header.trigger_event or ''}{c}ACK", control_id, header.processing_id or "P", version,
+        f"ACK{c}{header.trigger_event}{c}ACK" if header.trigger_event else "ACK", control_id, header.processing_id or "P", version,
         "", "", "", "", "", charset,
     ]
     segments = [s.join(_esc_msh(msh, enc)).rstrip(s)]
@@ -149,7 +149,7 @@ def read_ack(raw: bytes) -> AckInfo:
     for line in text.replace("\n", "\r").split("\r"):
         f = line.split(enc.field)
         if f[0] == "MSA" and len(f) > 1:
-            code, cid = f[1], (f[2] if len(f) > 2 else None)
+            code, cid = f[1], (unescape(f[2], enc) if len(f) > 2 and f[2] else None)
         elif f[0] == "ERR" and len(f) > 3:
             comps = f[3].split(enc.component)
             text = f[7] if len(f) > 7 else (comps[1] if len(comps) > 1 else "")
