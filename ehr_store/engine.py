@@ -92,6 +92,9 @@ def _postgres_engine(url: URL, settings: StoreSettings) -> Engine:
         max_overflow=settings.max_overflow,
         pool_pre_ping=True,
         pool_recycle=3600,
+        # psycopg prepares repeated statements; generic plans of search queries ignore the
+        # bound values and can be 10x slower (see bench/bench_search.py), so plan each one.
+        connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
     )
 
 
