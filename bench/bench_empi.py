@@ -58,8 +58,10 @@ def view(rng: random.Random, r: Resident, *, noisy: bool) -> dict[str, Any]:
         elif roll < 0.6:
             rid, _ = id_as_sent(rng, r.resident_id, r.birth, "15")
     patient: dict[str, Any] = {
-        "resourceType": "Patient", "name": [{"family": family, "given": [given]}],
-        "gender": "male" if r.sex == "M" else "female", "birthDate": birth.isoformat(),
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": [given]}],
+        "gender": "male" if r.sex == "M" else "female",
+        "birthDate": birth.isoformat(),
         "address": [{"line": [r.village, r.town], "district": r.county}],
         "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": rid}] if rid else [],
     }
@@ -92,8 +94,11 @@ def populate(index: EmpiIndex, rng: random.Random, n: int, keys: Any) -> list[Re
     for i in range(n):
         r = make_resident(rng, f"R{i:07d}", TODAY)
         residents.append(r)
-        feats = extract(view(rng, r, noisy=False) if rng.random() < 0.7 else
-                        {**view(rng, r, noisy=False), "identifier": []})
+        feats = extract(
+            view(rng, r, noisy=False)
+            if rng.random() < 0.7
+            else {**view(rng, r, noisy=False), "identifier": []}
+        )
         index.put_record(r.key, r.key, feats, blocking_keys(feats, keys))
         if (i + 1) % 100_000 == 0:
             print(f"  filed {i + 1:,} residents ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -139,8 +144,10 @@ def main() -> None:
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95) - 1]
     print(f"residents {n:,}  queries {args.queries:,} (half not registered)  backend {args.backend}")
-    print(f"precision {tp / max(tp + fp, 1):.4f}  recall {tp / max(tp + fn, 1):.4f}  (tp {tp}, fp {fp}, fn {fn})")
-    print(f"match latency p50 {statistics.median(latencies):.2f} ms  p95 {p95:.2f} ms  max {latencies[-1]:.2f} ms")
+    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    print(f"precision {precision:.4f}  recall {recall:.4f}  (tp {tp}, fp {fp}, fn {fn})")
+    p50 = statistics.median(latencies)
+    print(f"match latency p50 {p50:.2f} ms  p95 {p95:.2f} ms  max {latencies[-1]:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,10 @@ def import_command(
     database_url: DatabaseUrl = None,
     batch: Annotated[int, typer.Option(min=1, help="Rows per transaction")] = 200,
 ) -> None:
-    """Seed resident records from a population register CSV (身份证号, name, sex, birth date, phone, address)."""
+    """Seed resident records from a population register CSV.
+
+    Columns: 身份证号, name, sex, birth date, phone, address (English or Chinese headers).
+    """
     store = _store(database_url)
     service = EmpiService(load_rules())
     with csv_path.open(encoding="utf-8-sig", newline="") as fh:

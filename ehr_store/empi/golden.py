@@ -52,8 +52,9 @@ def with_link(patient: Json, link_type: str, target_id: str | None, *, replace_t
     if replace_type:
         links = [link for link in links if link.get("type") != link_type]
     ref = f"Patient/{target_id}" if target_id else None
-    if ref and not any(link.get("type") == link_type and link.get("other", {}).get("reference") == ref
-                       for link in links):
+    if ref and not any(
+        link.get("type") == link_type and link.get("other", {}).get("reference") == ref for link in links
+    ):
         links.append({"other": {"reference": ref}, "type": link_type})
     result = {k: v for k, v in patient.items() if k != "link"}
     if links:
@@ -101,8 +102,9 @@ def compose_golden(golden_id: str, sources: Sequence[Json], *, replaces: Sequenc
     if idents:
         golden["identifier"] = idents
     names = [s["name"][0] for s in sources if s.get("name")]
-    best_name = _most_common([{k: v for k, v in n.items() if k in ("use", "text", "family", "given")}
-                              for n in names])
+    best_name = _most_common(
+        [{k: v for k, v in n.items() if k in ("use", "text", "family", "given")} for n in names]
+    )
     if best_name:
         golden["name"] = [best_name]
     phones: list[Json] = []
@@ -137,4 +139,3 @@ def compose_golden(golden_id: str, sources: Sequence[Json], *, replaces: Sequenc
 
 def _ids(sources: Sequence[Json]) -> list[str]:
     return [str(s["id"]) for s in sources if s.get("id")]
-

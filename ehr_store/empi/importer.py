@@ -24,10 +24,24 @@ from ehr_store.repository import Store
 from ehr_store.resident_id import RESIDENT_ID_SYSTEM, parse_resident_id
 
 REGISTER_SYSTEM = "urn:qingyuan-hie:population-register"
-_HEADERS = {"身份证号": "resident_id", "姓名": "name", "性别": "sex", "出生日期": "birth_date",
-            "电话": "phone", "地址": "address"}
-_SEX = {"男": "male", "m": "male", "male": "male", "1": "male",
-        "女": "female", "f": "female", "female": "female", "2": "female"}
+_HEADERS = {
+    "身份证号": "resident_id",
+    "姓名": "name",
+    "性别": "sex",
+    "出生日期": "birth_date",
+    "电话": "phone",
+    "地址": "address",
+}
+_SEX = {
+    "男": "male",
+    "m": "male",
+    "male": "male",
+    "1": "male",
+    "女": "female",
+    "f": "female",
+    "female": "female",
+    "2": "female",
+}
 _TOWN = re.compile(r"([^省市区县]{1,12}?(?:镇|乡|街道))")
 _VILLAGE = re.compile(r"(?:镇|乡|街道)([^镇乡]{1,12}?(?:村|社区|居委会))")
 
@@ -57,9 +71,13 @@ def row_to_patient(row: dict[str, str]) -> dict[str, Any]:
     sex = _SEX.get(row.get("sex", "").lower(), rid.sex)
     patient: dict[str, Any] = {
         "resourceType": "Patient",
-        "identifier": [{"system": REGISTER_SYSTEM, "value": rid.value},
-                       {"system": RESIDENT_ID_SYSTEM, "value": rid.value}],
-        "name": [{"use": "official", "text": name, "family": name[:1], "given": [name[1:]] if name[1:] else []}],
+        "identifier": [
+            {"system": REGISTER_SYSTEM, "value": rid.value},
+            {"system": RESIDENT_ID_SYSTEM, "value": rid.value},
+        ],
+        "name": [
+            {"use": "official", "text": name, "family": name[:1], "given": [name[1:]] if name[1:] else []}
+        ],
         "gender": sex,
         "birthDate": birth or (rid.birth_date.isoformat() if rid.birth_date else None),
     }
@@ -80,8 +98,12 @@ def read_rows(stream: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def import_residents(
-    store: Store, service: EmpiService, rows: Iterable[tuple[int, dict[str, str]]], *,
-    batch: int = 200, progress: Callable[[int], None] | None = None,
+    store: Store,
+    service: EmpiService,
+    rows: Iterable[tuple[int, dict[str, str]]],
+    *,
+    batch: int = 200,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import register rows in units of work of `batch` rows (each committed on its own).
 

@@ -97,12 +97,21 @@ class EmpiIndex(Protocol):
         ...
 
     def add_review(
-        self, source_id: str, golden_id: str, *, score: float, rule: str, details: dict[str, Any], at: datetime
+        self,
+        source_id: str,
+        golden_id: str,
+        *,
+        score: float,
+        rule: str,
+        details: dict[str, Any],
+        at: datetime,
     ) -> ReviewItem:
         """Queue a possible match (status `open`)."""
         ...
 
-    def reviews(self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0) -> list[ReviewItem]:
+    def reviews(
+        self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0
+    ) -> list[ReviewItem]:
         """Review items, oldest first."""
         ...
 

@@ -14,6 +14,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import datetime
 from typing import Any
 
@@ -112,28 +113,40 @@ class MemoryEmpiIndex:
             for n, link in enumerate(self._s.links):
                 if link.source_id == source_id and link.undone_at is None:
                     self._s.links[n] = replace(link, undone_at=at, undone_by=by)
-                    self._undo.append(lambda n=n, link=link: self._s.links.__setitem__(n, link))
+                    self._undo.append(partial(self._s.links.__setitem__, n, link))
                     changed += 1
             return changed
 
     def links(self, *, source_id: str | None = None, golden_id: str | None = None) -> list[LinkRecord]:
         return [
-            link for link in list(self._s.links)
+            link
+            for link in list(self._s.links)
             if (source_id is None or link.source_id == source_id)
             and (golden_id is None or link.golden_id == golden_id)
         ]
 
     # -- review queue -------------------------------------------------------------------------
     def add_review(
-        self, source_id: str, golden_id: str, *, score: float, rule: str, details: dict[str, Any], at: datetime
+        self,
+        source_id: str,
+        golden_id: str,
+        *,
+        score: float,
+        rule: str,
+        details: dict[str, Any],
+        at: datetime,
     ) -> ReviewItem:
         with self._s.lock:
-            item = ReviewItem(len(self._s.reviews) + 1, source_id, golden_id, score, rule, details, "open", at)
+            item = ReviewItem(
+                len(self._s.reviews) + 1, source_id, golden_id, score, rule, details, "open", at
+            )
             self._s.reviews.append(item)
             self._undo.append(lambda: self._s.reviews.remove(item))
             return item
 
-    def reviews(self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0) -> list[ReviewItem]:
+    def reviews(
+        self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0
+    ) -> list[ReviewItem]:
         items = [r for r in list(self._s.reviews) if status is None or r.status == status]
         return items[offset : offset + limit]
 
@@ -145,4 +158,4 @@ class MemoryEmpiIndex:
             for n, item in enumerate(self._s.reviews):
                 if item.id == review_id:
                     self._s.reviews[n] = replace(item, status=status, resolved_at=at, resolved_by=by)
-                    self._undo.append(lambda n=n, item=item: self._s.reviews.__setitem__(n, item))
+                    self._undo.append(partial(self._s.reviews.__setitem__, n, item))

@@ -27,7 +27,12 @@ Json = dict[str, Any]
 
 
 def match(
-    service: EmpiService, repo: ResourceRepository, patient: Json, *, only_certain: bool = False, count: int = 10,
+    service: EmpiService,
+    repo: ResourceRepository,
+    patient: Json,
+    *,
+    only_certain: bool = False,
+    count: int = 10,
 ) -> list[tuple[StoredResource, float, str]]:
     """Patient/$match (FHIR R4B Patient-match): resident records resembling `patient`.
 
@@ -41,8 +46,10 @@ def match(
     if count < 1:
         raise InvalidInput("count must be at least 1", expression=("Parameters.parameter.count",))
     ranked = service.rank(service.index(repo), extract(patient))
-    rows = [(e.golden_id, normalised_score(e.comparison, service.rules), match_grade(e.comparison, service.rules))
-            for e in ranked]
+    rows = [
+        (e.golden_id, normalised_score(e.comparison, service.rules), match_grade(e.comparison, service.rules))
+        for e in ranked
+    ]
     rows = [r for r in rows if r[2] != "certainly-not"]
     if only_certain:
         rows = [r for r in rows if r[2] == "certain"]
@@ -56,12 +63,17 @@ def match_bundle(results: list[tuple[StoredResource, float, str]], base_url: str
     """Bundle (searchset) of $match results with `search.score` and the match-grade extension."""
     entries = []
     for stored, score, grade in results:
-        entries.append({
-            "fullUrl": f"{base_url.rstrip('/')}/Patient/{stored.id}",
-            "resource": loads_resource(stored.content),
-            "search": {"mode": "match", "score": score,
-                       "extension": [{"url": MATCH_GRADE_URL, "valueCode": grade}]},
-        })
+        entries.append(
+            {
+                "fullUrl": f"{base_url.rstrip('/')}/Patient/{stored.id}",
+                "resource": loads_resource(stored.content),
+                "search": {
+                    "mode": "match",
+                    "score": score,
+                    "extension": [{"url": MATCH_GRADE_URL, "valueCode": grade}],
+                },
+            }
+        )
     return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
 
 
@@ -69,7 +81,11 @@ def match_bundle(results: list[tuple[StoredResource, float, str]], base_url: str
 def compartment() -> dict[str, tuple[str, ...]]:
     """Patient compartment (FHIR R4B CompartmentDefinition): resource type → search parameters,
     limited to the types and parameters the store's search registry knows."""
-    text = resources.files("ehr_store.search").joinpath("data/compartmentdefinition-patient.json").read_text("utf-8")
+    text = (
+        resources.files("ehr_store.search")
+        .joinpath("data/compartmentdefinition-patient.json")
+        .read_text("utf-8")
+    )
     registry = get_registry()
     result: dict[str, tuple[str, ...]] = {}
     for entry in json.loads(text)["resource"]:
@@ -113,9 +129,16 @@ def record_patient_ids(service: EmpiService, repo: ResourceRepository, patient_i
 
 
 def everything(
-    service: EmpiService, repo: ResourceRepository, patient_id: str, *,
-    since: datetime | None = None, types: list[str] | None = None,
-    start: str | None = None, end: str | None = None, count: int = 50, offset: int = 0,
+    service: EmpiService,
+    repo: ResourceRepository,
+    patient_id: str,
+    *,
+    since: datetime | None = None,
+    types: list[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    count: int = 50,
+    offset: int = 0,
 ) -> EverythingPage:
     """Patient/{id}/$everything on a golden or source Patient (FHIR R4B Patient-everything):
     the Patients of the resident and every Patient-compartment resource of any of them.
@@ -162,8 +185,6 @@ def _filters(rtype: str, since: datetime | None, start: str | None, end: str | N
         if end:
             params.append(("date", f"le{end}"))
     return params
-
-
 
 
 def _ids(repo: ResourceRepository, rtype: str, params: list[tuple[str, str]]) -> set[str]:

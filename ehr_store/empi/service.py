@@ -92,8 +92,9 @@ class EmpiService:
         for entry in best.values():
             if entry.golden_id in conflicted and entry.rule != "resident_id":
                 decision = "review" if entry.comparison.score >= self.rules.thresholds.lower else "separate"
-                entry = GoldenScore(entry.golden_id, entry.comparison, decision, "resident_id_conflict",
-                                    entry.best_source_id)
+                entry = GoldenScore(
+                    entry.golden_id, entry.comparison, decision, "resident_id_conflict", entry.best_source_id
+                )
             ranked.append(entry)
         ranked.sort(key=lambda e: (e.rule != "resident_id", -e.comparison.score, e.golden_id))
         return ranked
@@ -127,16 +128,33 @@ class EmpiService:
         now = self._clock()
         if top is not None and top.decision == "link":
             index.put_record(stored_patient.id, top.golden_id, features, keys)
-            index.add_link(stored_patient.id, top.golden_id, score=top.comparison.score, rule=top.rule,
-                           at=now, by=SYSTEM_ACTOR)
+            index.add_link(
+                stored_patient.id,
+                top.golden_id,
+                score=top.comparison.score,
+                rule=top.rule,
+                at=now,
+                by=SYSTEM_ACTOR,
+            )
             self._set_refer(repo, stored_patient.id, top.golden_id, doc)
             self.refresh_golden(repo, index, top.golden_id)
             return
-        golden_id = self._new_golden(repo, index, stored_patient.id, features, keys, doc, rule="new", by=SYSTEM_ACTOR)
+        golden_id = self._new_golden(
+            repo, index, stored_patient.id, features, keys, doc, rule="new", by=SYSTEM_ACTOR
+        )
         for entry in [e for e in ranked if e.decision == "review"][: self.rules.rules.review_top]:
-            index.add_review(stored_patient.id, entry.golden_id, score=entry.comparison.score, rule=entry.rule,
-                             details={"levels": entry.comparison.levels, "new_golden_id": golden_id,
-                                      "candidate_source_id": entry.best_source_id}, at=now)
+            index.add_review(
+                stored_patient.id,
+                entry.golden_id,
+                score=entry.comparison.score,
+                rule=entry.rule,
+                details={
+                    "levels": entry.comparison.levels,
+                    "new_golden_id": golden_id,
+                    "candidate_source_id": entry.best_source_id,
+                },
+                at=now,
+            )
 
     def on_merge(self, repo: ResourceRepository, survivor: StoredResource, merged: StoredResource) -> None:
         """ADT^A40 within a facility: `merged` (MRG-1) is folded into `survivor` (PID-3).
@@ -225,8 +243,15 @@ class EmpiService:
         return dst_golden
 
     def move_source(
-        self, repo: ResourceRepository, index: EmpiIndex, source_id: str, golden_id: str,
-        *, score: float | None, rule: str, by: str,
+        self,
+        repo: ResourceRepository,
+        index: EmpiIndex,
+        source_id: str,
+        golden_id: str,
+        *,
+        score: float | None,
+        rule: str,
+        by: str,
     ) -> None:
         """Re-point one source at `golden_id`: link history, `refer` link, both golden records."""
         record = self._record(index, source_id)
@@ -252,8 +277,9 @@ class EmpiService:
         if item.status != "open":
             raise InvalidInput(f"review item {review_id} is already {item.status}")
         if decision == "link":
-            self.move_source(repo, index, item.source_id, item.golden_id, score=item.score,
-                             rule="review", by=by)
+            self.move_source(
+                repo, index, item.source_id, item.golden_id, score=item.score, rule="review", by=by
+            )
             index.resolve_review(review_id, status="linked", at=self._clock(), by=by)
         elif decision == "separate":
             index.resolve_review(review_id, status="separated", at=self._clock(), by=by)
@@ -268,8 +294,10 @@ class EmpiService:
         Left without sources, it is retired: `active=false`, `link replaced-by → successor`."""
         sources = index.sources_of(golden_id)
         found = repo.read_many(("Patient", s) for s in sources)
-        docs = sorted((loads_resource(found[("Patient", s)].content) for s in sources if ("Patient", s) in found),
-                      key=lambda d: (d.get("meta", {}).get("lastUpdated", ""), d.get("id", "")))
+        docs = sorted(
+            (loads_resource(found[("Patient", s)].content) for s in sources if ("Patient", s) in found),
+            key=lambda d: (d.get("meta", {}).get("lastUpdated", ""), d.get("id", "")),
+        )
         current = repo.read_many([("Patient", golden_id)]).get(("Patient", golden_id))
         previous = loads_resource(current.content) if current is not None else {}
         golden = compose_golden(golden_id, docs, replaces=link_targets(previous, "replaces"))
@@ -278,12 +306,22 @@ class EmpiService:
             golden = with_link(golden, "replaced-by", keep_to, replace_type=True)
             if successor:
                 succ = self._read(repo, successor)
-                self._update_if_changed(repo, successor, with_link(succ, "replaces", golden_id, replace_type=False))
+                self._update_if_changed(
+                    repo, successor, with_link(succ, "replaces", golden_id, replace_type=False)
+                )
         self._update_if_changed(repo, golden_id, golden, current=previous)
 
     def _new_golden(
-        self, repo: ResourceRepository, index: EmpiIndex, source_id: str, features: Features,
-        keys: list[str], doc: Json, *, rule: str, by: str,
+        self,
+        repo: ResourceRepository,
+        index: EmpiIndex,
+        source_id: str,
+        features: Features,
+        keys: list[str],
+        doc: Json,
+        *,
+        rule: str,
+        by: str,
     ) -> str:
         golden_id = str(uuid.uuid4())
         now = self._clock()
@@ -295,9 +333,13 @@ class EmpiService:
         return golden_id
 
     def _set_refer(self, repo: ResourceRepository, source_id: str, golden_id: str, doc: Json) -> None:
-        self._update_if_changed(repo, source_id, with_link(doc, "refer", golden_id, replace_type=True), current=doc)
+        self._update_if_changed(
+            repo, source_id, with_link(doc, "refer", golden_id, replace_type=True), current=doc
+        )
 
-    def _update_if_changed(self, repo: ResourceRepository, id: str, doc: Json, *, current: Json | None = None) -> None:
+    def _update_if_changed(
+        self, repo: ResourceRepository, id: str, doc: Json, *, current: Json | None = None
+    ) -> None:
         if current is not None and _strip_meta(current) == _strip_meta(doc):
             return
         body = {k: v for k, v in doc.items() if k != "meta"}

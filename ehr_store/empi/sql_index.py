@@ -35,13 +35,32 @@ def _features(text: str) -> Features:
 
 
 def _link(row: Any) -> LinkRecord:
-    return LinkRecord(row.id, row.source_id, row.golden_id, row.score, row.rule, row.created_at,
-                      row.created_by, row.undone_at, row.undone_by)
+    return LinkRecord(
+        row.id,
+        row.source_id,
+        row.golden_id,
+        row.score,
+        row.rule,
+        row.created_at,
+        row.created_by,
+        row.undone_at,
+        row.undone_by,
+    )
 
 
 def _review(row: Any) -> ReviewItem:
-    return ReviewItem(row.id, row.source_id, row.golden_id, row.score, row.rule, orjson.loads(row.details),
-                      row.status, row.created_at, row.resolved_at, row.resolved_by)
+    return ReviewItem(
+        row.id,
+        row.source_id,
+        row.golden_id,
+        row.score,
+        row.rule,
+        orjson.loads(row.details),
+        row.status,
+        row.created_at,
+        row.resolved_at,
+        row.resolved_by,
+    )
 
 
 class SqlEmpiIndex:
@@ -61,18 +80,27 @@ class SqlEmpiIndex:
         conn = self._conn(write=True)
         payload = orjson.dumps(features.to_json()).decode()
         now = datetime.now(UTC)
-        done = conn.execute(sa.update(R).where(R.c.source_id == source_id).values(
-            golden_id=golden_id, features=payload, updated_at=now)).rowcount
+        done = conn.execute(
+            sa.update(R)
+            .where(R.c.source_id == source_id)
+            .values(golden_id=golden_id, features=payload, updated_at=now)
+        ).rowcount
         if not done:
-            conn.execute(sa.insert(R).values(source_id=source_id, golden_id=golden_id, features=payload,
-                                             updated_at=now))
+            conn.execute(
+                sa.insert(R).values(
+                    source_id=source_id, golden_id=golden_id, features=payload, updated_at=now
+                )
+            )
         conn.execute(sa.delete(B).where(B.c.source_id == source_id))
         if keys:
             conn.execute(sa.insert(B), [{"key": k, "source_id": source_id} for k in dict.fromkeys(keys)])
 
     def set_golden(self, source_id: str, golden_id: str) -> None:
-        stmt = sa.update(R).where(R.c.source_id == source_id).values(golden_id=golden_id,
-                                                                     updated_at=datetime.now(UTC))
+        stmt = (
+            sa.update(R)
+            .where(R.c.source_id == source_id)
+            .values(golden_id=golden_id, updated_at=datetime.now(UTC))
+        )
         if not self._conn(write=True).execute(stmt).rowcount:
             raise KeyError(source_id)
 
@@ -98,14 +126,23 @@ class SqlEmpiIndex:
     def add_link(
         self, source_id: str, golden_id: str, *, score: float | None, rule: str, at: datetime, by: str
     ) -> LinkRecord:
-        values = {"source_id": source_id, "golden_id": golden_id, "score": score, "rule": rule,
-                  "created_at": at, "created_by": by}
+        values = {
+            "source_id": source_id,
+            "golden_id": golden_id,
+            "score": score,
+            "rule": rule,
+            "created_at": at,
+            "created_by": by,
+        }
         new_id = self._conn(write=True).execute(sa.insert(L).values(**values).returning(L.c.id)).scalar_one()
         return LinkRecord(int(new_id), source_id, golden_id, score, rule, at, by)
 
     def undo_links(self, source_id: str, *, at: datetime, by: str) -> int:
-        stmt = (sa.update(L).where(L.c.source_id == source_id, L.c.undone_at.is_(None))
-                .values(undone_at=at, undone_by=by))
+        stmt = (
+            sa.update(L)
+            .where(L.c.source_id == source_id, L.c.undone_at.is_(None))
+            .values(undone_at=at, undone_by=by)
+        )
         return int(self._conn(write=True).execute(stmt).rowcount)
 
     def links(self, *, source_id: str | None = None, golden_id: str | None = None) -> list[LinkRecord]:
@@ -117,14 +154,30 @@ class SqlEmpiIndex:
         return [_link(r) for r in self._conn().execute(stmt)]
 
     def add_review(
-        self, source_id: str, golden_id: str, *, score: float, rule: str, details: dict[str, Any], at: datetime
+        self,
+        source_id: str,
+        golden_id: str,
+        *,
+        score: float,
+        rule: str,
+        details: dict[str, Any],
+        at: datetime,
     ) -> ReviewItem:
-        values = {"source_id": source_id, "golden_id": golden_id, "score": score, "rule": rule,
-                  "details": orjson.dumps(details).decode(), "status": "open", "created_at": at}
+        values = {
+            "source_id": source_id,
+            "golden_id": golden_id,
+            "score": score,
+            "rule": rule,
+            "details": orjson.dumps(details).decode(),
+            "status": "open",
+            "created_at": at,
+        }
         new_id = self._conn(write=True).execute(sa.insert(Q).values(**values).returning(Q.c.id)).scalar_one()
         return ReviewItem(int(new_id), source_id, golden_id, score, rule, details, "open", at)
 
-    def reviews(self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0) -> list[ReviewItem]:
+    def reviews(
+        self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0
+    ) -> list[ReviewItem]:
         stmt = sa.select(Q).order_by(Q.c.id).limit(limit).offset(offset)
         if status is not None:
             stmt = stmt.where(Q.c.status == status)

@@ -54,14 +54,18 @@ def _reference_id(params: Json, name: str) -> str:
     param = _parameter(params, name) or {}
     ref = str(param.get("valueReference", {}).get("reference", ""))
     if not ref.startswith("Patient/"):
-        raise InvalidInput(f"parameter {name} must be a Reference to a Patient",
-                           expression=(f"Parameters.parameter.where(name='{name}')",))
+        raise InvalidInput(
+            f"parameter {name} must be a Reference to a Patient",
+            expression=(f"Parameters.parameter.where(name='{name}')",),
+        )
     return check_id(ref.split("/", 1)[1])
 
 
 def _result(golden_id: str) -> Json:
-    return {"resourceType": "Parameters", "parameter": [
-        {"name": "result", "valueReference": {"reference": f"Patient/{golden_id}"}}]}
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "result", "valueReference": {"reference": f"Patient/{golden_id}"}}],
+    }
 
 
 def _actor(request: Request) -> str:
@@ -77,8 +81,10 @@ def build_router(service: EmpiService) -> APIRouter:
         params = await _parameters(request, ctx)
         resource = (_parameter(params, "resource") or {}).get("resource")
         if not isinstance(resource, dict):
-            raise InvalidInput("parameter resource (a Patient) is required",
-                               expression=("Parameters.parameter.where(name='resource')",))
+            raise InvalidInput(
+                "parameter resource (a Patient) is required",
+                expression=("Parameters.parameter.where(name='resource')",),
+            )
         only = bool((_parameter(params, "onlyCertainMatches") or {}).get("valueBoolean", False))
         count = int((_parameter(params, "count") or {}).get("valueInteger", 10))
         base = ctx.base_url(request)
@@ -100,11 +106,21 @@ def build_router(service: EmpiService) -> APIRouter:
         base = ctx.base_url(request)
 
         def work(uow: UnitOfWork) -> bytes:
-            page = everything(service, uow.resources, id, since=since, types=types, start=q.get("start"),
-                              end=q.get("end"), count=count, offset=offset)
+            page = everything(
+                service,
+                uow.resources,
+                id,
+                since=since,
+                types=types,
+                start=q.get("start"),
+                end=q.get("end"),
+                count=count,
+                offset=offset,
+            )
             kept = [(k, v) for k, v in q.multi_items() if k not in ("_count", "_offset")]
-            links = paging_links(base, f"Patient/{id}/$everything", kept, count, offset,
-                                 page.next_offset is not None)
+            links = paging_links(
+                base, f"Patient/{id}/$everything", kept, count, offset, page.next_offset is not None
+            )
             return searchset(base, page.resources, [], links=links, total=page.total)
 
         return fhir_response(request, await ctx.run(work, commit=False))

@@ -90,5 +90,6 @@ def read_feed(name: str = "feed-small") -> Iterator[FeedRecord]:
                 continue
             mrn = pid.split("|")[3].split("~")[0].split("^")[0]
             merged = mrg.split("|")[1].split("^")[0] if mrg else None
-            yield FeedRecord(t["facility"], mrn, t["person"], t["type"], merged,
-                             patient_from_pid(pid, t["facility"]))
+            yield FeedRecord(
+                t["facility"], mrn, t["person"], t["type"], merged, patient_from_pid(pid, t["facility"])
+            )

@@ -16,8 +16,9 @@ from ehr_store.resident_id import RESIDENT_ID_SYSTEM
 
 
 def f(name: str, **kw: object) -> Features:
-    return Features(family=name[:1], given=name[1:], family_py=pinyin(name[:1]), given_py=pinyin(name[1:]),
-                    **kw)  # type: ignore[arg-type]
+    return Features(
+        family=name[:1], given=name[1:], family_py=pinyin(name[:1]), given_py=pinyin(name[1:]), **kw
+    )  # type: ignore[arg-type]
 
 
 def test_family_levels() -> None:
@@ -75,10 +76,13 @@ def test_address_levels() -> None:
 def test_extract_from_patient() -> None:
     patient = {
         "resourceType": "Patient",
-        "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": "44180219360412071x"},
-                       {"system": RESIDENT_ID_SYSTEM, "value": "441802193604120710"}],
+        "identifier": [
+            {"system": RESIDENT_ID_SYSTEM, "value": "44180219360412071x"},
+            {"system": RESIDENT_ID_SYSTEM, "value": "441802193604120710"},
+        ],
         "name": [{"family": "周", "given": ["燕雨"]}],
-        "gender": "male", "birthDate": "1936-04-12",
+        "gender": "male",
+        "birthDate": "1936-04-12",
         "telecom": [{"system": "phone", "value": "+86 13889998797"}],
         "address": [{"line": ["大围村", "石角镇"], "city": "清城区", "district": "441802"}],
     }
@@ -92,8 +96,14 @@ def test_extract_from_patient() -> None:
 
 
 def test_blocking_keys_share_homophones() -> None:
-    names = ("resident_id", "phone", "family_birth_date", "given_birth_date", "name_birth_year",
-             "family_birth_month_county")
+    names = (
+        "resident_id",
+        "phone",
+        "family_birth_date",
+        "given_birth_date",
+        "name_birth_year",
+        "family_birth_month_county",
+    )
     a = blocking_keys(f("王晓东", birth_date="1990-01-02", county="441802"), names)  # type: ignore[arg-type]
     b = blocking_keys(f("王小东", birth_date="1990-01-02", county="441802"), names)  # type: ignore[arg-type]
     assert a == b

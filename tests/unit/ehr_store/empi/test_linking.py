@@ -23,12 +23,21 @@ def rid(first17: str) -> str:
     return first17 + check_character(first17)
 
 
-def patient(name: str, birth: str, sex: str = "male", phone: str | None = "13800001234",
-            village: str = "东围村", resident_id: str | None = None, mrn: str = "1") -> dict[str, Any]:
+def patient(
+    name: str,
+    birth: str,
+    sex: str = "male",
+    phone: str | None = "13800001234",
+    village: str = "东围村",
+    resident_id: str | None = None,
+    mrn: str = "1",
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "resourceType": "Patient",
         "identifier": [{"system": "urn:qingyuan-hie:mrn:TEST", "value": mrn}],
-        "name": [{"family": name[:1], "given": [name[1:]]}], "birthDate": birth, "gender": sex,
+        "name": [{"family": name[:1], "given": [name[1:]]}],
+        "birthDate": birth,
+        "gender": sex,
         "address": [{"line": [village, "石角镇"], "district": "441802"}],
     }
     if phone:
@@ -82,8 +91,15 @@ def test_wrong_link_is_undone_without_losing_anything() -> None:
     golden = refer(store, "a")
     assert refer(store, "b") == golden
     with store.unit_of_work() as uow:
-        uow.resources.create({"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
-                              "subject": {"reference": "Patient/b"}}, id="obs-b")
+        uow.resources.create(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "bp"},
+                "subject": {"reference": "Patient/b"},
+            },
+            id="obs-b",
+        )
         new = svc.unlink(uow.resources, "b", by="reviewer")
         uow.commit()
     assert new != golden and refer(store, "b") == new and refer(store, "a") == golden
@@ -132,8 +148,9 @@ def test_match_bundle_grades() -> None:
     r1 = rid("44180219900102123")
     ingest(store, svc, "a", patient("王晓东", "1990-01-02", resident_id=r1))
     with store.unit_of_work() as uow:
-        certain = match(svc, uow.resources, patient("李强", "1990-01-02", phone=None, resident_id=r1),
-                        only_certain=True)
+        certain = match(
+            svc, uow.resources, patient("李强", "1990-01-02", phone=None, resident_id=r1), only_certain=True
+        )
         assert [g for _, _, g in certain] == ["certain"]
         bundle = match_bundle(match(svc, uow.resources, patient("王小东", "1990-01-02")), "http://x/fhir")
     entry = bundle["entry"][0]
@@ -162,7 +179,11 @@ def test_sample_feed_precision_and_recall() -> None:
         if rec.merged_mrn:
             with store.unit_of_work() as uow:
                 repo = uow.resources
-                svc.on_merge(repo, repo.read("Patient", pid), repo.read("Patient", f"{rec.facility}-{rec.merged_mrn}".lower()))
+                svc.on_merge(
+                    repo,
+                    repo.read("Patient", pid),
+                    repo.read("Patient", f"{rec.facility}-{rec.merged_mrn}".lower()),
+                )
                 uow.commit()
     precision, recall = pairwise(store, truth)
     assert len(set(truth.values())) == 60 or len(truth) > 60
@@ -191,9 +212,16 @@ def test_everything_pages_through_the_whole_resident_record() -> None:
         repo = uow.resources
         for pid in ("a", "b", "z"):
             for month in (1, 2, 3):
-                repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
-                             "subject": {"reference": f"Patient/{pid}"},
-                             "effectiveDateTime": f"2026-0{month}-01"}, id=f"obs-{pid}-{month}")
+                repo.create(
+                    {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"text": "bp"},
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "effectiveDateTime": f"2026-0{month}-01",
+                    },
+                    id=f"obs-{pid}-{month}",
+                )
         golden = svc.golden_of(repo, "a")
         seen: list[str] = []
         offset: int | None = 0

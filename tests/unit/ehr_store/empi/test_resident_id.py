@@ -7,10 +7,24 @@ from hypothesis import strategies as st
 
 from ehr_store.resident_id import check_character, is_valid_resident_id, parse_resident_id
 
-AREAS = st.sampled_from(["441802", "441803", "441821", "441823", "441825", "441826", "441881", "441882",
-                         "441827", "440000", "110101"])  # 441827 清新县: historic code (2012 → 441803)
-DATES = st.dates(min_value=__import__("datetime").date(1900, 1, 1),
-                 max_value=__import__("datetime").date(2026, 12, 31))
+AREAS = st.sampled_from(
+    [
+        "441802",
+        "441803",
+        "441821",
+        "441823",
+        "441825",
+        "441826",
+        "441881",
+        "441882",
+        "441827",
+        "440000",
+        "110101",
+    ]
+)  # 441827 清新县: historic code (2012 → 441803)
+DATES = st.dates(
+    min_value=__import__("datetime").date(1900, 1, 1), max_value=__import__("datetime").date(2026, 12, 31)
+)
 SEQ = st.integers(min_value=0, max_value=999)
 
 
@@ -42,8 +56,13 @@ def test_lowercase_x_and_spaces_accepted(area: str, born: object, seq: int) -> N
     assert is_valid_resident_id(value.lower())
 
 
-@given(AREAS, st.dates(min_value=__import__("datetime").date(1900, 1, 1),
-                       max_value=__import__("datetime").date(1999, 12, 31)), SEQ)
+@given(
+    AREAS,
+    st.dates(
+        min_value=__import__("datetime").date(1900, 1, 1), max_value=__import__("datetime").date(1999, 12, 31)
+    ),
+    SEQ,
+)
 def test_fifteen_digit_numbers_upgrade_to_eighteen(area: str, born: object, seq: int) -> None:
     legacy = f"{area}{born:%y%m%d}{seq:03d}"  # type: ignore[str-format]
     rid = parse_resident_id(legacy)

@@ -21,22 +21,38 @@ def client_with_patients() -> tuple[TestClient, EmpiService, MemoryStore]:
     store, svc = MemoryStore(StoreSettings(database_url="memory://")), EmpiService()
     with store.unit_of_work() as uow:
         for pid, name in (("a", "王晓东"), ("b", "王小东"), ("z", "李强")):
-            doc = patient(name, "1990-01-02" if pid != "z" else "1950-06-06",
-                          phone="13800001234" if pid != "z" else "13800005555", mrn=pid.upper())
+            doc = patient(
+                name,
+                "1990-01-02" if pid != "z" else "1950-06-06",
+                phone="13800001234" if pid != "z" else "13800005555",
+                mrn=pid.upper(),
+            )
             stored, _ = uow.resources.update("Patient", pid, {**doc, "id": pid})
             svc.on_source_patient(uow.resources, stored)
             for n in range(3):
-                uow.resources.create({"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
-                                      "subject": {"reference": f"Patient/{pid}"}}, id=f"obs-{pid}-{n}")
+                uow.resources.create(
+                    {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"text": "bp"},
+                        "subject": {"reference": f"Patient/{pid}"},
+                    },
+                    id=f"obs-{pid}-{n}",
+                )
         uow.commit()
     settings = HieSettings(store=StoreSettings(database_url="memory://"))
     return TestClient(create_app(settings, store, modules=[empi_module(svc)])), svc, store
 
 
 def test_match_everything_unlink_merge() -> None:
-    client, svc, store = client_with_patients()
-    params: dict[str, Any] = {"resourceType": "Parameters", "parameter": [
-        {"name": "resource", "resource": patient("王晓东", "1990-01-02")}, {"name": "count", "valueInteger": 5}]}
+    client, _svc, _store = client_with_patients()
+    params: dict[str, Any] = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": patient("王晓东", "1990-01-02")},
+            {"name": "count", "valueInteger": 5},
+        ],
+    }
     found = client.post("/fhir/Patient/$match", json=params, headers=FHIR_JSON)
     assert found.status_code == 200, found.text
     entry = found.json()["entry"][0]
@@ -52,10 +68,14 @@ def test_match_everything_unlink_merge() -> None:
     unlinked = client.post("/fhir/Patient/b/$unlink", headers=FHIR_JSON)
     assert unlinked.status_code == 200, unlinked.text
     new_golden = unlinked.json()["parameter"][0]["valueReference"]["reference"].split("/")[1]
-    assert client.get(f"/fhir/Patient/a/$everything").json()["total"] == 5
-    merge = {"resourceType": "Parameters", "parameter": [
-        {"name": "source-patient", "valueReference": {"reference": f"Patient/{new_golden}"}},
-        {"name": "target-patient", "valueReference": {"reference": "Patient/a"}}]}
+    assert client.get("/fhir/Patient/a/$everything").json()["total"] == 5
+    merge = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "source-patient", "valueReference": {"reference": f"Patient/{new_golden}"}},
+            {"name": "target-patient", "valueReference": {"reference": "Patient/a"}},
+        ],
+    }
     merged = client.post("/fhir/Patient/$merge", json=merge, headers=FHIR_JSON)
     assert merged.status_code == 200, merged.text
     assert client.get("/fhir/Patient/b/$everything?_count=50").json()["total"] == 10  # + retired golden

@@ -36,7 +36,9 @@ def index() -> Iterator[SqlEmpiIndex]:
 
 def test_records_blocks_links_reviews(index: SqlEmpiIndex) -> None:
     now = datetime.now(UTC)
-    feats = Features(family="王", given="晓东", family_py="wang", given_py="xiaodong", birth_date="1990-01-02")
+    feats = Features(
+        family="王", given="晓东", family_py="wang", given_py="xiaodong", birth_date="1990-01-02"
+    )
     index.put_record("a", "g1", feats, ["fb:wang|1990-01-02", "ph:13800001234"])
     index.put_record("b", "g1", feats, ["fb:wang|1990-01-02"])
     index.put_record("c", "g2", Features(), ["ph:13800009999"])
