@@ -23,7 +23,7 @@ from hie_server import bundle_execute, capability, rest_crud, rest_search
 from hie_server.capability import CapabilityCache, FhirOperation, SearchCatalogue
 from hie_server.context import FhirContext
 from hie_server.errors import install_error_handlers, outcome_response
-from hie_server.formats import negotiate
+from hie_server.formats import negotiate_dependency
 from hie_server.settings import HieSettings
 
 
@@ -111,6 +111,6 @@ def create_app(
     routers = [m.router for m in modules]
     routers += [capability.router, bundle_execute.router, rest_search.router, rest_crud.router]
     for router in routers:
-        app.include_router(router, prefix=base, tags=["FHIR"], dependencies=[Depends(negotiate)])
+        app.include_router(router, prefix=base, tags=["FHIR"], dependencies=[Depends(negotiate_dependency)])
     app.add_middleware(RequestGuard, max_body_bytes=settings.http.max_body_bytes)
     return app

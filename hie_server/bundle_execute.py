@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -29,7 +30,7 @@ from ehr_store import (
 )
 from hie_server import interactions
 from hie_server.bundle_plan import METHOD_ORDER, Entry, Plan, parse_entry, resolve
-from hie_server.bundles import paging_links, searchset
+from hie_server.bundles import searchset
 from hie_server.context import FhirContext, fhir_context
 from hie_server.errors import outcome, status_for
 from hie_server.formats import check_body_media_type, fhir_response, read_body
@@ -85,7 +86,7 @@ def _run_read(repo: ResourceRepository, entry: Entry, base: str) -> tuple[int, A
         return 200, repo.read(entry.resource_type, entry.id)
     params = list(entry.query or ())
     result = repo.search(entry.resource_type, params)
-    links = paging_links(base, entry.resource_type, params, 0, 0, False)[:1]
+    links = [{"relation": "self", "url": f"{base}/{entry.resource_type}?{urlencode(params)}"}]
     return 200, searchset(
         base, result.matches, result.included, links=links, total=result.total, warnings=result.warnings
     )

@@ -75,6 +75,11 @@ def negotiate(request: Request) -> OutputFormat:
     return chosen
 
 
+async def negotiate_dependency(request: Request) -> OutputFormat:
+    """FastAPI dependency form of `negotiate` (async, so it runs without a thread hop)."""
+    return negotiate(request)
+
+
 def body_media_type(request: Request) -> str | None:
     """The request's Content-Type without parameters, lower-cased (None when absent)."""
     header = request.headers.get("content-type")

@@ -126,7 +126,7 @@ async def read(resource_type: str, id: str, request: Request, ctx: FhirContext =
     """read (FHIR R4B http §3.1.0.2): 200, 304, 404, 410."""
     check_type(resource_type)
     check_id(id)
-    stored = await ctx.run(lambda uow: uow.resources.read(resource_type, id), commit=False)
+    stored = await ctx.run(lambda uow: uow.resources.read(resource_type, id), commit=False, inline=True)
     return read_response(request, stored)
 
 
@@ -138,7 +138,9 @@ async def vread(
     check_type(resource_type)
     check_id(id)
     version = parse_version(version_id, "version id")
-    stored = await ctx.run(lambda uow: uow.resources.vread(resource_type, id, version), commit=False)
+    stored = await ctx.run(
+        lambda uow: uow.resources.vread(resource_type, id, version), commit=False, inline=True
+    )
     return read_response(request, stored)
 
 
