@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ehr_store import InvalidInput, MemoryStore, SqlStore, StoreSettings, open_store
+from ehr_store import InvalidInput, MemoryStore, SqlStore, StoreSettings, Unavailable, open_store
 from ehr_store.engine import make_engine, normalise_url
 
 
@@ -48,5 +48,16 @@ def test_open_store_picks_backend(tmp_path: Path) -> None:
     store = open_store(StoreSettings(database_url=f"sqlite:///{tmp_path / 'x.db'}"))
     try:
         assert isinstance(store, SqlStore)
+    finally:
+        store.close()
+
+
+def test_unreachable_database_is_unavailable() -> None:
+    store = SqlStore(StoreSettings(database_url="postgresql://nobody@127.0.0.1:1/none"))
+    try:
+        with pytest.raises(Unavailable):
+            store.check_schema()
+        with pytest.raises(Unavailable), store.unit_of_work() as uow:
+            uow.resources.read("Patient", "x")
     finally:
         store.close()
