@@ -1,0 +1,76 @@
+"""`hie terminology load|unmapped|remap|export` against a migrated SQLite database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from ehr_store import SqlStore, StoreSettings
+from hie_server import cli_terminology
+from terminology import TerminologyService, local_system
+
+HEADER = "source_system,source_code,source_display,target_system,target_code,target_display,equivalence\n"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("noop")(lambda: None)  # a second command keeps `terminology` a sub-command group
+    cli_terminology.register(app)
+    return app
+
+
+def test_load_unmapped_map_remap_export(sqlite_url: str, tmp_path: Path) -> None:
+    runner, app = CliRunner(), _app()
+    args = ["--database-url", sqlite_url]
+    loaded = runner.invoke(app, ["terminology", "load", *args])
+    assert loaded.exit_code == 0, loaded.output
+    assert "created" in loaded.output
+
+    store = SqlStore(StoreSettings(database_url=sqlite_url))
+    try:
+        service = TerminologyService(store)
+        translator = service.translator()
+        assert translator.translate_coding("QYRMYY", "L", "DX-CHEST", "胸部正位片") == []
+        with store.unit_of_work() as uow:
+            obs = {
+                "resourceType": "Observation",
+                "id": "x1",
+                "status": "final",
+                "code": {"coding": [{"system": local_system("QYRMYY", "L"), "code": "DX-CHEST"}]},
+            }
+            uow.resources.update("Observation", "x1", obs)
+            service.persist_unmapped(uow.resources, translator.log)
+            uow.commit()
+    finally:
+        store.close()
+
+    listed = runner.invoke(app, ["terminology", "unmapped", "--source", "QYRMYY", *args])
+    assert listed.exit_code == 0 and "DX-CHEST" in listed.output
+
+    exported = runner.invoke(app, ["terminology", "export", "--source", "QYRMYY", *args])
+    assert exported.exit_code == 0 and exported.output.startswith("source_system,source_code")
+    csv_file = tmp_path / "QYRMYY.csv"
+    csv_file.write_text(exported.output + "L,DX-CHEST,胸部正位片,LN,24648-8,,equivalent\n", encoding="utf-8")
+    mapped = runner.invoke(
+        app, ["terminology", "load", "--conceptmap", str(csv_file), "--source", "QYRMYY", *args]
+    )
+    assert mapped.exit_code == 0 and "version 2" in mapped.output, mapped.output
+
+    remapped = runner.invoke(app, ["terminology", "remap", "--source", "QYRMYY", *args])
+    assert remapped.exit_code == 0 and "1 resources updated" in remapped.output
+    assert "no unmapped codes" in runner.invoke(app, ["terminology", "unmapped", *args]).output
+
+
+def test_load_refuses_bad_csv_and_half_options(sqlite_url: str, tmp_path: Path) -> None:
+    runner, app = CliRunner(), _app()
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "L,HGB,,LN,,,equivalent\n", encoding="utf-8")
+    result = runner.invoke(
+        app,
+        ["terminology", "load", "--conceptmap", str(bad), "--source", "QYRMYY", "--database-url", sqlite_url],
+    )
+    assert result.exit_code == 1 and "line 2" in result.output
+    half = runner.invoke(app, ["terminology", "load", "--conceptmap", str(bad), "--database-url", sqlite_url])
+    assert half.exit_code == 1 and "go together" in half.output
