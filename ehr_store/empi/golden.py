@@ -71,6 +71,11 @@ def _most_common(values: Sequence[Any]) -> Any:
     return next(v for v in reversed(values) if counts[repr(v)] == best)
 
 
+def _is_resident_id_type(ident: Json) -> bool:
+    codings = ident.get("type", {}).get("coding", [])
+    return any(coding.get("code") == "NNCHN" for coding in codings)
+
+
 def _identifiers(sources: Sequence[Json]) -> list[Json]:
     seen: set[tuple[str, str]] = set()
     result: list[Json] = []
@@ -78,6 +83,8 @@ def _identifiers(sources: Sequence[Json]) -> list[Json]:
         valid, _ = resident_ids_of(source)
         for ident in source.get("identifier", []):
             system, value = str(ident.get("system", "")), str(ident.get("value", ""))
+            if system != RESIDENT_ID_SYSTEM and _is_resident_id_type(ident):
+                continue  # a 身份证号 flagged invalid by ingestion: never carried to the resident
             if system == RESIDENT_ID_SYSTEM:
                 rid = parse_resident_id(value)
                 if not rid.valid or rid.value not in valid:

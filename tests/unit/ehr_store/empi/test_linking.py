@@ -234,3 +234,18 @@ def test_everything_pages_through_the_whole_resident_record() -> None:
         assert "Observation/obs-z-1" not in seen
         dated = everything(svc, repo, golden, types=["Observation"], start="2026-02-01", count=50)
         assert sorted(r.id for r in dated.resources) == ["obs-a-2", "obs-a-3", "obs-b-2", "obs-b-3"]
+
+
+def test_golden_carries_valid_identifiers_only() -> None:
+    from ehr_store.empi.golden import compose_golden
+
+    good = rid("44180219900102123")
+    src = patient("王晓东", "1990-01-09", resident_id=good.lower())
+    src["id"] = "a"
+    src["identifier"].append({"system": "urn:qyhie:resident-id:invalid", "value": "441802199001021239",
+                              "type": {"coding": [{"code": "NNCHN"}]}})
+    golden = compose_golden("g", [src])
+    values = [(i["system"], i["value"]) for i in golden["identifier"]]
+    assert values == [("urn:qingyuan-hie:mrn:TEST", "1"), (RESIDENT_ID_SYSTEM, good)]
+    assert golden["birthDate"] == "1990-01-02"  # from the 身份证号, correcting the typo
+    assert golden["link"] == [{"other": {"reference": "Patient/a"}, "type": "seealso"}]
