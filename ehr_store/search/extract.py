@@ -108,9 +108,15 @@ class IndexEntries:
         return {e.param for kind in self.kinds() for e in kind[1]}
 
     def kinds(self) -> Iterator[tuple[str, list[Any]]]:
-        yield from (("token", self.token), ("string", self.string), ("date", self.date),
-                    ("reference", self.reference), ("quantity", self.quantity),
-                    ("number", self.number), ("uri", self.uri))
+        yield from (
+            ("token", self.token),
+            ("string", self.string),
+            ("date", self.date),
+            ("reference", self.reference),
+            ("quantity", self.quantity),
+            ("number", self.number),
+            ("uri", self.uri),
+        )
 
 
 def extract_index(resource: dict[str, Any], registry: Registry) -> IndexEntries:
@@ -158,15 +164,27 @@ def _token_dict(out: list[TokenEntry], code: str, value: dict[str, Any], typ: st
             out.append(TokenEntry(code, None, None, normalize_string(value["text"])))
     elif typ == "Identifier" or (typ is None and "value" in value and "system" in value):
         text = (value.get("type") or {}).get("text")
-        out.append(TokenEntry(code, value.get("system"), _str(value.get("value")),
-                              normalize_string(text) if isinstance(text, str) else None))
+        out.append(
+            TokenEntry(
+                code,
+                value.get("system"),
+                _str(value.get("value")),
+                normalize_string(text) if isinstance(text, str) else None,
+            )
+        )
     elif typ == "ContactPoint":
         out.append(TokenEntry(code, value.get("system"), _str(value.get("value")), None))
     else:  # Coding (and anything shaped like one)
         display = value.get("display")
         if value.get("code") is not None or value.get("system") is not None:
-            out.append(TokenEntry(code, value.get("system"), _str(value.get("code")),
-                                  normalize_string(display) if isinstance(display, str) else None))
+            out.append(
+                TokenEntry(
+                    code,
+                    value.get("system"),
+                    _str(value.get("code")),
+                    normalize_string(display) if isinstance(display, str) else None,
+                )
+            )
 
 
 def _str(value: Any) -> str | None:
@@ -215,9 +233,9 @@ def _add_date(out: IndexEntries, sp: SearchParamDef, nodes: list[Node], tz: tzin
             for rng in _complex_ranges(value, tz):
                 out.date.append(DateEntry(sp.code, *rng))
         else:
-            rng = date_value_range(value, tz)
-            if rng is not None:
-                out.date.append(DateEntry(sp.code, *rng))
+            found = date_value_range(value, tz)
+            if found is not None:
+                out.date.append(DateEntry(sp.code, *found))
 
 
 def _complex_ranges(value: dict[str, Any], tz: tzinfo) -> list[tuple[datetime, datetime]]:
@@ -256,14 +274,18 @@ def _add_reference(out: IndexEntries, sp: SearchParamDef, nodes: list[Node], tz:
             out.reference.append(ReferenceEntry(sp.code, t, i, url or value, None, None))
         elif isinstance(value, dict):
             ref = value.get("reference")
-            ident = value.get("identifier") if isinstance(value.get("identifier"), dict) else {}
+            raw_ident = value.get("identifier")
+            ident: dict[str, Any] = raw_ident if isinstance(raw_ident, dict) else {}
             if isinstance(ref, str):
                 t, i, url = parse_reference(ref)
                 if t is not None or url is not None:
                     out.reference.append(ReferenceEntry(sp.code, t, i, url, None, None))
             if ident.get("value"):
-                out.reference.append(ReferenceEntry(sp.code, value.get("type"), None, None,
-                                                    ident.get("system"), ident.get("value")))
+                out.reference.append(
+                    ReferenceEntry(
+                        sp.code, value.get("type"), None, None, ident.get("system"), ident.get("value")
+                    )
+                )
 
 
 def _add_quantity(out: IndexEntries, sp: SearchParamDef, nodes: list[Node], tz: tzinfo) -> None:
@@ -276,8 +298,9 @@ def _add_quantity(out: IndexEntries, sp: SearchParamDef, nodes: list[Node], tz: 
             if number is None or not isinstance(q, dict):
                 continue
             low, high = decimal_range(number)
-            out.quantity.append(QuantityEntry(sp.code, number, low, high, q.get("system"),
-                                              q.get("code"), q.get("unit")))
+            out.quantity.append(
+                QuantityEntry(sp.code, number, low, high, q.get("system"), q.get("code"), q.get("unit"))
+            )
 
 
 def _add_number(out: IndexEntries, sp: SearchParamDef, nodes: list[Node], tz: tzinfo) -> None:

@@ -65,8 +65,12 @@ class CompiledPath:
 
     __slots__ = ("_chains", "_fallback", "expression", "first_keys")
 
-    def __init__(self, expression: str, chains: list[list[_Step]] | None,
-                 fallback: Callable[[dict[str, Any]], list[Any]] | None) -> None:
+    def __init__(
+        self,
+        expression: str,
+        chains: list[list[_Step]] | None,
+        fallback: Callable[[dict[str, Any]], list[Any]] | None,
+    ) -> None:
         self.expression = expression
         self._chains = chains or []
         self._fallback = fallback
@@ -147,7 +151,9 @@ def compile_expression(expression: str, resource_type: str) -> CompiledPath:
     try:
         if exists and exists.group(1) == exists.group(2):
             inner = CompiledPath(expression, [_compile_part(exists.group(1), resource_type)], None)
-            return CompiledPath(expression, None, lambda r: [any(v is not False for v, _ in inner.evaluate(r))])
+            return CompiledPath(
+                expression, None, lambda r: [any(v is not False for v, _ in inner.evaluate(r))]
+            )
         chains = [_compile_part(part.strip(), resource_type) for part in _split(expression)]
         return CompiledPath(expression, chains, None)
     except Unsupported:
@@ -158,7 +164,7 @@ def _fhirpathpy(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
     from fhirpathpy import compile as fp_compile
     from fhirpathpy.models import models
 
-    fn = fp_compile(expression, models["r4"])
+    fn: Callable[..., Any] = fp_compile(expression, models["r4"])
 
     def run(resource: dict[str, Any]) -> list[Any]:
         result = fn(resource)
@@ -308,13 +314,13 @@ def _type_name(annotation: Any) -> str | None:
             annotation = args[0] if args else None
         elif origin is typing.Annotated:
             marker = typing.get_args(annotation)[1] if len(typing.get_args(annotation)) > 1 else None
-            name = type(marker).__name__
-            return name[:1].lower() + name[1:]
+            marker_name = type(marker).__name__
+            return marker_name[:1].lower() + marker_name[1:]
         else:
             break
     if annotation in _PY_TYPES:
         return _PY_TYPES[annotation]
-    name = getattr(annotation, "__name__", None)
+    name: Any = getattr(annotation, "__name__", None)
     if isinstance(name, str) and name.endswith("Type"):
         return name[: -len("Type")]
     return name if isinstance(name, str) else None

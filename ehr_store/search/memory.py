@@ -54,18 +54,29 @@ class MemoryIndex:
         else:
             self.put(version.resource_type, version.id, extract_index(doc, self.registry))
 
-    def search(self, current: Mapping[Key, StoredResource], resource_type: str | None,
-               params: Sequence[tuple[str, str]], *, strict: bool = False) -> SearchResult:
+    def search(
+        self,
+        current: Mapping[Key, StoredResource],
+        resource_type: str | None,
+        params: Sequence[tuple[str, str]],
+        *,
+        strict: bool = False,
+    ) -> SearchResult:
         """Run a search over `current` (the store's current versions by key).
 
         Raises: InvalidInput (bad value; unknown parameter when `strict`).
         """
-        query = parse_search(resource_type, params, self.registry, strict=strict,
-                             max_count=self.settings.max_page_size)
+        query = parse_search(
+            resource_type, params, self.registry, strict=strict, max_count=self.settings.max_page_size
+        )
         return self.run(current, query)
 
-    def count(self, current: Mapping[Key, StoredResource], resource_type: str | None,
-              params: Sequence[tuple[str, str]]) -> int:
+    def count(
+        self,
+        current: Mapping[Key, StoredResource],
+        resource_type: str | None,
+        params: Sequence[tuple[str, str]],
+    ) -> int:
         """Number of matches, ignoring paging. Raises: InvalidInput."""
         query = parse_search(resource_type, params, self.registry, max_count=self.settings.max_page_size)
         return len(self._matching(current, query))
@@ -81,8 +92,13 @@ class MemoryIndex:
         window = ordered[query.offset : query.offset + page]
         matches = [current[k] for k in window]
         included = self._includes(current, query, matches) if query.includes else []
-        return SearchResult(matches=matches, included=included, total=total,
-                            has_more=len(ordered) > query.offset + page, warnings=list(query.warnings))
+        return SearchResult(
+            matches=matches,
+            included=included,
+            total=total,
+            has_more=len(ordered) > query.offset + page,
+            warnings=list(query.warnings),
+        )
 
     def _live(self, current: Mapping[Key, StoredResource], types: Iterable[str]) -> list[Key]:
         wanted = set(types)
@@ -106,8 +122,10 @@ class MemoryIndex:
         entries = self._by_key.get(key, {})
         if isinstance(c, Chain):
             refs = entries.get(c.param.code, ())
-            return any(any(r.target_type == t and r.target_id in self._ids(current, inner, t) for r in refs)
-                       for t, inner in c.targets)
+            return any(
+                any(r.target_type == t and r.target_id in self._ids(current, inner, t) for r in refs)
+                for t, inner in c.targets
+            )
         if isinstance(c, Has):
             sources = self._ids(current, c.inner, c.source_type)
             return any(
@@ -117,8 +135,9 @@ class MemoryIndex:
             )
         return self._filter(current, c, key, entries)
 
-    def _filter(self, current: Mapping[Key, StoredResource], f: Filter, key: Key,
-                entries: dict[str, list[Any]]) -> bool:
+    def _filter(
+        self, current: Mapping[Key, StoredResource], f: Filter, key: Key, entries: dict[str, list[Any]]
+    ) -> bool:
         if f.param.code == "_id":
             if f.modifier == "missing":
                 return f.values[0] is False
@@ -133,7 +152,9 @@ class MemoryIndex:
         hit = any(entry_matches(e, f.modifier, v) for e in items for v in f.values)
         return not hit if f.modifier == "not" else hit
 
-    def _sorted(self, keys: list[Key], current: Mapping[Key, StoredResource], query: SearchQuery) -> list[Key]:
+    def _sorted(
+        self, keys: list[Key], current: Mapping[Key, StoredResource], query: SearchQuery
+    ) -> list[Key]:
         ordered = sorted(keys)
         for sk in reversed(query.sort):
             code = sk.param.code
@@ -150,8 +171,9 @@ class MemoryIndex:
             ordered = sorted(present, key=value, reverse=sk.descending) + missing
         return ordered
 
-    def _includes(self, current: Mapping[Key, StoredResource], query: SearchQuery,
-                  matches: list[StoredResource]) -> list[StoredResource]:
+    def _includes(
+        self, current: Mapping[Key, StoredResource], query: SearchQuery, matches: list[StoredResource]
+    ) -> list[StoredResource]:
         seen = {(m.resource_type, m.id) for m in matches}
         included: list[StoredResource] = []
         frontier: list[Key] = sorted(seen)
@@ -171,7 +193,9 @@ class MemoryIndex:
             frontier = found
         return included
 
-    def _include_keys(self, current: Mapping[Key, StoredResource], inc: Any, frontier: list[Key]) -> list[Key]:
+    def _include_keys(
+        self, current: Mapping[Key, StoredResource], inc: Any, frontier: list[Key]
+    ) -> list[Key]:
         out: list[Key] = []
         if inc.reverse:
             targets = set(frontier)
@@ -179,7 +203,10 @@ class MemoryIndex:
                 for code, items in self._by_key.get(key, {}).items():
                     if inc.param not in (None, code):
                         continue
-                    if any(getattr(r, "target_id", None) and (r.target_type, r.target_id) in targets for r in items):
+                    if any(
+                        getattr(r, "target_id", None) and (r.target_type, r.target_id) in targets
+                        for r in items
+                    ):
                         out.append(key)
             return out
         for key in frontier:
@@ -188,7 +215,12 @@ class MemoryIndex:
             for code, items in self._by_key.get(key, {}).items():
                 if inc.param not in (None, code):
                     continue
-                out.extend((r.target_type, r.target_id) for r in items
-                           if getattr(r, "target_id", None) and r.target_type
-                           and inc.target_type in (None, r.target_type) and hasattr(r, "identifier_value"))
+                out.extend(
+                    (r.target_type, r.target_id)
+                    for r in items
+                    if getattr(r, "target_id", None)
+                    and r.target_type
+                    and inc.target_type in (None, r.target_type)
+                    and hasattr(r, "identifier_value")
+                )
         return out

@@ -84,7 +84,9 @@ def _token(system: str | None, code: str | None, value: TokenValue) -> bool:
 def _reference(entry: ReferenceEntry, value: ReferenceValue) -> bool:
     if value.target_id is None:
         return entry.url is not None and entry.url == value.url
-    hit = entry.target_id == value.target_id and (value.target_type is None or entry.target_type == value.target_type)
+    hit = entry.target_id == value.target_id and (
+        value.target_type is None or entry.target_type == value.target_type
+    )
     return hit or (value.url is not None and entry.url == value.url)
 
 
@@ -136,8 +138,14 @@ def sort_value(entries: list[Any], kind: str, descending: bool) -> Any:
         return None
     if kind == "date":
         return max(e.end for e in entries) if descending else min(e.start for e in entries)
-    column = {"token": "code", "string": "value", "reference": "target_id", "quantity": "value",
-              "number": "value", "uri": "uri"}[kind]
+    column = {
+        "token": "code",
+        "string": "value",
+        "reference": "target_id",
+        "quantity": "value",
+        "number": "value",
+        "uri": "uri",
+    }[kind]
     values = [getattr(e, column) for e in entries if getattr(e, column) is not None]
     if not values:
         return None

@@ -28,10 +28,23 @@ from ehr_store.search.values_parse import parse_values
 __all__ = ["DEFAULT_MAX_COUNT", "RESULT_PARAMS", "parse_search"]
 
 DEFAULT_MAX_COUNT = 1000
-RESULT_PARAMS = frozenset({
-    "_count", "_offset", "_sort", "_include", "_revinclude", "_total", "_summary", "_elements",
-    "_type", "_format", "_pretty", "_contained", "_containedType",
-})
+RESULT_PARAMS = frozenset(
+    {
+        "_count",
+        "_offset",
+        "_sort",
+        "_include",
+        "_revinclude",
+        "_total",
+        "_summary",
+        "_elements",
+        "_type",
+        "_format",
+        "_pretty",
+        "_contained",
+        "_containedType",
+    }
+)
 _MODIFIERS = {
     "string": {"exact", "contains", "missing"},
     "token": {"text", "not", "missing"},
@@ -83,7 +96,9 @@ class _Unknown(Exception):
     """A parameter this server does not know (warning when lenient)."""
 
 
-def _types(resource_type: str | None, params: Sequence[tuple[str, str]], registry: Registry) -> tuple[str, ...]:
+def _types(
+    resource_type: str | None, params: Sequence[tuple[str, str]], registry: Registry
+) -> tuple[str, ...]:
     if resource_type is not None:
         return (resource_type,)
     wanted = [t.strip() for n, v in params if n == "_type" for t in v.split(",") if t.strip()]
@@ -105,8 +120,9 @@ def _param(types: tuple[str, ...], code: str, registry: Registry) -> SearchParam
     return first
 
 
-def _criterion(resource_type: str | None, types: tuple[str, ...], name: str, value: str,
-               registry: Registry, depth: int) -> Criterion:
+def _criterion(
+    resource_type: str | None, types: tuple[str, ...], name: str, value: str, registry: Registry, depth: int
+) -> Criterion:
     if depth > _MAX_CHAIN:
         raise InvalidInput(f"chain too deep in {name!r}", expression=(name,))
     if name.startswith("_has:"):
@@ -122,19 +138,30 @@ def _criterion(resource_type: str | None, types: tuple[str, ...], name: str, val
             if param.targets and mod not in param.targets:
                 raise InvalidInput(f"{code} cannot refer to {mod}", expression=(name,))
         else:
-            raise InvalidInput(f"modifier :{mod} is not supported on {param.type} parameter {code!r}",
-                               expression=(name,))
+            raise InvalidInput(
+                f"modifier :{mod} is not supported on {param.type} parameter {code!r}", expression=(name,)
+            )
     values = parse_values(param, mod, value, registry.tz, name)
     return Filter(resource_type, param, mod, values)
 
 
-def _chain(resource_type: str | None, param: SearchParamDef, modifier: str | None, rest: str,
-           value: str, registry: Registry, depth: int, name: str) -> Chain:
+def _chain(
+    resource_type: str | None,
+    param: SearchParamDef,
+    modifier: str | None,
+    rest: str,
+    value: str,
+    registry: Registry,
+    depth: int,
+    name: str,
+) -> Chain:
     if param.type != "reference":
-        raise InvalidInput(f"{param.code} is not a reference parameter and cannot be chained",
-                           expression=(name,))
-    if modifier is not None and (not registry.is_known_type(modifier)
-                                 or (param.targets and modifier not in param.targets)):
+        raise InvalidInput(
+            f"{param.code} is not a reference parameter and cannot be chained", expression=(name,)
+        )
+    if modifier is not None and (
+        not registry.is_known_type(modifier) or (param.targets and modifier not in param.targets)
+    ):
         raise InvalidInput(f"{param.code} cannot refer to :{modifier} in chain {name!r}", expression=(name,))
     candidates = [modifier] if modifier else [t for t in param.targets if registry.is_known_type(t)]
     targets: list[tuple[str, Criterion]] = []
@@ -148,12 +175,14 @@ def _chain(resource_type: str | None, param: SearchParamDef, modifier: str | Non
     return Chain(resource_type, param, tuple(targets))
 
 
-def _has(resource_type: str | None, types: tuple[str, ...], name: str, value: str,
-         registry: Registry, depth: int) -> Has:
+def _has(
+    resource_type: str | None, types: tuple[str, ...], name: str, value: str, registry: Registry, depth: int
+) -> Has:
     parts = name.split(":", 3)
     if len(parts) != 4 or not all(parts[1:]):
-        raise InvalidInput(f"_has needs the form _has:Type:reference:parameter, got {name!r}",
-                           expression=(name,))
+        raise InvalidInput(
+            f"_has needs the form _has:Type:reference:parameter, got {name!r}", expression=(name,)
+        )
     _, source, ref_code, inner_name = parts
     if not registry.is_known_type(source):
         raise InvalidInput(f"unknown resource type {source!r} in {name!r}", expression=(name,))
@@ -172,21 +201,28 @@ def _result_param(query: SearchQuery, name: str, value: str, registry: Registry,
         query.offset = _int(name, value)
     elif base == "_total":
         if value not in ("none", "accurate", "estimate"):
-            raise InvalidInput(f"_total must be none, accurate or estimate, not {value!r}", expression=(name,))
+            raise InvalidInput(
+                f"_total must be none, accurate or estimate, not {value!r}", expression=(name,)
+            )
         query.total = value  # type: ignore[assignment]
     elif base == "_summary":
         if value not in ("true", "false", "text", "data", "count"):
-            raise InvalidInput(f"_summary must be true, text, data, count or false, not {value!r}",
-                               expression=(name,))
+            raise InvalidInput(
+                f"_summary must be true, text, data, count or false, not {value!r}", expression=(name,)
+            )
         query.summary = value
     elif base == "_elements":
         query.elements = tuple(e.strip() for e in value.split(",") if e.strip())
     elif base == "_sort":
-        query.sort = [_sort_key(query.types, key.strip(), registry) for key in value.split(",") if key.strip()]
+        query.sort = [
+            _sort_key(query.types, key.strip(), registry) for key in value.split(",") if key.strip()
+        ]
     elif base in ("_include", "_revinclude"):
         if modifier not in ("", "iterate", "recurse"):
             raise InvalidInput(f"modifier :{modifier} is not supported on {base}", expression=(name,))
-        query.includes.append(_include(query.types, value, base == "_revinclude", bool(modifier), registry, name))
+        query.includes.append(
+            _include(query.types, value, base == "_revinclude", bool(modifier), registry, name)
+        )
 
 
 def _int(name: str, value: str) -> int:
@@ -209,8 +245,9 @@ def _sort_key(types: tuple[str, ...], key: str, registry: Registry) -> SortKey:
     return SortKey(param, descending)
 
 
-def _include(types: tuple[str, ...], value: str, reverse: bool, iterate: bool, registry: Registry,
-             name: str) -> Include:
+def _include(
+    types: tuple[str, ...], value: str, reverse: bool, iterate: bool, registry: Registry, name: str
+) -> Include:
     parts = value.split(":")
     if value == "*":
         return Include(types[0] if len(types) == 1 else "*", None, None, reverse, iterate)

@@ -31,15 +31,36 @@ __all__ = ["execute_count", "execute_search", "run_query"]
 
 R = resource_table
 Cond = ColumnElement[bool]
-_DRIVE_ORDER = {"_id": 0, "reference": 1, "token": 2, "uri": 3, "string": 4, "quantity": 5, "number": 6, "date": 7}
-_SORT_COLUMN = {"token": "code", "string": "value", "reference": "target_id", "quantity": "value",
-                "number": "value", "uri": "uri"}
+_DRIVE_ORDER = {
+    "_id": 0,
+    "reference": 1,
+    "token": 2,
+    "uri": 3,
+    "string": 4,
+    "quantity": 5,
+    "number": 6,
+    "date": 7,
+}
+_SORT_COLUMN = {
+    "token": "code",
+    "string": "value",
+    "reference": "target_id",
+    "quantity": "value",
+    "number": "value",
+    "uri": "uri",
+}
 _MAX_ITERATE = 3
 
 
-def execute_search(session: Any, resource_type: str | None, params: Sequence[tuple[str, str]], *,
-                   strict: bool = False, settings: StoreSettings | None = None,
-                   registry: Registry | None = None) -> SearchResult:
+def execute_search(
+    session: Any,
+    resource_type: str | None,
+    params: Sequence[tuple[str, str]],
+    *,
+    strict: bool = False,
+    settings: StoreSettings | None = None,
+    registry: Registry | None = None,
+) -> SearchResult:
     """Run a type (or system, `resource_type` None) search in `session` (Session or Connection).
 
     Returns matches (page of `_count`, default `settings.default_page_size`), included
@@ -52,8 +73,14 @@ def execute_search(session: Any, resource_type: str | None, params: Sequence[tup
     return run_query(session, query, settings, registry)
 
 
-def execute_count(session: Any, resource_type: str | None, params: Sequence[tuple[str, str]], *,
-                  settings: StoreSettings | None = None, registry: Registry | None = None) -> int:
+def execute_count(
+    session: Any,
+    resource_type: str | None,
+    params: Sequence[tuple[str, str]],
+    *,
+    settings: StoreSettings | None = None,
+    registry: Registry | None = None,
+) -> int:
     """Number of matches, ignoring paging. Raises: InvalidInput (bad value)."""
     settings = settings or StoreSettings()
     registry = registry or get_registry(settings.default_timezone)
@@ -72,8 +99,13 @@ def run_query(session: Any, query: SearchQuery, settings: StoreSettings, registr
     rows = session.execute(stmt).all()
     matches = [_stored(row) for row in rows[:page]]
     included = _includes(session, query, matches, registry) if query.includes else []
-    return SearchResult(matches=matches, included=included, total=total, has_more=len(rows) > page,
-                        warnings=list(query.warnings))
+    return SearchResult(
+        matches=matches,
+        included=included,
+        total=total,
+        has_more=len(rows) > page,
+        warnings=list(query.warnings),
+    )
 
 
 def _dialect(session: Any) -> str:
@@ -123,23 +155,40 @@ def _drive_rank(c: Criterion) -> int:
 
 def _ids(c: Criterion, rtype: str, dialect: str) -> Any:
     """Uncorrelated `SELECT resource_id` of resources of `rtype` matching `c`."""
-    if isinstance(c, Filter) and c.param.code not in ("_id", "_lastUpdated") and c.modifier not in ("missing", "not"):
+    if (
+        isinstance(c, Filter)
+        and c.param.code not in ("_id", "_lastUpdated")
+        and c.modifier not in ("missing", "not")
+    ):
         t = INDEX_TABLES[c.param.type]
         return sa.select(t.c.resource_id).where(
-            t.c.resource_type == rtype, t.c.param == c.param.code,
-            sa.or_(*(value_condition(t, c.param.type, c.modifier, v, dialect) for v in c.values)))
+            t.c.resource_type == rtype,
+            t.c.param == c.param.code,
+            sa.or_(*(value_condition(t, c.param.type, c.modifier, v, dialect) for v in c.values)),
+        )
     if isinstance(c, Chain):
         x = reference_index.alias()
-        alts = [sa.and_(x.c.target_type == t, x.c.target_id.in_(_ids(inner, t, dialect))) for t, inner in c.targets]
-        return sa.select(x.c.resource_id).where(x.c.resource_type == rtype, x.c.param == c.param.code, sa.or_(*alts))
+        alts = [
+            sa.and_(x.c.target_type == t, x.c.target_id.in_(_ids(inner, t, dialect)))
+            for t, inner in c.targets
+        ]
+        return sa.select(x.c.resource_id).where(
+            x.c.resource_type == rtype, x.c.param == c.param.code, sa.or_(*alts)
+        )
     if isinstance(c, Has):
         x = reference_index.alias()
         return sa.select(x.c.target_id).where(
-            x.c.resource_type == c.source_type, x.c.param == c.ref_param.code, x.c.target_type == rtype,
-            x.c.resource_id.in_(_ids(c.inner, c.source_type, dialect)))
+            x.c.resource_type == c.source_type,
+            x.c.param == c.ref_param.code,
+            x.c.target_type == rtype,
+            x.c.resource_id.in_(_ids(c.inner, c.source_type, dialect)),
+        )
     r2 = R.alias()
-    return sa.select(r2.c.id).where(r2.c.resource_type == rtype, r2.c.deleted.is_(False),
-                                    _matches(c, r2.c.resource_type, r2.c.id, dialect))
+    return sa.select(r2.c.id).where(
+        r2.c.resource_type == rtype,
+        r2.c.deleted.is_(False),
+        _matches(c, r2.c.resource_type, r2.c.id, dialect),
+    )
 
 
 def _matches(c: Criterion, type_col: Any, id_col: Any, dialect: str) -> Cond:
@@ -148,12 +197,20 @@ def _matches(c: Criterion, type_col: Any, id_col: Any, dialect: str) -> Cond:
         return _filter(c, type_col, id_col, dialect)
     x = reference_index.alias()
     if isinstance(c, Chain):
-        alts = [sa.and_(x.c.target_type == t, x.c.target_id.in_(_ids(inner, t, dialect))) for t, inner in c.targets]
-        return sa.exists().where(x.c.resource_type == type_col, x.c.resource_id == id_col,
-                                 x.c.param == c.param.code, sa.or_(*alts))
-    return sa.exists().where(x.c.resource_type == c.source_type, x.c.param == c.ref_param.code,
-                             x.c.target_type == type_col, x.c.target_id == id_col,
-                             x.c.resource_id.in_(_ids(c.inner, c.source_type, dialect)))
+        alts = [
+            sa.and_(x.c.target_type == t, x.c.target_id.in_(_ids(inner, t, dialect)))
+            for t, inner in c.targets
+        ]
+        return sa.exists().where(
+            x.c.resource_type == type_col, x.c.resource_id == id_col, x.c.param == c.param.code, sa.or_(*alts)
+        )
+    return sa.exists().where(
+        x.c.resource_type == c.source_type,
+        x.c.param == c.ref_param.code,
+        x.c.target_type == type_col,
+        x.c.target_id == id_col,
+        x.c.resource_id.in_(_ids(c.inner, c.source_type, dialect)),
+    )
 
 
 def _filter(f: Filter, type_col: Any, id_col: Any, dialect: str) -> Cond:
@@ -164,8 +221,9 @@ def _filter(f: Filter, type_col: Any, id_col: Any, dialect: str) -> Cond:
     if f.modifier == "missing":
         present = sa.exists().where(*base)
         return ~present if f.values[0] is True else present
-    hit = sa.exists().where(*base, sa.or_(*(value_condition(t, f.param.type, f.modifier, v, dialect)
-                                            for v in f.values)))
+    hit = sa.exists().where(
+        *base, sa.or_(*(value_condition(t, f.param.type, f.modifier, v, dialect) for v in f.values))
+    )
     return ~hit if f.modifier == "not" else hit
 
 
@@ -178,7 +236,9 @@ def _row_filter(f: Filter, type_col: Any, id_col: Any) -> Cond:
         ids = [v.code for v in f.values if hasattr(v, "code")]
         cond = id_col.in_(ids)
         return ~cond if f.modifier == "not" else cond  # type: ignore[no-any-return]
-    conds = [date_condition(r2.c.last_updated, r2.c.last_updated, v) for v in f.values if isinstance(v, DateValue)]
+    conds = [
+        date_condition(r2.c.last_updated, r2.c.last_updated, v) for v in f.values if isinstance(v, DateValue)
+    ]
     return sa.exists().where(r2.c.resource_type == type_col, r2.c.id == id_col, sa.or_(*conds))
 
 
@@ -199,13 +259,17 @@ def _sort_expr(key: SortKey) -> Any:
     else:
         raw = t.c[_SORT_COLUMN[key.param.type]]
         column = sa.func.max(raw) if key.descending else sa.func.min(raw)
-    sub = sa.select(column).where(t.c.resource_type == R.c.resource_type, t.c.resource_id == R.c.id,
-                                  t.c.param == key.param.code).scalar_subquery()
+    sub = (
+        sa.select(column)
+        .where(t.c.resource_type == R.c.resource_type, t.c.resource_id == R.c.id, t.c.param == key.param.code)
+        .scalar_subquery()
+    )
     return sub.desc().nulls_last() if key.descending else sub.asc().nulls_last()
 
 
-def _includes(session: Any, query: SearchQuery, matches: list[StoredResource],
-              registry: Registry) -> list[StoredResource]:
+def _includes(
+    session: Any, query: SearchQuery, matches: list[StoredResource], registry: Registry
+) -> list[StoredResource]:
     seen = {(m.resource_type, m.id) for m in matches}
     included: list[StoredResource] = []
     frontier = matches
@@ -234,8 +298,9 @@ def _include_rows(session: Any, inc: Include, frontier: list[StoredResource]) ->
         by_type.setdefault(m.resource_type, []).append(m.id)
     for rtype, ids in by_type.items():
         if inc.reverse:
-            sub = sa.select(x.c.resource_id).where(x.c.resource_type == inc.source_type, x.c.target_type == rtype,
-                                                   x.c.target_id.in_(ids))
+            sub = sa.select(x.c.resource_id).where(
+                x.c.resource_type == inc.source_type, x.c.target_type == rtype, x.c.target_id.in_(ids)
+            )
             if inc.param:
                 sub = sub.where(x.c.param == inc.param)
             cond = sa.and_(R.c.resource_type == inc.source_type, R.c.id.in_(sub))
@@ -243,12 +308,15 @@ def _include_rows(session: Any, inc: Include, frontier: list[StoredResource]) ->
             if inc.source_type not in (rtype, "*"):
                 continue
             sub = sa.select(x.c.target_type, x.c.target_id).where(
-                x.c.resource_type == rtype, x.c.resource_id.in_(ids), x.c.target_id.is_not(None))
+                x.c.resource_type == rtype, x.c.resource_id.in_(ids), x.c.target_id.is_not(None)
+            )
             if inc.param:
                 sub = sub.where(x.c.param == inc.param)
             if inc.target_type:
                 sub = sub.where(x.c.target_type == inc.target_type)
             cond = sa.tuple_(R.c.resource_type, R.c.id).in_(sub)
-        stmt = sa.select(*_row_columns()).where(cond, R.c.deleted.is_(False)).order_by(R.c.resource_type, R.c.id)
+        stmt = (
+            sa.select(*_row_columns()).where(cond, R.c.deleted.is_(False)).order_by(R.c.resource_type, R.c.id)
+        )
         results.extend(_stored(row) for row in session.execute(stmt).all())
     return results

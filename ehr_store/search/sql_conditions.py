@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -36,7 +36,14 @@ __all__ = ["approx_date_window", "date_condition", "uri_prefixes", "value_condit
 Cond = ColumnElement[bool]
 
 
-def value_condition(table: sa.Table | Any, kind: str, modifier: str | None, value: Value, dialect: str) -> Cond:
+def _cond(expression: Any) -> Cond:
+    """Type a comparison built on untyped (aliased) columns."""
+    return cast(Cond, expression)
+
+
+def value_condition(
+    table: sa.Table | Any, kind: str, modifier: str | None, value: Value, dialect: str
+) -> Cond:
     """Condition on a row of the `kind` index table (`table` may be an alias) for one value."""
     c = table.c
     if isinstance(value, TokenValue):
@@ -47,16 +54,16 @@ def value_condition(table: sa.Table | Any, kind: str, modifier: str | None, valu
         return _token(c.system, c.code, value)
     if isinstance(value, StringValue):
         if modifier == "exact":
-            return c.exact == value.value  # type: ignore[no-any-return]
+            return c.exact == value.value
         if modifier == "contains":
-            return c.value.like(f"%{_like_escape(value.value)}%", escape="\\")  # type: ignore[no-any-return]
+            return c.value.like(f"%{_like_escape(value.value)}%", escape="\\")
         return starts_with(c.value, value.value, dialect)
     if isinstance(value, UriValue):
         if modifier == "below":
-            return c.uri.like(f"{_like_escape(value.uri)}%", escape="\\")  # type: ignore[no-any-return]
+            return c.uri.like(f"{_like_escape(value.uri)}%", escape="\\")
         if modifier == "above":
-            return c.uri.in_(uri_prefixes(value.uri))  # type: ignore[no-any-return]
-        return c.uri == value.uri  # type: ignore[no-any-return]
+            return c.uri.in_(uri_prefixes(value.uri))
+        return c.uri == value.uri
     if isinstance(value, ReferenceValue):
         return _reference(c, value)
     if isinstance(value, DateValue):
@@ -74,7 +81,7 @@ def value_condition(table: sa.Table | Any, kind: str, modifier: str | None, valu
 
 def _token(system_col: Any, code_col: Any, value: TokenValue) -> Cond:
     if value.code is None:
-        return system_col == value.system  # type: ignore[no-any-return]
+        return _cond(system_col == value.system)
     cond: Cond = code_col == value.code
     if value.system == "":
         return sa.and_(cond, system_col.is_(None))
@@ -85,7 +92,7 @@ def _token(system_col: Any, code_col: Any, value: TokenValue) -> Cond:
 
 def _reference(c: Any, value: ReferenceValue) -> Cond:
     if value.target_id is None:
-        return c.url == value.url  # type: ignore[no-any-return]
+        return _cond(c.url == value.url)
     cond: Cond = c.target_id == value.target_id
     if value.target_type is not None:
         cond = sa.and_(cond, c.target_type == value.target_type)
@@ -106,7 +113,7 @@ def starts_with(column: Any, prefix: str, dialect: str) -> Cond:
             return sa.true()
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         return sa.and_(column >= prefix, column < upper)
-    return column.like(f"{_like_escape(prefix)}%", escape="\\")  # type: ignore[no-any-return]
+    return _cond(column.like(f"{_like_escape(prefix)}%", escape="\\"))
 
 
 def uri_prefixes(uri: str) -> list[str]:
@@ -138,17 +145,17 @@ def date_condition(rs: Any, re: Any, value: DateValue) -> Cond:
     if prefix == "ne":
         return sa.or_(rs < ps, re > pe)
     if prefix == "gt":
-        return re > pe  # type: ignore[no-any-return]
+        return _cond(re > pe)
     if prefix == "lt":
-        return rs < ps  # type: ignore[no-any-return]
+        return _cond(rs < ps)
     if prefix == "ge":
         return sa.and_(re >= ps, sa.or_(re > pe, rs >= ps))
     if prefix == "le":
         return sa.and_(rs <= pe, sa.or_(rs < ps, re <= pe))
     if prefix == "sa":
-        return rs > pe  # type: ignore[no-any-return]
+        return _cond(rs > pe)
     if prefix == "eb":
-        return re < ps  # type: ignore[no-any-return]
+        return _cond(re < ps)
     low, high = approx_date_window(value)
     return sa.and_(rs <= high, re >= low)
 
@@ -168,12 +175,12 @@ def number_condition(x: Any, low: Any, high: Any, value: NumberValue | QuantityV
     if prefix == "ne":
         return sa.or_(low < value.low, high > value.high)
     if prefix in ("gt", "sa"):
-        return x > p  # type: ignore[no-any-return]
+        return _cond(x > p)
     if prefix in ("lt", "eb"):
-        return x < p  # type: ignore[no-any-return]
+        return _cond(x < p)
     if prefix == "ge":
-        return x >= p  # type: ignore[no-any-return]
+        return _cond(x >= p)
     if prefix == "le":
-        return x <= p  # type: ignore[no-any-return]
+        return _cond(x <= p)
     low, high = number_window(value)
     return sa.and_(x >= low, x <= high)

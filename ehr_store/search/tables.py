@@ -89,7 +89,10 @@ string_index = _table(
     sa.Column("exact", sa.String(255), nullable=False),
 )
 sa.Index(
-    "ix_search_string_value", string_index.c.resource_type, string_index.c.param, string_index.c.value,
+    "ix_search_string_value",
+    string_index.c.resource_type,
+    string_index.c.param,
+    string_index.c.value,
     postgresql_ops={"value": "text_pattern_ops"},
 )
 date_index = _table(
@@ -144,8 +147,19 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "number": number_index,
     "uri": uri_index,
 }
-_LIMITS = {"system": 255, "code": 255, "value": 255, "exact": 255, "target_type": 64, "target_id": 64,
-           "url": 512, "identifier_system": 255, "identifier_value": 255, "unit": 255, "uri": 512}
+_LIMITS = {
+    "system": 255,
+    "code": 255,
+    "value": 255,
+    "exact": 255,
+    "target_type": 64,
+    "target_id": 64,
+    "url": 512,
+    "identifier_system": 255,
+    "identifier_value": 255,
+    "unit": 255,
+    "uri": 512,
+}
 
 
 def _rows(resource_type: str, resource_id: str, items: Iterable[Any]) -> list[dict[str, Any]]:
@@ -162,8 +176,9 @@ def _rows(resource_type: str, resource_id: str, items: Iterable[Any]) -> list[di
     return rows
 
 
-def write_index(session: Any, resource_type: str, id: str, entries: IndexEntries, *,
-                replace: bool = True) -> None:
+def write_index(
+    session: Any, resource_type: str, id: str, entries: IndexEntries, *, replace: bool = True
+) -> None:
     """Replace the index rows of one resource, in the caller's transaction.
 
     `session`: a SQLAlchemy/SQLModel Session or Connection. `replace=False` skips the delete
@@ -173,8 +188,9 @@ def write_index(session: Any, resource_type: str, id: str, entries: IndexEntries
     write_indexes(session, [(resource_type, id, entries)], replace=replace)
 
 
-def write_indexes(session: Any, items: Sequence[tuple[str, str, IndexEntries]], *,
-                  replace: bool = True) -> None:
+def write_indexes(
+    session: Any, items: Sequence[tuple[str, str, IndexEntries]], *, replace: bool = True
+) -> None:
     """`write_index` for many resources: one DELETE and one executemany INSERT per table."""
     if not items:
         return

@@ -72,8 +72,9 @@ def parse_date_range(text: str, tz: tzinfo) -> tuple[datetime, datetime]:
     else:
         fraction = g["f"] or ""
         micro = int((fraction + "000000")[:6]) if fraction else 0
-        start = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"] or 0),
-                         micro, tzinfo=zone)
+        start = datetime(
+            year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"] or 0), micro, tzinfo=zone
+        )
         if g["S"] is None:
             step = timedelta(minutes=1)
         elif fraction:

@@ -63,7 +63,9 @@ def _unescape(text: str) -> str:
     return "".join(out)
 
 
-def parse_values(param: SearchParamDef, modifier: str | None, raw: str, tz: tzinfo, name: str) -> tuple[Value, ...]:
+def parse_values(
+    param: SearchParamDef, modifier: str | None, raw: str, tz: tzinfo, name: str
+) -> tuple[Value, ...]:
     """The OR-ed values of `name=raw` for `param`.
 
     Raises: InvalidInput naming `name` when a value does not parse for the parameter type.
@@ -79,7 +81,9 @@ def parse_values(param: SearchParamDef, modifier: str | None, raw: str, tz: tzin
         try:
             values.append(_one(param, modifier, part, tz))
         except ValueError as exc:
-            raise InvalidInput(f"invalid value {_unescape(part)!r} for {name}: {exc}", expression=(name,)) from None
+            raise InvalidInput(
+                f"invalid value {_unescape(part)!r} for {name}: {exc}", expression=(name,)
+            ) from None
     if not values:
         raise InvalidInput(f"{name} has no value", expression=(name,))
     return tuple(values)

@@ -18,8 +18,15 @@ from sqlmodel import SQLModel
 
 from ehr_store.jsonio import dumps
 from ehr_store.model import SearchResult, StoredResource
-from ehr_store.search import MemoryIndex, delete_index, execute_count, execute_search, extract_index, get_registry
-from ehr_store.search import write_index
+from ehr_store.search import (
+    MemoryIndex,
+    delete_index,
+    execute_count,
+    execute_search,
+    extract_index,
+    get_registry,
+    write_index,
+)
 from ehr_store.settings import StoreSettings
 from ehr_store.tables import resource_table
 
@@ -42,37 +49,58 @@ class SearchBackend:
         """Store resources as version 1 with increasing lastUpdated (1 minute apart)."""
         for res in resources:
             self._tick += 1
-            stored = StoredResource(res["resourceType"], res["id"], 1, BASE_TIME + timedelta(minutes=self._tick),
-                                    False, dumps(res))
+            stored = StoredResource(
+                res["resourceType"],
+                res["id"],
+                1,
+                BASE_TIME + timedelta(minutes=self._tick),
+                False,
+                dumps(res),
+            )
             entries = extract_index(res, self.registry)
             if self.engine is None:
                 self.current[(stored.resource_type, stored.id)] = stored
                 self.memory.put(stored.resource_type, stored.id, entries)
                 continue
             with self.engine.begin() as conn:
-                conn.execute(resource_table.insert(), {
-                    "resource_type": stored.resource_type, "id": stored.id, "version_id": 1,
-                    "last_updated": stored.last_updated, "deleted": False, "content": stored.content})
+                conn.execute(
+                    resource_table.insert(),
+                    {
+                        "resource_type": stored.resource_type,
+                        "id": stored.id,
+                        "version_id": 1,
+                        "last_updated": stored.last_updated,
+                        "deleted": False,
+                        "content": stored.content,
+                    },
+                )
                 write_index(conn, stored.resource_type, stored.id, entries, replace=False)
 
     def delete(self, resource_type: str, id: str) -> None:
         if self.engine is None:
             old = self.current[(resource_type, id)]
-            self.current[(resource_type, id)] = StoredResource(resource_type, id, 2, old.last_updated, True, b"")
+            self.current[(resource_type, id)] = StoredResource(
+                resource_type, id, 2, old.last_updated, True, b""
+            )
             self.memory.remove(resource_type, id)
             return
         with self.engine.begin() as conn:
-            conn.execute(resource_table.update().where(resource_table.c.resource_type == resource_type,
-                                                       resource_table.c.id == id).values(deleted=True, content=None))
+            conn.execute(
+                resource_table.update()
+                .where(resource_table.c.resource_type == resource_type, resource_table.c.id == id)
+                .values(deleted=True, content=None)
+            )
             delete_index(conn, resource_type, id)
 
-    def search(self, resource_type: str | None, params: Sequence[tuple[str, str]], *,
-               strict: bool = False) -> SearchResult:
+    def search(
+        self, resource_type: str | None, params: Sequence[tuple[str, str]], *, strict: bool = False
+    ) -> SearchResult:
         if self.engine is None:
             return self.memory.search(self.current, resource_type, params, strict=strict)
         with self.engine.connect() as conn:
-            return execute_search(conn, resource_type, params, strict=strict, settings=self.settings,
-                                  registry=self.registry)
+            return execute_search(
+                conn, resource_type, params, strict=strict, settings=self.settings, registry=self.registry
+            )
 
     def count(self, resource_type: str | None, params: Sequence[tuple[str, str]]) -> int:
         if self.engine is None:

@@ -12,18 +12,33 @@ LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 
 
-def patient(id: str, *, family: str, given: str, resident_id: str | None = None, mrn: str | None = None,
-            gender: str = "female", birth_date: str = "1985-07-14", city: str = "清远市",
-            phone: str | None = None, **extra: Any) -> dict[str, Any]:
+def patient(
+    id: str,
+    *,
+    family: str,
+    given: str,
+    resident_id: str | None = None,
+    mrn: str | None = None,
+    gender: str = "female",
+    birth_date: str = "1985-07-14",
+    city: str = "清远市",
+    phone: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     identifiers = []
     if resident_id:
-        identifiers.append({"system": RESIDENT_ID_SYSTEM, "value": resident_id,
-                            "type": {"text": "居民身份证"}})
+        identifiers.append(
+            {"system": RESIDENT_ID_SYSTEM, "value": resident_id, "type": {"text": "居民身份证"}}
+        )
     if mrn:
         identifiers.append({"system": MRN_SYSTEM, "value": mrn, "type": {"text": "MRN"}})
     res: dict[str, Any] = {
-        "resourceType": "Patient", "id": id, "identifier": identifiers,
-        "name": [{"family": family, "given": [given]}], "gender": gender, "birthDate": birth_date,
+        "resourceType": "Patient",
+        "id": id,
+        "identifier": identifiers,
+        "name": [{"family": family, "given": [given]}],
+        "gender": gender,
+        "birthDate": birth_date,
         "address": [{"city": city, "line": ["连江路18号"], "postalCode": "511500"}],
     }
     if phone:
@@ -32,15 +47,35 @@ def patient(id: str, *, family: str, given: str, resident_id: str | None = None,
     return res
 
 
-def observation(id: str, *, subject: str, code: str, value: str | None = None, unit: str = "g/dL",
-                effective: str = "2026-03-01T10:00:00+08:00", display: str = "Hemoglobin",
-                encounter: str | None = None, **extra: Any) -> dict[str, Any]:
+def observation(
+    id: str,
+    *,
+    subject: str,
+    code: str,
+    value: str | None = None,
+    unit: str = "g/dL",
+    effective: str = "2026-03-01T10:00:00+08:00",
+    display: str = "Hemoglobin",
+    encounter: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     res: dict[str, Any] = {
-        "resourceType": "Observation", "id": id, "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "laboratory"}]}],
+        "resourceType": "Observation",
+        "id": id,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": "血红蛋白"},
-        "subject": {"reference": subject}, "effectiveDateTime": effective,
+        "subject": {"reference": subject},
+        "effectiveDateTime": effective,
     }
     if value is not None:
         res["valueQuantity"] = {"value": Decimal(value), "unit": unit, "system": UCUM, "code": unit}
@@ -53,9 +88,12 @@ def observation(id: str, *, subject: str, code: str, value: str | None = None, u
 def encounter(id: str, *, subject: str, start: str, end: str | None = None, **extra: Any) -> dict[str, Any]:
     period = {"start": start} | ({"end": end} if end else {})
     res: dict[str, Any] = {
-        "resourceType": "Encounter", "id": id, "status": "finished" if end else "in-progress",
+        "resourceType": "Encounter",
+        "id": id,
+        "status": "finished" if end else "in-progress",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-        "subject": {"reference": subject}, "period": period,
+        "subject": {"reference": subject},
+        "period": period,
     }
     res.update(extra)
     return res

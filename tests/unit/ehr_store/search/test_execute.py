@@ -16,22 +16,60 @@ LI_ID = "44180219900203001X"
 def db(search_backend: SearchBackend) -> SearchBackend:
     search_backend.load(
         {"resourceType": "Organization", "id": "org1", "name": "清远市人民医院", "active": True},
-        patient("p1", family="张", given="三", resident_id=ZHANG_ID, mrn="MRN-0001", birth_date="1985-07-14",
-                phone="13800001234", managingOrganization={"reference": "Organization/org1"}),
-        patient("p2", family="李", given="四", resident_id=LI_ID, gender="male", birth_date="1990-02-03",
-                city="英德市"),
-        patient("p3", family="Müller", given="Zoë", birth_date="1970-01-01",
-                meta={"tag": [{"system": "urn:hie:tag", "code": "golden"}],
-                      "profile": ["http://hie.example/fhir/StructureDefinition/cn-patient"]}),
-        encounter("e1", subject="Patient/p1", start="2026-03-01T09:00:00+08:00", end="2026-03-01T10:30:00+08:00"),
+        patient(
+            "p1",
+            family="张",
+            given="三",
+            resident_id=ZHANG_ID,
+            mrn="MRN-0001",
+            birth_date="1985-07-14",
+            phone="13800001234",
+            managingOrganization={"reference": "Organization/org1"},
+        ),
+        patient(
+            "p2",
+            family="李",
+            given="四",
+            resident_id=LI_ID,
+            gender="male",
+            birth_date="1990-02-03",
+            city="英德市",
+        ),
+        patient(
+            "p3",
+            family="Müller",
+            given="Zoë",
+            birth_date="1970-01-01",
+            meta={
+                "tag": [{"system": "urn:hie:tag", "code": "golden"}],
+                "profile": ["http://hie.example/fhir/StructureDefinition/cn-patient"],
+            },
+        ),
+        encounter(
+            "e1", subject="Patient/p1", start="2026-03-01T09:00:00+08:00", end="2026-03-01T10:30:00+08:00"
+        ),
         encounter("e2", subject="Patient/p2", start="2026-03-02T08:00:00+08:00"),
         observation("o1", subject="Patient/p1", code="718-7", value="1.50", encounter="Encounter/e1"),
-        observation("o2", subject="Patient/p1", code="718-7", value="13.2", effective="2026-02-01T10:00:00+08:00"),
-        observation("o3", subject="Patient/p2", code="2345-7", value="5.4", unit="mmol/L",
-                    effective="2026-03-02T08:00:00+08:00", display="Glucose"),
+        observation(
+            "o2", subject="Patient/p1", code="718-7", value="13.2", effective="2026-02-01T10:00:00+08:00"
+        ),
+        observation(
+            "o3",
+            subject="Patient/p2",
+            code="2345-7",
+            value="5.4",
+            unit="mmol/L",
+            effective="2026-03-02T08:00:00+08:00",
+            display="Glucose",
+        ),
         observation("o4", subject="Group/g1", code="718-7", effective="2026-03-03"),
-        {"resourceType": "Provenance", "id": "pv1", "target": [{"reference": "Observation/o1"}],
-         "recorded": "2026-03-01T10:05:00+08:00", "agent": [{"who": {"reference": "Organization/org1"}}]},
+        {
+            "resourceType": "Provenance",
+            "id": "pv1",
+            "target": [{"reference": "Observation/o1"}],
+            "recorded": "2026-03-01T10:05:00+08:00",
+            "agent": [{"who": {"reference": "Organization/org1"}}],
+        },
     )
     return search_backend
 
@@ -74,11 +112,19 @@ def test_dates_by_precision(db: SearchBackend) -> None:
 
 
 def test_target_query_subject_code_date(db: SearchBackend) -> None:
-    found = ids(db, "Observation", ("subject", "Patient/p1"), ("code", "http://loinc.org|718-7"),
-                ("date", "ge2026-02-15"))
+    found = ids(
+        db,
+        "Observation",
+        ("subject", "Patient/p1"),
+        ("code", "http://loinc.org|718-7"),
+        ("date", "ge2026-02-15"),
+    )
     assert found == ["o1"]
     assert ids(db, "Observation", ("subject", "p1"), ("code", "718-7")) == ["o1", "o2"]
-    assert ids(db, "Observation", ("patient", "p1"), ("date", "ap2026-02-01")) == ["o1", "o2"]  # ±10 % of the gap to now
+    assert ids(db, "Observation", ("patient", "p1"), ("date", "ap2026-02-01")) == [
+        "o1",
+        "o2",
+    ]  # ±10 % of the gap to now
     assert ids(db, "Observation", ("patient", "p1"), ("date", "ap2016-02-01")) == []
     assert ids(db, "Observation", ("subject:Group", "g1")) == ["o4"]
 
@@ -106,7 +152,9 @@ def test_token_modifiers(db: SearchBackend) -> None:
 
 def test_meta_parameters_and_uri(db: SearchBackend) -> None:
     assert ids(db, "Patient", ("_tag", "urn:hie:tag|golden")) == ["p3"]
-    assert ids(db, "Patient", ("_profile", "http://hie.example/fhir/StructureDefinition/cn-patient")) == ["p3"]
+    assert ids(db, "Patient", ("_profile", "http://hie.example/fhir/StructureDefinition/cn-patient")) == [
+        "p3"
+    ]
     assert ids(db, "Patient", ("_profile:below", "http://hie.example/fhir/")) == ["p3"]
     assert ids(db, "Patient", ("_id", "p1,p3")) == ["p1", "p3"]
     assert ids(db, "Patient", ("_id:not", "p1")) == ["p2", "p3"]
@@ -119,19 +167,32 @@ def test_chained_and_reverse_chained(db: SearchBackend) -> None:
     assert ids(db, "Observation", ("subject.name", "张")) == ["o1", "o2"]
     assert ids(db, "Observation", ("subject:Patient.organization.name", "清远")) == ["o1", "o2"]
     assert ids(db, "Patient", ("_has:Observation:patient:code", "2345-7")) == ["p2"]
-    assert ids(db, "Patient", ("_has:Observation:subject:_has:Provenance:target:agent", "Organization/org1")) == ["p1"]
+    assert ids(
+        db, "Patient", ("_has:Observation:subject:_has:Provenance:target:agent", "Organization/org1")
+    ) == ["p1"]
 
 
 def test_includes(db: SearchBackend) -> None:
-    result = db.search("Observation", [("_id", "o1"), ("_include", "Observation:subject"),
-                                       ("_include", "Observation:encounter"), ("_revinclude", "Provenance:target")])
+    result = db.search(
+        "Observation",
+        [
+            ("_id", "o1"),
+            ("_include", "Observation:subject"),
+            ("_include", "Observation:encounter"),
+            ("_revinclude", "Provenance:target"),
+        ],
+    )
     assert [m.id for m in result.matches] == ["o1"]
     assert sorted(r.reference for r in result.included) == ["Encounter/e1", "Patient/p1", "Provenance/pv1"]
-    plain = db.search("Observation", [("_id", "o1"), ("_include", "Observation:encounter"),
-                                      ("_include", "Encounter:subject")])
+    plain = db.search(
+        "Observation",
+        [("_id", "o1"), ("_include", "Observation:encounter"), ("_include", "Encounter:subject")],
+    )
     assert [r.reference for r in plain.included] == ["Encounter/e1"]
-    iterate = db.search("Observation", [("_id", "o1"), ("_include", "Observation:encounter"),
-                                        ("_include:iterate", "Encounter:subject")])
+    iterate = db.search(
+        "Observation",
+        [("_id", "o1"), ("_include", "Observation:encounter"), ("_include:iterate", "Encounter:subject")],
+    )
     assert sorted(r.reference for r in iterate.included) == ["Encounter/e1", "Patient/p1"]
     typed = db.search("Observation", [("code", "718-7"), ("_include", "Observation:subject:Group")])
     assert typed.included == []  # Group/g1 is not stored
@@ -145,7 +206,11 @@ def test_sort_paging_total(db: SearchBackend) -> None:
     assert ids(db, "Patient", ("_sort", "-birthdate")) == ["p2", "p1", "p3"]
     assert ids(db, "Observation", ("_sort", "subject,-date")) == ["o4", "o1", "o2", "o3"]
     assert ids(db, "Observation", ("_sort", "-_lastUpdated")) == ["o4", "o3", "o2", "o1"]
-    assert ids(db, "Observation", ("value-quantity:missing", "false"), ("_sort", "-value-quantity")) == ["o2", "o3", "o1"]
+    assert ids(db, "Observation", ("value-quantity:missing", "false"), ("_sort", "-value-quantity")) == [
+        "o2",
+        "o3",
+        "o1",
+    ]
     page1 = db.search("Observation", [("_count", "2"), ("_total", "accurate")])
     assert [m.id for m in page1.matches] == ["o1", "o2"] and page1.has_more and page1.total == 4
     page2 = db.search("Observation", [("_count", "2"), ("_offset", "2")])
@@ -156,7 +221,10 @@ def test_sort_paging_total(db: SearchBackend) -> None:
 
 
 def test_system_search(db: SearchBackend) -> None:
-    assert sorted(m.reference for m in db.search(None, [("_id", "p1,o1")]).matches) == ["Observation/o1", "Patient/p1"]
+    assert sorted(m.reference for m in db.search(None, [("_id", "p1,o1")]).matches) == [
+        "Observation/o1",
+        "Patient/p1",
+    ]
     assert ids(db, None, ("_type", "Patient"), ("_tag", "urn:hie:tag|golden")) == ["p3"]
     assert len(db.search(None, [("_type", "Patient,Encounter")]).matches) == 5
 

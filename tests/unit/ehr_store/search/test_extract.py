@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from search_samples import LOINC, RESIDENT_ID_SYSTEM, UCUM, encounter, observation, patient
+
 from ehr_store.search import (
     DateEntry,
     QuantityEntry,
@@ -16,8 +18,6 @@ from ehr_store.search import (
     get_registry,
 )
 from ehr_store.search.values import MAX_DT
-
-from search_samples import LOINC, RESIDENT_ID_SYSTEM, UCUM, encounter, observation, patient
 
 REG = get_registry()
 
@@ -52,22 +52,36 @@ def test_address_parts_and_city() -> None:
 
 
 def test_birthdate_is_the_whole_local_day_in_utc() -> None:
-    dates = [d for d in extract_index(patient("p1", family="王", given="五", birth_date="1985-07-14"), REG).date
-             if d.param == "birthdate"]
-    assert dates == [DateEntry("birthdate", datetime(1985, 7, 13, 16, tzinfo=UTC),
-                               datetime(1985, 7, 14, 15, 59, 59, 999999, tzinfo=UTC))]
+    dates = [
+        d
+        for d in extract_index(patient("p1", family="王", given="五", birth_date="1985-07-14"), REG).date
+        if d.param == "birthdate"
+    ]
+    assert dates == [
+        DateEntry(
+            "birthdate",
+            datetime(1985, 7, 13, 16, tzinfo=UTC),
+            datetime(1985, 7, 14, 15, 59, 59, 999999, tzinfo=UTC),
+        )
+    ]
 
 
 def test_observation_quantity_keeps_precision_range() -> None:
     res = observation("o1", subject="Patient/p1", code="718-7", value="1.50")
     q = [e for e in extract_index(res, REG).quantity if e.param == "value-quantity"]
-    assert q == [QuantityEntry("value-quantity", Decimal("1.50"), Decimal("1.495"), Decimal("1.505"),
-                               UCUM, "g/dL", "g/dL")]
+    assert q == [
+        QuantityEntry(
+            "value-quantity", Decimal("1.50"), Decimal("1.495"), Decimal("1.505"), UCUM, "g/dL", "g/dL"
+        )
+    ]
 
 
 def test_observation_code_token_and_text() -> None:
-    tokens = [t for t in extract_index(observation("o1", subject="Patient/p1", code="718-7"), REG).token
-              if t.param == "code"]
+    tokens = [
+        t
+        for t in extract_index(observation("o1", subject="Patient/p1", code="718-7"), REG).token
+        if t.param == "code"
+    ]
     assert TokenEntry("code", LOINC, "718-7", "hemoglobin") in tokens
     assert TokenEntry("code", None, None, "血红蛋白") in tokens
 
@@ -85,39 +99,75 @@ def test_where_resolve_is_patient_excludes_group_subjects() -> None:
 
 
 def test_reference_by_identifier_and_absolute_url() -> None:
-    res = observation("o3", subject="http://other.example/fhir/Patient/77", code="718-7",
-                      performer=[{"identifier": {"system": "urn:oid:1.2.3", "value": "DOC-9"}, "type": "Practitioner"}])
+    res = observation(
+        "o3",
+        subject="http://other.example/fhir/Patient/77",
+        code="718-7",
+        performer=[{"identifier": {"system": "urn:oid:1.2.3", "value": "DOC-9"}, "type": "Practitioner"}],
+    )
     refs = extract_index(res, REG).reference
-    assert ReferenceEntry("subject", "Patient", "77", "http://other.example/fhir/Patient/77", None, None) in refs
+    assert (
+        ReferenceEntry("subject", "Patient", "77", "http://other.example/fhir/Patient/77", None, None) in refs
+    )
     assert ReferenceEntry("performer", "Practitioner", None, None, "urn:oid:1.2.3", "DOC-9") in refs
 
 
 def test_encounter_period_and_open_period() -> None:
-    done = extract_index(encounter("e1", subject="Patient/p1", start="2026-03-01T09:00:00+08:00",
-                                   end="2026-03-01T10:30:00+08:00"), REG).date
-    assert DateEntry("date", datetime(2026, 3, 1, 1, tzinfo=UTC),
-                     datetime(2026, 3, 1, 2, 30, 0, 999999, tzinfo=UTC)) in done
+    done = extract_index(
+        encounter(
+            "e1", subject="Patient/p1", start="2026-03-01T09:00:00+08:00", end="2026-03-01T10:30:00+08:00"
+        ),
+        REG,
+    ).date
+    assert (
+        DateEntry(
+            "date", datetime(2026, 3, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, 2, 30, 0, 999999, tzinfo=UTC)
+        )
+        in done
+    )
     ongoing = extract_index(encounter("e2", subject="Patient/p1", start="2026-03-02"), REG).date
-    assert [(d.start, d.end) for d in ongoing if d.param == "date"] == [(datetime(2026, 3, 1, 16, tzinfo=UTC), MAX_DT)]
+    assert [(d.start, d.end) for d in ongoing if d.param == "date"] == [
+        (datetime(2026, 3, 1, 16, tzinfo=UTC), MAX_DT)
+    ]
 
 
 def test_timing_events_and_bounds() -> None:
-    res = {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
-           "subject": {"reference": "Patient/p1"},
-           "medicationCodeableConcept": {"coding": [{"system": "urn:oid:2.16.156.10011.2.3.2", "code": "X01"}]},
-           "dosageInstruction": [{"timing": {"event": ["2026-03-01T08:00:00"],
-                                             "repeat": {"boundsPeriod": {"start": "2026-03-01", "end": "2026-03-07"}}}}]}
+    res = {
+        "resourceType": "MedicationRequest",
+        "id": "m1",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {"coding": [{"system": "urn:oid:2.16.156.10011.2.3.2", "code": "X01"}]},
+        "dosageInstruction": [
+            {
+                "timing": {
+                    "event": ["2026-03-01T08:00:00"],
+                    "repeat": {"boundsPeriod": {"start": "2026-03-01", "end": "2026-03-07"}},
+                }
+            }
+        ],
+    }
     entries = extract_index(res, REG)
     dates = [d for d in entries.date if d.param == "date"]  # MedicationRequest-date: timing.event only
-    assert dates == [DateEntry("date", datetime(2026, 3, 1, 0, tzinfo=UTC),
-                               datetime(2026, 3, 1, 0, 0, 0, 999999, tzinfo=UTC))]
+    assert dates == [
+        DateEntry(
+            "date", datetime(2026, 3, 1, 0, tzinfo=UTC), datetime(2026, 3, 1, 0, 0, 0, 999999, tzinfo=UTC)
+        )
+    ]
     assert TokenEntry("code", "urn:oid:2.16.156.10011.2.3.2", "X01", None) in entries.token
     obs = observation("o1", subject="Patient/p1", code="718-7")
     del obs["effectiveDateTime"]
     obs["effectiveTiming"] = res["dosageInstruction"][0]["timing"]  # type: ignore[index]
     timing = [d for d in extract_index(obs, REG).date if d.param == "date"]
-    assert DateEntry("date", datetime(2026, 2, 28, 16, tzinfo=UTC),
-                     datetime(2026, 3, 7, 15, 59, 59, 999999, tzinfo=UTC)) in timing
+    assert (
+        DateEntry(
+            "date",
+            datetime(2026, 2, 28, 16, tzinfo=UTC),
+            datetime(2026, 3, 7, 15, 59, 59, 999999, tzinfo=UTC),
+        )
+        in timing
+    )
     assert len(timing) == 2
 
 
@@ -130,10 +180,17 @@ def test_choice_and_boolean_tokens_and_deceased() -> None:
 
 
 def test_phone_and_meta_tag_profile_source() -> None:
-    res = patient("p1", family="钱", given="八", phone="13800001234",
-                  meta={"tag": [{"system": "urn:hie:tag", "code": "golden"}],
-                        "profile": ["http://hl7.org/fhir/StructureDefinition/Patient"],
-                        "source": "urn:hie:facility:qyrmyy"})
+    res = patient(
+        "p1",
+        family="钱",
+        given="八",
+        phone="13800001234",
+        meta={
+            "tag": [{"system": "urn:hie:tag", "code": "golden"}],
+            "profile": ["http://hl7.org/fhir/StructureDefinition/Patient"],
+            "source": "urn:hie:facility:qyrmyy",
+        },
+    )
     entries = extract_index(res, REG)
     assert TokenEntry("phone", "phone", "13800001234", None) in entries.token
     assert TokenEntry("_tag", "urn:hie:tag", "golden", None) in entries.token

@@ -68,7 +68,11 @@ def test_token_modifiers(modifier: str) -> None:
 
 @pytest.mark.parametrize(("modifier", "value"), [(None, "zhang"), ("exact", "Zhang"), ("contains", "han")])
 def test_string_modifiers(modifier: str | None, value: str) -> None:
-    f = one("Patient", f"name:{modifier}" if modifier else "name", "Zhang" if modifier == "exact" else value.upper())
+    f = one(
+        "Patient",
+        f"name:{modifier}" if modifier else "name",
+        "Zhang" if modifier == "exact" else value.upper(),
+    )
     assert f.values == (StringValue(value),)
 
 
@@ -84,8 +88,14 @@ def test_prefixes_on_date_number_quantity(prefix: str) -> None:
     assert isinstance(d, DateValue) and d.prefix == prefix
     assert d.start == datetime(2026, 2, 28, 16, tzinfo=UTC)
     q = one("Observation", "value-quantity", f"{prefix}5.4|http://unitsofmeasure.org|mmol/L").values[0]
-    assert q == QuantityValue(prefix, Decimal("5.4"), Decimal("5.35"), Decimal("5.45"),  # type: ignore[arg-type]
-                              "http://unitsofmeasure.org", "mmol/L")
+    assert q == QuantityValue(
+        prefix,
+        Decimal("5.4"),
+        Decimal("5.35"),
+        Decimal("5.45"),  # type: ignore[arg-type]
+        "http://unitsofmeasure.org",
+        "mmol/L",
+    )
     n = one("ImagingStudy", "number-of-instances" if False else "_lastUpdated", f"{prefix}2026").values[0]
     assert isinstance(n, DateValue)
 
@@ -112,10 +122,16 @@ def test_number_value_type() -> None:
         ("subject", "Patient/p1", ReferenceValue("Patient", "p1")),
         ("subject", "p1", ReferenceValue(None, "p1")),
         ("subject:Patient", "p1", ReferenceValue("Patient", "p1")),
-        ("subject", "http://other.example/fhir/Patient/p9",
-         ReferenceValue("Patient", "p9", "http://other.example/fhir/Patient/p9")),
-        ("subject:identifier", "urn:oid:2.16.156.10011.1.3|441802198507140025",
-         TokenValue("urn:oid:2.16.156.10011.1.3", "441802198507140025")),
+        (
+            "subject",
+            "http://other.example/fhir/Patient/p9",
+            ReferenceValue("Patient", "p9", "http://other.example/fhir/Patient/p9"),
+        ),
+        (
+            "subject:identifier",
+            "urn:oid:2.16.156.10011.1.3|441802198507140025",
+            TokenValue("urn:oid:2.16.156.10011.1.3", "441802198507140025"),
+        ),
     ],
 )
 def test_reference_forms(name: str, raw: str, expected: object) -> None:
@@ -126,7 +142,7 @@ def test_chain_with_type_and_multi_level() -> None:
     query = parse_search("Observation", [("subject:Patient.organization.name", "清远")], REG, strict=True)
     (chain,) = query.criteria
     assert isinstance(chain, Chain) and chain.param.code == "subject"
-    (target, inner), = chain.targets
+    ((target, inner),) = chain.targets
     assert target == "Patient" and isinstance(inner, Chain) and inner.targets[0][0] == "Organization"
 
 
@@ -142,15 +158,27 @@ def test_reverse_chain() -> None:
 
 
 def test_result_parameters() -> None:
-    query = parse_search("Observation", [
-        ("_count", "5"), ("_offset", "10"), ("_sort", "-date,_id"), ("_total", "accurate"),
-        ("_include", "Observation:subject:Patient"), ("_revinclude:iterate", "Provenance:target"),
-        ("_summary", "data"), ("_elements", "code,subject"),
-    ], REG, strict=True)
+    query = parse_search(
+        "Observation",
+        [
+            ("_count", "5"),
+            ("_offset", "10"),
+            ("_sort", "-date,_id"),
+            ("_total", "accurate"),
+            ("_include", "Observation:subject:Patient"),
+            ("_revinclude:iterate", "Provenance:target"),
+            ("_summary", "data"),
+            ("_elements", "code,subject"),
+        ],
+        REG,
+        strict=True,
+    )
     assert (query.count, query.offset, query.total, query.summary) == (5, 10, "accurate", "data")
     assert [(k.param.code, k.descending) for k in query.sort] == [("date", True), ("_id", False)]
-    assert query.includes == [Include("Observation", "subject", "Patient", False, False),
-                              Include("Provenance", "target", None, True, True)]
+    assert query.includes == [
+        Include("Observation", "subject", "Patient", False, False),
+        Include("Provenance", "target", None, True, True),
+    ]
     assert query.elements == ("code", "subject")
 
 
@@ -215,7 +243,9 @@ def test_unknown_resource_type() -> None:
 
 def test_registry_params_for_capability_statement() -> None:
     params = REG.params_for("Patient")
-    assert {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "identifier", "name"} <= set(params)
+    assert {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "identifier", "name"} <= set(
+        params
+    )
     assert params["identifier"].type == "token"
     assert params["identifier"].url == "http://hl7.org/fhir/SearchParameter/Patient-identifier"
     assert params["general-practitioner"].targets

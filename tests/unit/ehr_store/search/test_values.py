@@ -29,7 +29,11 @@ def utc(*args: int) -> datetime:
         ("2026-09-15T08:30", utc(2026, 9, 15, 0, 30), utc(2026, 9, 15, 0, 30, 59, 999999)),
         ("2026-09-15T08:30:05", utc(2026, 9, 15, 0, 30, 5), utc(2026, 9, 15, 0, 30, 5, 999999)),
         ("2026-09-15T08:30:05Z", utc(2026, 9, 15, 8, 30, 5), utc(2026, 9, 15, 8, 30, 5, 999999)),
-        ("2026-09-15T08:30:05.25+02:00", utc(2026, 9, 15, 6, 30, 5, 250000), utc(2026, 9, 15, 6, 30, 5, 259999)),
+        (
+            "2026-09-15T08:30:05.25+02:00",
+            utc(2026, 9, 15, 6, 30, 5, 250000),
+            utc(2026, 9, 15, 6, 30, 5, 259999),
+        ),
     ],
 )
 def test_precision_ranges_in_shanghai(text: str, start: datetime, end: datetime) -> None:
@@ -85,8 +89,9 @@ FEB_20_TO_MARCH_5 = (parse_date_range("2026-02-20", SH)[0], parse_date_range("20
         (MARCH_1_10AM, "ap", "2020-01-01", False),
     ],
 )
-def test_prefix_semantics_on_ranges(resource: tuple[datetime, datetime], prefix: str, value: str,
-                                    expected: bool) -> None:
+def test_prefix_semantics_on_ranges(
+    resource: tuple[datetime, datetime], prefix: str, value: str, expected: bool
+) -> None:
     assert date_matches(resource[0], resource[1], _value(prefix, value)) is expected
 
 
