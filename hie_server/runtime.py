@@ -9,6 +9,7 @@ May import: uvicorn, `ehr_store`, `hie_server.*`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -56,6 +57,11 @@ def uvicorn_config(
     )
 
 
+async def _exit_on(stop: asyncio.Event, server: uvicorn.Server) -> None:
+    await stop.wait()
+    server.should_exit = True
+
+
 async def serve(
     settings: HieSettings,
     store: Store,
@@ -63,10 +69,12 @@ async def serve(
     extra_services: Sequence[BackgroundService] = (),
     modules: Sequence[FhirModule] = (),
     root_routers: Sequence[APIRouter] = (),
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Run the HTTP server and `extra_services` in the current event loop until stopped.
 
     `modules` and `root_routers` are passed to `create_app` (FHIR operations; `/hl7v2`).
+    Setting `stop` (when given) shuts the server down as SIGINT/SIGTERM would.
 
     Raises: whatever a service's `start` raises (services already started are stopped first).
     """
@@ -77,7 +85,12 @@ async def serve(
             await service.start()
             started.append(service)
             log.info("started %s", service.name)
-        await server.serve()
+        watcher = asyncio.create_task(_exit_on(stop, server)) if stop is not None else None
+        try:
+            await server.serve()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
     finally:
         for service in reversed(started):
             try:

@@ -174,3 +174,45 @@ def test_transaction_conditional_create_and_conditional_reference(client: TestCl
 def test_conditional_reference_matching_nothing_fails_the_transaction(client: TestClient) -> None:
     r = client.post("/fhir", json=bundle("transaction", post(observation("Patient?identifier=NOBODY"))))
     assert r.status_code == 412
+
+
+def test_transaction_conditional_update_and_delete(client: TestClient, patient: Any) -> None:
+    keep = client.post("/fhir/Patient", json=patient(mrn="MRN-U")).json()["id"]
+    drop = client.post("/fhir/Patient", json=patient(mrn="MRN-D")).json()["id"]
+    entries = [
+        {
+            "resource": patient(mrn="MRN-U", gender="male"),
+            "request": {"method": "PUT", "url": "Patient?identifier=MRN-U"},
+        },
+        {"request": {"method": "DELETE", "url": "Patient?identifier=MRN-D"}},
+        {"resource": patient(mrn="MRN-N"), "request": {"method": "PUT", "url": "Patient?identifier=MRN-N"}},
+    ]
+    r = client.post("/fhir", json=bundle("transaction", *entries))
+    assert r.status_code == 200, r.text
+    updated, deleted, created = r.json()["entry"]
+    assert updated["response"]["status"].startswith("200")
+    assert deleted["response"]["status"].startswith("204")
+    assert created["response"]["status"].startswith("201")
+    assert client.get(f"/fhir/Patient/{keep}").json()["gender"] == "male"
+    assert client.get(f"/fhir/Patient/{drop}").status_code == 410
+
+
+def test_batch_survives_a_bad_criterion(client: TestClient, patient: Any) -> None:
+    entries = [
+        post(patient(mrn="MRN-B1"), ifNoneExist="favourite-colour=blue"),
+        post(patient(mrn="MRN-B2")),
+    ]
+    r = client.post("/fhir", json=bundle("batch", *entries))
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"].split()[0] for e in r.json()["entry"]]
+    assert statuses == ["400", "201"]
+
+
+def test_transaction_search_entry_returns_a_searchset(client: TestClient, patient: Any) -> None:
+    client.post("/fhir/Patient", json=patient(mrn="MRN-S"))
+    r = client.post(
+        "/fhir", json=bundle("transaction", {"request": {"method": "GET", "url": "Patient?identifier=MRN-S"}})
+    )
+    assert r.status_code == 200, r.text
+    found = r.json()["entry"][0]["resource"]
+    assert found["type"] == "searchset" and len(found["entry"]) == 1

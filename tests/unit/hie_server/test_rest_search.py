@@ -125,3 +125,39 @@ def test_conditional_create_update_delete(client: TestClient, patient: Any) -> N
     assert client.delete(f"/fhir/Patient?{crit}").status_code == 204
     assert client.get(f"/fhir/Patient/{first.json()['id']}").status_code == 410
     assert client.delete("/fhir/Patient?favourite-colour=blue").status_code == 400
+
+
+def test_include_entries_have_mode_include(client: TestClient, patient: Any) -> None:
+    pid = client.post("/fhir/Patient", json=patient(mrn="MRN-I")).json()["id"]
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "valueQuantity": {"value": 13.5, "unit": "g/dL"},
+    }
+    client.post("/fhir/Observation", json=obs)
+    bundle = client.get(f"/fhir/Observation?subject=Patient/{pid}&_include=Observation:subject").json()
+    modes = sorted((e["search"]["mode"], e["resource"]["resourceType"]) for e in bundle["entry"])
+    assert modes == [("include", "Patient"), ("match", "Observation")]
+
+
+def test_summary_text(client: TestClient, patient: Any) -> None:
+    text = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Zhang Wei</div>'}
+    client.post("/fhir/Patient", json=patient(mrn="MRN-X", text=text))
+    found = client.get("/fhir/Patient?identifier=MRN-X&_summary=text").json()["entry"][0]["resource"]
+    assert set(found) == {"resourceType", "id", "meta", "text"}
+
+
+def test_system_search_by_post(client: TestClient, patient: Any) -> None:
+    client.post("/fhir/Patient", json=patient(mrn="MRN-P"))
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = client.post("/fhir/_search", content="_type=Patient&identifier=MRN-P", headers=form)
+    assert r.status_code == 200, r.text
+    assert [e["resource"]["resourceType"] for e in r.json()["entry"]] == ["Patient"]
+    assert (
+        client.post(
+            "/fhir/Patient/_search", content=b"{}", headers={"content-type": "application/fhir+json"}
+        ).status_code
+        == 415
+    )

@@ -31,7 +31,11 @@ def test_settings_defaults_and_flag_overrides(monkeypatch: pytest.MonkeyPatch) -
     assert (settings.http.host, settings.http.port, settings.http.base_path) == ("127.0.0.1", 8080, "/fhir")
     assert settings.store.database_url == "sqlite:///var/hie.db"
     changed = with_overrides(settings, host="::1", port=8181, database_url="sqlite:///other.db")
-    assert (changed.http.host, changed.http.port, changed.store.database_url) == ("::1", 8181, "sqlite:///other.db")
+    assert (changed.http.host, changed.http.port, changed.store.database_url) == (
+        "::1",
+        8181,
+        "sqlite:///other.db",
+    )
     assert settings.http.port == 8080
 
 
@@ -55,3 +59,48 @@ def test_serve_refuses_non_loopback_without_identity_provider(tmp_path: Path) ->
     result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--database-url", "memory://"])
     assert result.exit_code == 1
     assert "loopback" in result.output
+
+
+class _RecordingService:
+    """A background service that records its lifecycle and proves it shares the loop."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def start(self) -> None:
+        self.events.append("start")
+
+    async def stop(self) -> None:
+        self.events.append("stop")
+
+
+async def test_runtime_serves_with_background_services_until_stopped() -> None:
+    import asyncio
+    import socket
+
+    import httpx
+
+    from ehr_store import MemoryStore
+    from hie_server.runtime import serve
+    from hie_server.settings import HttpSettings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = HieSettings(http=HttpSettings(port=port))
+    service, stop = _RecordingService(), asyncio.Event()
+    task = asyncio.create_task(serve(settings, MemoryStore(), extra_services=[service], stop=stop))
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            try:
+                r = await client.get(f"http://127.0.0.1:{port}/fhir/metadata")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    assert r.status_code == 200
+    assert service.events == ["start"]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert service.events == ["start", "stop"]
