@@ -1,0 +1,214 @@
+"""IngestService end to end on MemoryStore and SQLite (no sockets): the whole sample feed,
+duplicates, the error queue and replay, store failure, enhanced acknowledgement mode."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.hl7v2.ack import read_ack
+from adapters.ingest import IngestService
+from adapters.settings import FacilitySettings, IngestSettings
+from ehr_store import MemoryStore, SqlStore, Store, StoreSettings, Unavailable, json_loads
+
+sys.path.insert(0, str(Path(__file__).parent))
+import hl7_messages as M  # noqa: E402
+
+ACCEPTED = {"AA", "CA"}
+NAKS = {"AE", "AR", "CE", "CR"}
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def ingest_store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        store: Store = MemoryStore(StoreSettings(database_url="memory://"))
+    else:
+        store = SqlStore(StoreSettings(database_url=request.getfixturevalue("sqlite_url")))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def read_json(store: Store, rtype: str, rid: str) -> dict[str, Any]:
+    with store.unit_of_work() as uow:
+        doc: dict[str, Any] = json_loads(uow.resources.read(rtype, rid).content)
+        return doc
+
+
+def test_whole_sample_feed(ingest_store: Store, ingest_settings: IngestSettings, sample_feed: Path,
+                           sample_truth: list[dict[str, Any]]) -> None:
+    svc = IngestService(ingest_store, ingest_settings)
+    for row in sample_truth:
+        raw = (sample_feed / row["file"]).read_bytes()
+        result = svc.ingest(raw, transport="test", peer="127.0.0.1")
+        codes = [read_ack(f).code for f in result.frames]
+        expect = row.get("expect", "")
+        if expect.startswith("reject"):
+            info = read_ack(result.frames[0])
+            assert info.code in NAKS and info.errors, (row["file"], codes)
+            assert result.message_id is not None
+        else:
+            assert codes[0] in ACCEPTED and result.outcome == "AA", (row["file"], codes, read_ack(result.ack))
+    queue = svc.error_queue()
+    rejects = [r for r in sample_truth if r.get("expect", "").startswith("reject")]
+    assert len(queue) == len(rejects)
+    assert {m.raw for m in queue} == {(sample_feed / r["file"]).read_bytes() for r in rejects}
+    # bad05: accepted, 身份证号 flagged and never under the resident-id system
+    patient = read_json(ingest_store, "Patient", "QYRMYY-X5")
+    flagged = [i for i in patient["identifier"] if i["value"] == "441802198001010010"]
+    assert flagged[0]["system"] == "urn:qyhie:resident-id:invalid"
+    # A40: the merged-away Patient is inactive and points at the survivor, which points back
+    merge = next(r for r in sample_truth if r["type"] == "ADT^A40")
+    fac = merge["facility"]
+    old = read_json(ingest_store, "Patient", f"{fac}-{merge['merged']}")
+    assert old["active"] is False
+    assert {"other": {"reference": f"Patient/{fac}-{merge['into']}"}, "type": "replaced-by"} in old["link"]
+    assert old.get("name"), "the merged Patient keeps its data"
+    survivor = read_json(ingest_store, "Patient", f"{fac}-{merge['into']}")
+    assert {"other": {"reference": f"Patient/{fac}-{merge['merged']}"}, "type": "replaces"} in survivor["link"]
+
+
+
+def test_a08_replaces_the_phone_and_keeps_the_rest(ingest_store: Store, sample_feed: Path,
+                                                   sample_truth: list[dict[str, Any]]) -> None:
+    svc = IngestService(ingest_store, IngestSettings(default_assume_offset="+08:00"))
+    upd = next(r for r in sample_truth if r["type"] == "ADT^A08")
+    raw = (sample_feed / upd["file"]).read_bytes()
+    mrn = re.search(rb"PID\|1\|\|([A-Z0-9]+)\^", raw)
+    assert mrn is not None
+    earlier = [r for r in sample_truth if r["file"] < upd["file"] and r.get("person") == upd["person"]
+               and r["facility"] == upd["facility"]]
+    for row in [*earlier, upd]:
+        assert read_ack(svc.handle((sample_feed / row["file"]).read_bytes(), transport="test")).code in ACCEPTED
+    updated = read_json(ingest_store, "Patient", f"{upd['facility']}-{mrn.group(1).decode()}")
+    assert [t["value"] for t in updated["telecom"]] == [upd["phone"]] and updated.get("address")
+
+
+def test_duplicate_replays_the_stored_ack_and_writes_nothing(ingest_store: Store) -> None:
+    svc = IngestService(ingest_store)
+    first = svc.ingest(M.ADT_A01_FULL.encode(), transport="test")
+    with ingest_store.unit_of_work() as uow:
+        version = uow.resources.read("Patient", "QYRMYY-QY0200001").version_id
+        count = len(uow.messages.list(limit=1000))
+    again = svc.ingest(M.ADT_A01_FULL.encode(), transport="test")
+    assert again.duplicate and again.frames == (first.frames[0],)
+    with ingest_store.unit_of_work() as uow:
+        assert uow.resources.read("Patient", "QYRMYY-QY0200001").version_id == version
+        assert len(uow.messages.list(limit=1000)) == count
+
+
+def test_update_message_updates_never_duplicates_and_null_deletes(ingest_store: Store) -> None:
+    svc = IngestService(ingest_store)
+    assert read_ack(svc.handle(M.ADT_A01_FULL.encode(), transport="test")).code == "AA"
+    assert read_ack(svc.handle(M.ADT_A08_NULL.encode(), transport="test")).code == "AA"
+    patient = read_json(ingest_store, "Patient", "QYRMYY-QY0200001")
+    assert "address" not in patient  # sent as "" → deleted
+    assert patient["telecom"]  # left empty → kept
+    with ingest_store.unit_of_work() as uow:
+        assert uow.resources.count("Patient", [("identifier", "QY0200001")]) == 1
+
+
+def test_all_message_families_are_accepted(ingest_store: Store) -> None:
+    svc = IngestService(ingest_store)
+    for text in (M.ADT_A01_FULL, M.ORU_VALUE_TYPES, M.OML_O21, M.MDM_T02, M.SIU_S12, M.SIU_S15, M.DFT_P03):
+        info = read_ack(svc.handle(text.encode(), transport="test"))
+        assert info.code == "AA", (text[:60], info)
+    assert read_json(ingest_store, "Appointment", "QYRMYY-appt-APT55")["status"] == "cancelled"
+    sr = read_json(ingest_store, "ServiceRequest", "QYRMYY-sr-PL9001")
+    assert any(i["type"]["coding"][0]["code"] == "ACSN" and i["value"] == "ACC9001" for i in sr["identifier"])
+
+
+class BrokenStore:
+    """A store whose resource writes fail like a database that went away (archive still works)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.broken = True
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool = False) -> Iterator[Any]:
+        with self.inner.unit_of_work(write=write) as uow:
+            if write and self.broken:
+                raise Unavailable("database is down")
+            yield uow
+
+    def check_schema(self) -> None:
+        self.inner.check_schema()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_store_failure_gives_ar_207_keeps_the_message_and_replay_fixes_it(ingest_store: Store) -> None:
+    broken = BrokenStore(ingest_store)
+    svc = IngestService(broken)  # type: ignore[arg-type]
+    result = svc.ingest(M.ADT_A01_FULL.encode(), transport="test")
+    info = read_ack(result.ack)
+    assert info.code == "AR" and info.errors[0][0] == "207"
+    queued = svc.error_queue()
+    assert [m.id for m in queued] == [result.message_id] and queued[0].status == "rejected"
+    # the sender retries the same control id: processed again, not replayed as AR
+    broken.broken = False
+    retry = svc.ingest(M.ADT_A01_FULL.encode(), transport="test")
+    assert read_ack(retry.ack).code == "AA" and not retry.duplicate
+    # and the operator's replay of the queued copy is now processed too
+    replayed = svc.replay(result.message_id or 0)
+    assert replayed.outcome == "AA" and svc.error_queue() == []
+
+
+def test_replay_all_after_a_settings_fix(ingest_store: Store) -> None:
+    # MSH-18 claims UTF-8 but the sender writes GB18030: AE 102 until the facility is configured
+    wrong = M.ADT_A01_FULL.encode("gb18030")
+    before = IngestService(ingest_store, IngestSettings())
+    info = read_ack(before.handle(wrong, transport="test"))
+    assert info.code == "AE" and info.errors[0][0] == "102"
+    bad_date = M.ADT_A01_FULL.replace("19900101|F", "19901301|F").replace("|M1001|", "|M4001|").encode()
+    assert read_ack(before.handle(bad_date, transport="test")).code == "AE"
+    assert len(before.error_queue()) == 2
+    fixed = IngestService(ingest_store, IngestSettings(
+        facilities={"QYRMYY": FacilitySettings(charset="GB18030")}))
+    results = fixed.replay_all()
+    assert sorted(r.outcome for r in results) == ["AA", "AE"]  # the bad date stays queued
+    assert [m.control_id for m in fixed.error_queue()] == ["M4001"]
+    patient = read_json(ingest_store, "Patient", "QYRMYY-QY0200001")
+    assert patient["name"][0]["text"] == "林小红"
+    with ingest_store.unit_of_work() as uow:
+        row = uow.messages.get(results[0].message_id or 0)
+    assert row.status == "processed" and row.charset == "gb18030" and row.attempts >= 2
+
+
+def test_msh18_empty_is_detected_and_recorded(ingest_store: Store) -> None:
+    raw = M.ADT_A01_FULL.replace("UNICODE UTF-8", "").encode("gb18030")
+    info = read_ack(IngestService(ingest_store).handle(raw, transport="test"))
+    assert info.code == "AA" and any("gb18030" in text for _c, text in info.errors)
+
+
+def test_enhanced_mode_accept_ack_then_application_ack(ingest_store: Store) -> None:
+    svc = IngestService(ingest_store)
+    base = M.ADT_A01_FULL.replace("|P|2.5|||||CHN|", "|P|2.5|||AL|AL|CHN|")
+    result = svc.ingest(base.encode(), transport="test")
+    assert [read_ack(f).code for f in result.frames] == ["CA", "AA"]
+    ne = M.ORU_VALUE_TYPES.replace("|P|2.5|||||CHN|", "|P|2.5|||AL|NE|CHN|").replace("4.20", "x")
+    result = svc.ingest(ne.encode(), transport="test")
+    assert [read_ack(f).code for f in result.frames] == ["CA"] and result.outcome == "AE"
+    er = ne.replace("|AL|NE|", "|AL|ER|").replace("|M1002|", "|M3002|")
+    result = svc.ingest(er.encode(), transport="test")
+    assert [read_ack(f).code for f in result.frames] == ["CA", "AE"]
+    bad_version = base.replace("|P|2.5|", "|P|9.9|").replace("|M1001|", "|M3001|")
+    result = svc.ingest(bad_version.encode(), transport="test")
+    assert [read_ack(f).code for f in result.frames] == ["CR"]
+
+
+def test_garbage_gets_an_ar_and_is_archived(ingest_store: Store) -> None:
+    svc = IngestService(ingest_store)
+    result = svc.ingest(b"\x00\xff hello", transport="test")
+    assert read_ack(result.ack).code == "AR" and result.message_id is not None
+    with ingest_store.unit_of_work() as uow:
+        assert uow.messages.get(result.message_id).raw == b"\x00\xff hello"
