@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ehr_store import DomainError, Store
-from hie_server import cli_ops
+from hie_server import cli_ops, cli_terminology
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
 
@@ -23,6 +23,7 @@ app = typer.Typer(no_args_is_help=True, help="Qingyuan regional health informati
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands")
 app.add_typer(db_app, name="db")
 cli_ops.register(app)
+cli_terminology.register(app)
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")

@@ -38,10 +38,11 @@ def dt(day: date) -> str:
 
 def msh(facility: Facility, when: datetime, message_type: str, control_id: str) -> str:
     """The MSH segment: MSH-3 HIS, MSH-4 code^name, MSH-9 type, MSH-10, MSH-11 P, MSH-12 version,
-    MSH-15 AL, MSH-16 NE, MSH-17 CHN, MSH-18 charset (empty for some facilities)."""
+    MSH-15/MSH-16 the facility's acknowledgement modes, MSH-17 CHN, MSH-18 charset (empty for
+    some facilities)."""
     fields = [
         "MSH", "^~\\&", "HIS", f"{facility.code}^{facility.name}", *RECEIVING, dtm(facility, when), "",
-        message_type, control_id, "P", facility.version, "", "", "AL", "NE", "CHN", facility.msh18,
+        message_type, control_id, "P", facility.version, "", "", *facility.ack_modes, "CHN", facility.msh18,
     ]
     return "|".join(fields)
 

@@ -29,7 +29,9 @@ class Facility:
     `id_placement` weights where the 身份证号 goes (PID-3 with type NNCHN, PID-19, or absent);
     `msh18_empty`: MSH-18 left empty although the bytes are `charset`; `ts_zone`: timestamps
     carry `+0800`; `ts_minutes`: timestamps to the minute only; `class_literal`: PV1-2 sent as
-    门诊/住院 instead of O/I; `lab_prefix`: local lab codes are `<prefix><n>` instead of `HGB`.
+    门诊/住院 instead of O/I; `lab_prefix`: local lab codes are `<prefix><n>` instead of `HGB`;
+    `ack_modes`: MSH-15/MSH-16 (both empty: original acknowledgement mode, HL7 v2.5 §2.9.2;
+    otherwise enhanced mode, §2.9.3).
     """
 
     code: str
@@ -48,6 +50,7 @@ class Facility:
     lab_prefix: str | None = None
     lab_system: str = "L"
     sends: frozenset[str] = field(default_factory=frozenset)
+    ack_modes: tuple[str, str] = ("", "")
 
     @property
     def msh18(self) -> str:
@@ -65,17 +68,17 @@ _VILLAGE = frozenset({"ADT", "VXU", "DFT"})
 
 FACILITIES: tuple[Facility, ...] = (
     Facility("QYRMYY", "清远市人民医院", "hospital", "441802", "utf-8", "CR", "2.5", "QY{n:07d}",
-             {"PID-3": 0.7, "PID-19": 0.0, "none": 0.3}, sends=_ALL),
+             {"PID-3": 0.7, "PID-19": 0.0, "none": 0.3}, sends=_ALL, ack_modes=("AL", "NE")),
     Facility("YDRMYY", "英德市人民医院", "hospital", "441881", "gb18030", "CR", "2.4", "88{n:08d}",
              {"PID-3": 0.5, "PID-19": 0.2, "none": 0.3}, lab_prefix="YD", lab_system="YDLIS", sends=_ALL),
     Facility("LZRMYY", "连州市人民医院", "hospital", "441882", "utf-8", "CRLF", "2.4", "LZ-{n:06d}",
-             {"PID-3": 0.2, "PID-19": 0.6, "none": 0.2}, sends=_ALL),
+             {"PID-3": 0.2, "PID-19": 0.6, "none": 0.2}, sends=_ALL, ack_modes=("AL", "AL")),
     Facility("YSXRMYY", "阳山县人民医院", "hospital", "441823", "gb18030", "CR", "2.4", "YS{n:06d}",
              {"PID-3": 0.6, "PID-19": 0.0, "none": 0.4}, msh18_empty=True, ts_zone=False, sends=_ALL),
     Facility("FGXRMYY", "佛冈县人民医院", "hospital", "441821", "utf-8", "LF", "2.3.1", "FG{n:07d}",
              {"PID-3": 0.5, "PID-19": 0.3, "none": 0.2}, lab_prefix="L", lab_system="FGLIS", sends=_ALL),
     Facility("TTWSY", "佛冈县汤塘镇卫生院", "township", "441821", "utf-8", "CR", "2.5", "TT{n:07d}",
-             {"PID-3": 0.3, "PID-19": 0.0, "none": 0.7}, sends=_TOWNSHIP),
+             {"PID-3": 0.3, "PID-19": 0.0, "none": 0.7}, sends=_TOWNSHIP, ack_modes=("AL", "NE")),
     Facility("LJKWSY", "英德市连江口镇卫生院", "township", "441881", "gb18030", "CR", "2.4", "LJK{n:06d}",
              {"PID-3": 0.6, "PID-19": 0.0, "none": 0.4}, ts_zone=False, ts_minutes=True, sends=_TOWNSHIP),
     Facility("SJWSY", "连南瑶族自治县三江镇卫生院", "township", "441826", "gb18030", "CR", "2.4", "SJ{n:07d}",
@@ -118,6 +121,7 @@ def describe(facility: Facility) -> dict[str, object]:
         "msh18": facility.msh18,
         "terminator": facility.terminator,
         "version": facility.version,
+        "ack_modes": list(facility.ack_modes),
         "timestamps_with_zone": facility.ts_zone,
         "mrn_example": facility.mrn(1),
         "lab_code_system": facility.lab_system,

@@ -120,6 +120,7 @@ def test_each_message_decodes_in_its_facility_charset(feed: Path, truth: list[di
         assert segs[0][0] == "MSH"
         msh18 = segs[0][17] if len(segs[0]) > 17 else ""  # MSH-n is index n - 1 (MSH-1 is the separator)
         assert msh18 == facility.msh18
+        assert (segs[0][14], segs[0][15]) == facility.ack_modes  # MSH-15, MSH-16
         assert data.endswith(terminators[facility.terminator])
         if facility.terminator == "CR":
             assert b"\n" not in data
