@@ -17,6 +17,7 @@ from terminology import canonical
 from terminology.canonical import conceptmap_url, local_system, normalize_system
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
 from terminology.content import shipped_resources
+from terminology.expand import codes_below, valueset_codes
 from terminology.icd10 import Rollup, rollup
 from terminology.index import TerminologyIndex
 from terminology.ingest import Translator, source_system, standard_codings
@@ -41,6 +42,7 @@ __all__ = [
     "UnmappedCode",
     "UnmappedLog",
     "canonical",
+    "codes_below",
     "codesystem_validate_code",
     "conceptmap_from_rows",
     "conceptmap_url",
@@ -57,5 +59,6 @@ __all__ = [
     "standard_codings",
     "subsumes",
     "translate",
+    "valueset_codes",
     "valueset_validate_code",
 ]

@@ -172,3 +172,19 @@ def _apply_filter(cs: CodeSystemIndex, codes: list[str], flt: Json) -> list[str]
         want = value.lower() == "true"
         return [c for c in codes if bool(cs.concepts[c].property_values(str(prop))) == want]
     raise NotSupported(f"ValueSet filter op {op!r} on {prop!r} is not supported", expression=("filter",))
+
+
+def valueset_codes(index: TerminologyIndex, url: str) -> frozenset[tuple[str, str]]:
+    """(system, code) pairs of a value set, for the `:in`/`:not-in` token modifiers of
+    resource search (FHIR R4B search §3.1.1.5.5). Raises: NotFound, NotSupported, TooCostly."""
+    return frozenset((item.system, item.code) for item in expand_url(index, url)[1])
+
+
+def codes_below(index: TerminologyIndex, system: str, code: str) -> frozenset[str]:
+    """`code` and every code it subsumes in `system`, for the `:below` token modifier
+    (FHIR R4B search §3.1.1.5.5). Raises: NotFound (unknown system)."""
+    cs = index.codesystem(system)
+    if cs is None:
+        raise NotFound(f"CodeSystem {system} is not known", expression=("system",))
+    concept = cs.find(code)
+    return frozenset((concept.code, *cs.descendants(concept.code))) if concept else frozenset()

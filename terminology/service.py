@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ehr_store import NotFound, ResourceRepository, Store
-from terminology import content
+from terminology import content, expand
 from terminology.canonical import check_sender, conceptmap_url
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
 from terminology.index import TerminologyIndex
@@ -189,6 +189,15 @@ class TerminologyService:
                     uow.resources.delete("Basic", record_id(record.sender, record.system, record.code))
             uow.commit()
         return changed
+
+    def valueset_codes(self, url: str) -> frozenset[tuple[str, str]]:
+        """(system, code) pairs of a value set: the resolver for `:in`/`:not-in` in resource
+        search (pass this bound method to the search layer). Raises: NotFound, TooCostly."""
+        return expand.valueset_codes(self.index(), url)
+
+    def codes_below(self, system: str, code: str) -> frozenset[str]:
+        """A code and its descendants: the resolver for `:below` on hierarchical systems (ICD-10)."""
+        return expand.codes_below(self.index(), system, code)
 
     def conceptmap_url(self, sender: str) -> str:
         """Canonical URL of a sender's local-code ConceptMap."""

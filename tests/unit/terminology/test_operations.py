@@ -255,3 +255,14 @@ def test_translate_reverse_and_no_match(index: TerminologyIndex) -> None:
     assert get(none, "result") is False and "DX-CHEST" in get(none, "message")
     with pytest.raises(NotFound):
         translate(index, params(url=f"{BASE}/ConceptMap/none", system=LOINC, code="718-7"))
+
+
+def test_search_modifier_resolvers(index: TerminologyIndex) -> None:
+    from terminology import codes_below, valueset_codes
+
+    below = codes_below(index, ICD10, "B15-B19")
+    assert {"B15-B19", "B16", "B16.9"} <= below and "A15.0" not in below
+    assert codes_below(index, ICD10, "ZZZ") == frozenset()
+    assert (SEX, "1") in valueset_codes(index, f"{BASE}/ValueSet/gb-t-2261-1")
+    with pytest.raises(NotFound):
+        codes_below(index, "http://example.org/none", "x")
