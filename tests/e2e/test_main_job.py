@@ -135,3 +135,16 @@ def test_sending_again_writes_nothing_twice(synthetic: tuple[Server, Path, str])
         again = hie("send", "--host", "127.0.0.1", "--port", str(server.mllp_port), folder)
         assert again.returncode == 0, again.stdout + again.stderr
         assert {t: total(client, t) for t in before} == before
+
+
+def test_diagnoses_become_conditions_per_visit(synthetic: tuple[Server, Path, str]) -> None:
+    server, feed, _ = synthetic
+    rows = [json.loads(line) for line in (feed / "truth.jsonl").read_text(encoding="utf-8").splitlines()]
+    by_code: dict[str, int] = {}
+    for row in rows:
+        if "diag" in row:
+            by_code[row["diag"]] = by_code.get(row["diag"], 0) + 1
+    assert any(row.get("notifiable") for row in rows)
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        found = {code: search(client, "/Condition", code=code, _summary="count")["total"] for code in by_code}
+    assert found == by_code
