@@ -1,14 +1,14 @@
-"""Fixtures for the HTTP-layer tests: the app over a MemoryStore and over a SQLite store."""
+"""Fixtures for the HTTP-layer tests: the app over each `store` backend (tests/conftest.py:
+memory, SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from ehr_store import MemoryStore, Store, StoreSettings, open_store, upgrade_schema
+from ehr_store import Store
 from hie_server.app import FhirModule, create_app
 from hie_server.settings import HieSettings, HttpSettings
 
@@ -16,18 +16,6 @@ from hie_server.settings import HieSettings, HttpSettings
 def make_settings(**http: object) -> HieSettings:
     defaults: dict[str, object] = {"max_body_bytes": 64 * 1024, "max_bundle_entries": 20, "max_page_size": 50}
     return HieSettings(http=HttpSettings(**{**defaults, **http}))  # type: ignore[arg-type]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        opened: Store = MemoryStore()
-    else:
-        url = f"sqlite:///{tmp_path / 'hie.db'}"
-        upgrade_schema(url)
-        opened = open_store(StoreSettings(database_url=url))
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
