@@ -65,12 +65,13 @@ class Server:
                 self.process.wait()
 
 
-def start_server(workdir: Path, env: dict[str, str]) -> Server:
-    """`hie db upgrade` then `hie serve` on free ports with a SQLite file under `workdir`.
+def start_server(workdir: Path, env: dict[str, str], database_url: str | None = None) -> Server:
+    """`hie db upgrade` then `hie serve` on free ports, on `database_url` (default: a SQLite
+    file under `workdir`).
 
     Raises: AssertionError (with the server log) when it is not ready within 90 s.
     """
-    url = f"sqlite:///{workdir / 'hie.db'}"
+    url = database_url or f"sqlite:///{workdir / 'hie.db'}"
     upgraded = hie("db", "upgrade", "--database-url", url, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
     port, mllp_port = free_port(), free_port()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -42,18 +42,29 @@ def _facilities_env(feed: Path) -> dict[str, str]:
     return {"HIE_INGEST__FACILITIES": json.dumps(registry, ensure_ascii=False)}
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, str]]:
-    work = tmp_path_factory.mktemp("e2e-synth")
+def _run_synthetic(work: Path, database_url: str | None) -> Iterator[tuple[Server, Path, str]]:
     feed = work / "feed"
     made = hie("synth", str(feed), "--residents", "40", "--seed", "2026")
     assert made.returncode == 0, made.stderr
-    server = start_server(work, _facilities_env(feed))
+    server = start_server(work, _facilities_env(feed), database_url)
     try:
         sent = hie("send", "--host", "127.0.0.1", "--port", str(server.mllp_port), *feed_folders(feed))
         yield server, feed, sent.stdout + sent.stderr + f"\n(exit status {sent.returncode})"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, str]]:
+    """The synthetic feed through `hie serve` on SQLite (the README's embedded default)."""
+    yield from _run_synthetic(tmp_path_factory.mktemp("e2e-synth"), None)
+
+
+@pytest.fixture(scope="module")
+def synthetic_postgres(tmp_path_factory: pytest.TempPathFactory,
+                       make_postgres_database: Callable[[], str]) -> Iterator[tuple[Server, Path, str]]:
+    """The same feed through `hie serve` on PostgreSQL (an empty database of the test cluster)."""
+    yield from _run_synthetic(tmp_path_factory.mktemp("e2e-synth-pg"), make_postgres_database())
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +81,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
         server.stop()
 
 
-FEEDS = ["synthetic", "sample"]
+FEEDS = ["synthetic", "synthetic_postgres", "sample"]
 
 
 @pytest.fixture(params=FEEDS)
