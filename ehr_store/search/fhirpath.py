@@ -63,15 +63,18 @@ class CompiledPath:
     `first_keys` are the top-level JSON keys any result needs (empty: always evaluate).
     """
 
-    __slots__ = ("_chains", "_fallback", "expression", "first_keys")
+    __slots__ = ("_chains", "_fallback", "expression", "first_keys", "uses_fhirpathpy")
 
     def __init__(
         self,
         expression: str,
         chains: list[list[_Step]] | None,
         fallback: Callable[[dict[str, Any]], list[Any]] | None,
+        *,
+        uses_fhirpathpy: bool = False,
     ) -> None:
         self.expression = expression
+        self.uses_fhirpathpy = uses_fhirpathpy
         self._chains = chains or []
         self._fallback = fallback
         keys: set[str] = set()
@@ -82,11 +85,6 @@ class CompiledPath:
                 keys.clear()
                 break
         self.first_keys = frozenset(keys) if fallback is None else frozenset()
-
-    @property
-    def uses_fallback(self) -> bool:
-        """True when evaluated by fhirpathpy (or a wrapped form) rather than compiled steps."""
-        return self._fallback is not None and not self._chains and self.expression.find("exists()") < 0
 
     def evaluate(self, resource: dict[str, Any]) -> list[Node]:
         """Values the expression selects in `resource` (a FHIR JSON dict)."""
@@ -157,7 +155,7 @@ def compile_expression(expression: str, resource_type: str) -> CompiledPath:
         chains = [_compile_part(part.strip(), resource_type) for part in _split(expression)]
         return CompiledPath(expression, chains, None)
     except Unsupported:
-        return CompiledPath(expression, None, _fhirpathpy(expression))
+        return CompiledPath(expression, None, _fhirpathpy(expression), uses_fhirpathpy=True)
 
 
 def _fhirpathpy(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
