@@ -114,16 +114,40 @@ def _error_entry(error: DomainError) -> Json:
     return {"response": {"status": str(status), "outcome": outcome(error.issues)}}
 
 
+def _is_plain_read(entry: Entry) -> bool:
+    return entry.method in ("GET", "HEAD") and entry.id is not None and entry.version is None
+
+
+def _read_all(repo: ResourceRepository, reads: list[Entry], base: str) -> dict[int, Json]:
+    """The transaction's `GET Type/id` entries in one `read_many` round-trip (after the writes);
+    a missing one is read alone so it fails with its own 404/410."""
+    found = repo.read_many([(e.resource_type, str(e.id)) for e in reads])
+    results: dict[int, Json] = {}
+    for entry in reads:
+        stored = found.get((entry.resource_type, str(entry.id)))
+        if stored is None:
+            try:
+                stored = repo.read(entry.resource_type, str(entry.id))
+            except DomainError as exc:
+                raise _located(exc, entry.index) from None
+        results[entry.index] = _response_entry(200, stored, base, True)
+    return results
+
+
 def _transaction(entries: list[Entry], base: str, representation: bool) -> Callable[[UnitOfWork], list[Json]]:
     def work(uow: UnitOfWork) -> list[Json]:
         plan: Plan = resolve(entries, uow.resources)
         results: dict[int, Json] = {}
         for entry in plan.entries:
+            if _is_plain_read(entry):
+                continue
             try:
                 status, value = _run_entry(uow.resources, entry, base)
             except DomainError as exc:
                 raise _located(exc, entry.index) from None
-            results[entry.index] = _response_entry(status, value, base, representation)
+            shown = representation or entry.method in ("GET", "HEAD")
+            results[entry.index] = _response_entry(status, value, base, shown)
+        results.update(_read_all(uow.resources, [e for e in plan.entries if _is_plain_read(e)], base))
         return [results[i] for i in sorted(results)]
 
     return work
@@ -155,7 +179,8 @@ async def _batch(
 
         try:
             status, value = await ctx.run(work)
-            results[entry.index] = _response_entry(status, value, base, representation)
+            shown = representation or entry.method in ("GET", "HEAD")
+            results[entry.index] = _response_entry(status, value, base, shown)
         except DomainError as exc:
             results[entry.index] = _error_entry(_located(exc, entry.index))
     return [results[i] for i in sorted(results)]

@@ -216,3 +216,17 @@ def test_transaction_search_entry_returns_a_searchset(client: TestClient, patien
     assert r.status_code == 200, r.text
     found = r.json()["entry"][0]["resource"]
     assert found["type"] == "searchset" and len(found["entry"]) == 1
+
+
+def test_transaction_reads_see_writes_and_a_missing_read_fails_it(client: TestClient, patient: Any) -> None:
+    pid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    reads = [{"request": {"method": "GET", "url": f"Patient/{pid}"}}, post(patient(mrn="MRN-R"), PID)]
+    r = client.post("/fhir", json=bundle("transaction", *reads), headers={"Prefer": "return=minimal"})
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["resource"]["id"] == pid
+    assert "resource" not in r.json()["entry"][1]
+    missing = [post(patient(mrn="MRN-M")), {"request": {"method": "GET", "url": "Patient/not-there"}}]
+    failed = client.post("/fhir", json=bundle("transaction", *missing))
+    assert failed.status_code == 404
+    assert "Bundle.entry[1]" in failed.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Patient?identifier=MRN-M").json().get("entry", []) == []
