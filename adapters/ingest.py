@@ -36,6 +36,7 @@ from adapters.hl7v2.errors import (
     Hl7Error,
     Hl7Rejection,
     SEGMENT_SEQUENCE_ERROR,
+    VALUE_TOO_LONG,
 )
 from adapters.hl7v2.header import Header, read_header
 from adapters.hl7v2.mapping import MappingContext, check_header, load_code_tables, map_message
@@ -59,6 +60,7 @@ class IngestResult:
     ack_code: str
     outcome: str
     duplicate: bool = False
+    codec: str = "utf-8"
 
     @property
     def ack(self) -> bytes:
@@ -165,6 +167,20 @@ class IngestService:
             return self._finish_error(acc, exc, accept_level=False)
         except Exception as exc:
             return self._finish_error(acc, _as_hl7_error(exc), accept_level=False)
+
+    def oversized_nak(self, head: bytes, size: int, limit: int) -> bytes:
+        """AR (Table 0357 104, value too long) for a frame over the size limit, addressed from
+        its first bytes; the head is archived as `rejected` so the error queue shows it."""
+        acc = Accepted(read_header(head), head, None, python_codec(read_header(head).charset) or "utf-8")
+        err = Hl7Rejection(VALUE_TOO_LONG, f"message of at least {size} bytes exceeds the {limit}-byte limit; "
+                           "only its first bytes were kept", ErrLocation("MSH", 1))
+        try:
+            self._archive(acc, "mllp", None)
+        except Exception:  # nothing durable: the AR still tells the sender
+            return self._nak(acc, err, enhanced_ok=False)
+        if acc.done:  # same MSH-10 as a processed message: its ACK stands
+            return acc.frames[0]
+        return self._finish_error(acc, err, accept_level=True)[0]
 
     def replay(self, message_id: int) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
@@ -276,7 +292,8 @@ class IngestService:
     def _result(self, acc: Accepted, frames: list[bytes]) -> IngestResult:
         if not frames:  # never leave a sender without an answer
             frames = [self._ack(acc, "CA")]
-        return IngestResult(acc.message_id, tuple(frames), _msa_code(acc, frames[0]), acc.outcome, acc.duplicate)
+        return IngestResult(acc.message_id, tuple(frames), _msa_code(acc, frames[0]), acc.outcome, acc.duplicate,
+                            acc.codec)
 
 
 def _wanted(condition: str, success: bool) -> bool:

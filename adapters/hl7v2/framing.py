@@ -15,6 +15,7 @@ from dataclasses import dataclass
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
 DEFAULT_MAX_FRAME = 10 * 1024 * 1024
+HEAD_BYTES = 2048
 
 
 def frame(payload: bytes) -> bytes:
@@ -24,9 +25,11 @@ def frame(payload: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class FrameTooLarge:
-    """Marker yielded in place of a frame that exceeded the maximum size (size seen so far, bytes)."""
+    """Marker yielded in place of a frame that exceeded the maximum size: its size in bytes
+    and its first bytes (enough for the MSH, so the NAK can be addressed to the sender)."""
 
     size: int
+    head: bytes = b""
 
 
 class MllpDecoder:
@@ -45,6 +48,7 @@ class MllpDecoder:
         self._in_frame = False
         self._discarding = False
         self._discarded = 0
+        self._head = b""
         self._tail_fs = False
         self.junk_bytes = 0
 
@@ -104,13 +108,14 @@ class MllpDecoder:
         if len(self._buf) > self.max_frame + 1:
             self._discarding = True
             self._discarded = len(self._buf)
+            self._head = bytes(self._buf[:HEAD_BYTES])
             self._buf.clear()
 
     def _finish(self, out: list[bytes | FrameTooLarge]) -> None:
         if self._discarding or len(self._buf) > self.max_frame:
-            out.append(FrameTooLarge(self._discarded or len(self._buf)))
+            out.append(FrameTooLarge(self._discarded or len(self._buf), self._head or bytes(self._buf[:HEAD_BYTES])))
         else:
             out.append(bytes(self._buf))
         self._buf.clear()
         self._in_frame, self._discarding, self._discarded = False, False, 0
-        self._tail_fs = False
+        self._tail_fs, self._head = False, b""

@@ -1,0 +1,122 @@
+"""Asyncio MLLP listener (HL7 v2.5 Appendix C.4): the MLLP composition root's transport.
+
+Many concurrent connections; messages on one connection are processed strictly in order
+(the next frame is read only after the previous message's ACK was written). The ingest
+service runs in a thread pool (it does blocking database work). A connection is never
+closed instead of a NAK: oversized frames, undecodable bytes and internal errors all get an
+ACK with MSA-1 AR/AE; only an idle timeout or the peer closes it. In enhanced mode the
+accept ACK (CA) is written as soon as the raw message is durable, then the application ACK
+when MSH-16 asks for it. Optional TLS, with client certificates when a CA is configured.
+
+May import: the standard library, `adapters.*` (no fastapi).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+
+from adapters.hl7v2.framing import FrameTooLarge, MllpDecoder, frame
+from adapters.ingest import IngestService
+from adapters.settings import MllpSettings
+
+log = logging.getLogger(__name__)
+
+
+def server_ssl_context(settings: MllpSettings) -> ssl.SSLContext | None:
+    """TLS context from settings (None when no certificate is configured)."""
+    if settings.tls_cert is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key) if settings.tls_key else None)
+    if settings.tls_client_ca is not None:
+        ctx.load_verify_locations(str(settings.tls_client_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class MllpServer:
+    """The MLLP listener as a background service (`start`/`stop`, see hie_server.runtime)."""
+
+    name = "mllp"
+
+    def __init__(self, service: IngestService, settings: MllpSettings | None = None, *, workers: int = 4) -> None:
+        self.service = service
+        self.settings = settings or MllpSettings()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0). Raises: RuntimeError before `start`."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("MLLP server not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Bind and start accepting connections. Raises: OSError (port in use), ssl.SSLError."""
+        self._server = await asyncio.start_server(
+            self._on_connection, self.settings.host, self.settings.port, ssl=server_ssl_context(self.settings))
+        log.info("MLLP listening on %s:%s%s", self.settings.host, self.port,
+                 " (TLS)" if self.settings.tls_cert else "")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight messages finish their ACK, close connections."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        self._executor.shutdown(wait=True)
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        decoder = MllpDecoder(self.settings.max_frame_bytes)
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), self.settings.idle_timeout_s)
+                except TimeoutError:
+                    break
+                if not data:
+                    break
+                for item in decoder.feed(data):
+                    await self._answer(item, writer, peer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+            log.info("MLLP connection from %s ended: %s", peer, type(exc).__name__)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _answer(self, item: bytes | FrameTooLarge, writer: asyncio.StreamWriter, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        if isinstance(item, FrameTooLarge):
+            nak = self.service.oversized_nak(item.head, item.size, self.settings.max_frame_bytes)
+            writer.write(frame(nak))
+            await writer.drain()
+            return
+        acc = await loop.run_in_executor(self._executor, lambda: self.service.accept(item, transport="mllp",
+                                                                                   peer=peer))
+        for ack in acc.frames:
+            writer.write(frame(ack))
+        await writer.drain()
+        if not acc.done:
+            later = await loop.run_in_executor(self._executor, self.service.process, acc)
+            for ack in later:
+                writer.write(frame(ack))
+            await writer.drain()
