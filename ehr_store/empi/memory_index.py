@@ -14,8 +14,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from ehr_store.empi.features import Features

@@ -242,8 +242,13 @@ def test_golden_carries_valid_identifiers_only() -> None:
     good = rid("44180219900102123")
     src = patient("王晓东", "1990-01-09", resident_id=good.lower())
     src["id"] = "a"
-    src["identifier"].append({"system": "urn:qyhie:resident-id:invalid", "value": "441802199001021239",
-                              "type": {"coding": [{"code": "NNCHN"}]}})
+    src["identifier"].append(
+        {
+            "system": "urn:qyhie:resident-id:invalid",
+            "value": "441802199001021239",
+            "type": {"coding": [{"code": "NNCHN"}]},
+        }
+    )
     golden = compose_golden("g", [src])
     values = [(i["system"], i["value"]) for i in golden["identifier"]]
     assert values == [("urn:qingyuan-hie:mrn:TEST", "1"), (RESIDENT_ID_SYSTEM, good)]
