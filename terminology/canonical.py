@@ -74,6 +74,11 @@ _HL7_0396 = {
 }
 
 _SENDER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_LOCAL_LABELS = ("", "L", "LOCAL")
+_ALIASES = {"http://hl7.org/fhir/sid/icd-10-cn": ICD10_CN}
+"""Other URIs seen for our systems (the HL7 v2 mapping's `I10C`)."""
+_FACILITY_URN = re.compile(r"^urn:qyhie:facility:([A-Za-z0-9_.-]{1,64}):code(?::(.+))?$")
+"""The HL7 v2 mapping's local-code URIs (`adapters.hl7v2.datatypes.code_system`)."""
 
 
 def check_sender(sender: str) -> str:
@@ -89,11 +94,11 @@ def check_sender(sender: str) -> str:
 def local_system(sender: str, label: str | None) -> str:
     """URI of a sender's local code system (HL7 v2 CWE-3 `L`, `99xxx`, or a field label).
 
-    `local_system("QYRMYY", "L")` -> `https://hie.gdqy.gov.cn/fhir/CodeSystem/local/QYRMYY/L`.
-    Raises: ValueError for an unusable sender.
+    `local_system("QYRMYY", "L")` -> `https://hie.gdqy.gov.cn/fhir/CodeSystem/local/QYRMYY/L`;
+    an empty label and `LOCAL` mean `L`. Raises: ValueError for an unusable sender.
     """
-    tail = f"/{label}" if label else ""
-    return f"{BASE}/CodeSystem/local/{check_sender(sender)}{tail}"
+    tail = "L" if (label or "").strip().upper() in _LOCAL_LABELS else label
+    return f"{BASE}/CodeSystem/local/{check_sender(sender)}/{tail}"
 
 
 def conceptmap_url(sender: str) -> str:
@@ -104,12 +109,16 @@ def conceptmap_url(sender: str) -> str:
 def normalize_system(sender: str, system: str | None) -> str:
     """Map what a feed sent as a coding system to a URI.
 
-    URIs (`http…`, `urn:…`) pass unchanged; HL7 v2 Table 0396 names (`LN`, `I10`,
+    URIs (`http…`, `urn:…`) pass unchanged (the HL7 v2 mapping's
+    `urn:qyhie:facility:<F>:code[:<id>]` become `local_system(F, id)`); HL7 v2 Table 0396 names (`LN`, `I10`,
     `ICD10`, `CVX`, `HL70001`, …) become their registered URIs; anything else (`L`,
     `99QY`, None) is the sender's local system (see `local_system`). HL7 v2.5 §2.A.13 CWE-3.
     """
     if system and (system.startswith(("http://", "https://", "urn:"))):
-        return system
+        local = _FACILITY_URN.match(system)
+        if local:
+            return local_system(local.group(1), local.group(2))
+        return _ALIASES.get(system, system)
     if system:
         known = _HL7_0396.get(system.upper().replace(" ", ""))
         if known:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ehr_store import NotFound, ResourceRepository, Store
 from terminology import content, expand
-from terminology.canonical import check_sender, conceptmap_url
+from terminology.canonical import check_sender, conceptmap_url, normalize_system
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
 from terminology.index import TerminologyIndex
 from terminology.ingest import LOCAL_PREFIX, Translator, standard_codings
@@ -175,7 +175,7 @@ class TerminologyService:
         local codes (never removing a coding); drop the unmapped records now mapped.
         Returns the references updated (one transaction). Raises: ValueError (bad sender).
         """
-        prefix = f"{LOCAL_PREFIX}{check_sender(sender)}"
+        prefix = f"{LOCAL_PREFIX}{check_sender(sender)}/"
         index = self.index()
         changed: list[str] = []
         with self._store.unit_of_work(write=True) as uow:
@@ -229,16 +229,16 @@ def _add_codings(node: Any, index: TerminologyIndex, sender: str, prefix: str) -
         if isinstance(codings, list):
             present = {(c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)}
             for coding in list(codings):
-                if (
-                    isinstance(coding, dict)
-                    and str(coding.get("system", "")).startswith(prefix)
-                    and coding.get("code")
-                ):
-                    for extra in standard_codings(index, sender, coding["system"], coding["code"])[0]:
-                        if (extra["system"], extra["code"]) not in present:
-                            codings.append(extra)
-                            present.add((extra["system"], extra["code"]))
-                            changed = True
+                if not isinstance(coding, dict) or not coding.get("code"):
+                    continue
+                system = normalize_system(sender, str(coding.get("system", "")))
+                if not system.startswith(prefix):
+                    continue
+                for extra in standard_codings(index, sender, system, str(coding["code"]))[0]:
+                    if (extra["system"], extra["code"]) not in present:
+                        codings.append(extra)
+                        present.add((extra["system"], extra["code"]))
+                        changed = True
         for value in node.values():
             changed |= _add_codings(value, index, sender, prefix)
     elif isinstance(node, list):

@@ -100,3 +100,19 @@ def test_unmapped_local_codes_are_counted_per_sender(index: TerminologyIndex) ->
 def test_bad_sender_is_refused(index: TerminologyIndex) -> None:
     with pytest.raises(ValueError, match="sender"):
         Translator(index).translate_coding("清远/../x", "L", "HGB", None)
+
+
+def test_hl7_mapping_system_uris_are_understood(index: TerminologyIndex) -> None:
+    from terminology import normalize_system
+
+    assert normalize_system("X", "urn:qyhie:facility:QYRMYY:code") == f"{BASE}/CodeSystem/local/QYRMYY/L"
+    assert (
+        normalize_system("X", "urn:qyhie:facility:QYRMYY:code:99QY") == f"{BASE}/CodeSystem/local/QYRMYY/99QY"
+    )
+    assert normalize_system("QYRMYY", "http://hl7.org/fhir/sid/icd-10-cn") == ICD10_CN
+    assert normalize_system("QYRMYY", None) == normalize_system("QYRMYY", "L")
+    translator = Translator(index)
+    assert (
+        translator.translate_coding("QYRMYY", "urn:qyhie:facility:QYRMYY:code", "HGB", None)[0]["code"]
+        == "718-7"
+    )

@@ -17,12 +17,12 @@ HEADER = "source_system,source_code,source_display,target_system,target_code,tar
 LOCAL_L = f"{BASE}/CodeSystem/local/QYRMYY/L"
 
 
-def _observation(oid: str, code: str, display: str) -> Json:
+def _observation(oid: str, code: str, display: str, system: str = LOCAL_L) -> Json:
     return {
         "resourceType": "Observation",
         "id": oid,
         "status": "final",
-        "code": {"coding": [{"system": LOCAL_L, "code": code, "display": display}], "text": display},
+        "code": {"coding": [{"system": system, "code": code, "display": display}], "text": display},
     }
 
 
@@ -83,8 +83,9 @@ def test_unmapped_codes_persist_and_remap_adds_standard_codings(store: Store) ->
         assert translator.translate_coding("QYRMYY", "L", "DX-CHEST", "胸部正位片") == []
         assert translator.translate_coding("QYRMYY", "L", "UA", "尿常规") == []
         with store.unit_of_work() as uow:
+            system = LOCAL_L if batch == 0 else "urn:qyhie:facility:QYRMYY:code"  # the HL7 mapping's form
             uow.resources.update(
-                "Observation", f"o{batch}", _observation(f"o{batch}", "DX-CHEST", "胸部正位片")
+                "Observation", f"o{batch}", _observation(f"o{batch}", "DX-CHEST", "胸部正位片", system)
             )
             service.persist_unmapped(uow.resources, translator.log)
             uow.commit()
