@@ -26,8 +26,7 @@ from rich.table import Table
 
 from ehr_store import DomainError, NotFound, Store, open_store
 from hie_server.settings import HieSettings, with_overrides
-from terminology import TerminologyService, rows_from_conceptmap
-from terminology.conceptmap import COLUMNS
+from terminology import CSV_COLUMNS, TerminologyService, rows_from_conceptmap
 
 terminology_app = typer.Typer(no_args_is_help=True, help="Terminology (WS/T 790.9): content, local-code maps")
 console = Console()
@@ -146,7 +145,7 @@ def export_command(source: Source, database_url: DatabaseUrl = None) -> None:
         raise _fail(f"no ConceptMap for {source}") from None
     finally:
         store.close()
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS))
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(CSV_COLUMNS))
     writer.writeheader()
     writer.writerows(rows_from_conceptmap(resource))
 

