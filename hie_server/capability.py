@@ -105,7 +105,7 @@ def _resource(resource_type: str, catalogue: SearchCatalogue, ops: Sequence[Fhir
         "readHistory": True,
         "updateCreate": True,
         "conditionalCreate": True,
-        "conditionalRead": "modified-since",
+        "conditionalRead": "full-support",
         "conditionalUpdate": True,
         "conditionalDelete": "single",
         "searchInclude": ["*"],

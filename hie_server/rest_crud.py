@@ -26,6 +26,7 @@ from ehr_store import (
     parse_criteria,
 )
 from hie_server import interactions
+from hie_server.bundles import parse_subset, subset_resource
 from hie_server.context import (
     FhirContext,
     check_body_type,
@@ -108,10 +109,13 @@ def _not_modified(request: Request, stored: StoredResource) -> bool:
 
 
 def read_response(request: Request, stored: StoredResource) -> Response:
+    """200 with the stored bytes (subsetted by `_summary`/`_elements` if asked), or 304."""
     headers = version_headers(stored)
     if _not_modified(request, stored):
         return Response(status_code=304, headers=headers)
-    return fhir_response(request, stored.content, 200, headers)
+    query = request.query_params
+    subset = parse_subset(query.get("_summary"), query.getlist("_elements"))
+    return fhir_response(request, subset_resource(stored, subset), 200, headers)
 
 
 def _criteria(request: Request) -> list[tuple[str, str]]:

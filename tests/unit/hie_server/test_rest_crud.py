@@ -159,3 +159,13 @@ def test_format_and_pretty(client: TestClient, patient: Any) -> None:
     assert encoded.status_code == 200
     browser = client.get(f"/fhir/Patient/{pid}", headers={"Accept": "text/html,*/*;q=0.8"})
     assert browser.status_code == 200
+
+
+def test_read_with_summary_and_elements(client: TestClient, patient: Any) -> None:
+    pid = create(client, patient(maritalStatus={"text": "married"})).json()["id"]
+    summary = client.get(f"/fhir/Patient/{pid}?_summary=true").json()
+    assert "maritalStatus" not in summary and summary["gender"] == "female"
+    assert summary["meta"]["tag"][0]["code"] == "SUBSETTED"
+    elements = client.get(f"/fhir/Patient/{pid}?_elements=name,gender").json()
+    assert set(elements) == {"resourceType", "id", "meta", "name", "gender"}
+    assert client.get(f"/fhir/Patient/{pid}?_summary=perhaps").status_code == 400
