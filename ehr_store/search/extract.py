@@ -127,16 +127,16 @@ def extract_index(resource: dict[str, Any], registry: Registry) -> IndexEntries:
     Spec: FHIR R4B search §3.1.1.4-5. Raises: nothing (unusable values index nothing).
     """
     entries = IndexEntries()
-    keys = resource.keys()
-    for sp in registry.params_for(resource["resourceType"]).values():
-        path = sp.path
-        if path is None or not sp.indexed:
-            continue
-        if path.first_keys and path.first_keys.isdisjoint(keys):
-            continue
-        nodes = path.evaluate(resource)
+    by_key, always = registry.extraction_plan(resource["resourceType"])
+    selected = dict.fromkeys(always)
+    for key in resource:
+        for sp in by_key.get(key, ()):
+            selected[sp] = None
+    tz = registry.tz
+    for sp in selected:
+        nodes = sp.path.evaluate(resource)  # type: ignore[union-attr]
         if nodes:
-            _ADDERS[sp.type](entries, sp, nodes, registry.tz)
+            _ADDERS[sp.type](entries, sp, nodes, tz)
     for _, items in entries.kinds():
         if len(items) > 1:
             items[:] = list(dict.fromkeys(items))

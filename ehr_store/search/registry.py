@@ -65,6 +65,7 @@ class Registry:
         self._definitions: list[dict[str, Any]] = [e["resource"] for e in bundle.get("entry", [])]
         self._by_type: dict[str, dict[str, SearchParamDef]] = {}
         self._common: dict[str, dict[str, Any]] = {}
+        self._plans: dict[str, tuple[dict[str, tuple[SearchParamDef, ...]], tuple[SearchParamDef, ...]]] = {}
         types: set[str] = set()
         for sp in self._definitions:
             for base in sp.get("base", []):
@@ -84,6 +85,26 @@ class Registry:
             found = self._build(resource_type)
             self._by_type[resource_type] = found
         return found
+
+    def extraction_plan(
+        self, resource_type: str
+    ) -> tuple[dict[str, tuple[SearchParamDef, ...]], tuple[SearchParamDef, ...]]:
+        """Indexed parameters of a type by the top-level JSON key they start from, plus those
+        to evaluate always (no single first key). Used by `extract_index` to skip absent elements."""
+        plan = self._plans.get(resource_type)
+        if plan is None:
+            by_key: dict[str, list[SearchParamDef]] = {}
+            always: list[SearchParamDef] = []
+            for sp in self.params_for(resource_type).values():
+                if sp.path is None or not sp.indexed:
+                    continue
+                if not sp.path.first_keys:
+                    always.append(sp)
+                for key in sp.path.first_keys:
+                    by_key.setdefault(key, []).append(sp)
+            plan = ({k: tuple(v) for k, v in by_key.items()}, tuple(always))
+            self._plans[resource_type] = plan
+        return plan
 
     def get(self, resource_type: str, code: str) -> SearchParamDef | None:
         """The parameter `code` on `resource_type`, or None when not defined."""
@@ -167,5 +188,5 @@ def get_registry(timezone: str = "Asia/Shanghai") -> Registry:
     """
     registry = Registry(_bundle(), timezone=timezone)
     for resource_type in sorted(registry.resource_types):
-        registry.params_for(resource_type)
+        registry.extraction_plan(resource_type)
     return registry

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
+from functools import cache
 
 __all__ = [
     "MAX_DT",
@@ -57,7 +58,7 @@ def parse_date_range(text: str, tz: tzinfo) -> tuple[datetime, datetime]:
     g = m.groupdict()
     zone: tzinfo = tz
     if g["tz"]:
-        zone = UTC if g["tz"] == "Z" else datetime.strptime(g["tz"].replace(":", ""), "%z").tzinfo or UTC
+        zone = _offset_zone(g["tz"])
     year = int(g["y"])
     if g["m"] is None:
         start = datetime(year, 1, 1, tzinfo=zone)
@@ -83,6 +84,15 @@ def parse_date_range(text: str, tz: tzinfo) -> tuple[datetime, datetime]:
             step = timedelta(seconds=1)
         end = start + step
     return start.astimezone(UTC), (end.astimezone(UTC) - _US) if end is not MAX_DT else MAX_DT
+
+
+@cache
+def _offset_zone(text: str) -> tzinfo:
+    """`Z` or `+08:00` as a fixed-offset zone (cached: few distinct offsets occur)."""
+    if text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
 
 
 def date_value_range(value: object, tz: tzinfo) -> tuple[datetime, datetime] | None:
