@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ehr_store import DomainError, Store
-from hie_server import cli_ops, cli_terminology
+from hie_server import cli_hl7, cli_ops, cli_terminology
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
 
@@ -24,6 +24,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema commands")
 app.add_typer(db_app, name="db")
 cli_ops.register(app)
 cli_terminology.register(app)
+cli_hl7.register(app)
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
@@ -57,7 +58,7 @@ def background_services(
     settings: HieSettings, store: Store, mllp_port: int | None
 ) -> list[BackgroundService]:
     """Services sharing the server's event loop. The HL7 module adds its MLLP listener here."""
-    return []
+    return cli_hl7.mllp_services(settings, store, mllp_port)
 
 
 @app.command("serve")
@@ -83,7 +84,11 @@ def serve_command(
     store = open_checked_store(settings)
     try:
         services = background_services(settings, store, mllp_port)
-        asyncio.run(serve(settings, store, extra_services=services))
+        asyncio.run(
+            serve(
+                settings, store, extra_services=services, root_routers=cli_hl7.http_routers(settings, store)
+            )
+        )
     finally:
         store.close()
 
