@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ehr_store import NotFound, ResourceRepository, Store
+from ehr_store import Gone, NotFound, ResourceRepository, Store
 from terminology import content, expand
 from terminology.canonical import check_sender, conceptmap_url, normalize_system
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
@@ -98,15 +98,17 @@ class TerminologyService:
 
     def load_content(self, senders: Iterable[str] | None = None) -> LoadReport:
         """Store the shipped content (FHIR `update` by id: unchanged resources keep their
-        version). `senders` limits the sender ConceptMaps loaded (default: all shipped).
+        version). A sender's ConceptMap is written only when the store has none: once there,
+        it belongs to the administrators (`load --conceptmap`) and is kept. `senders` limits
+        the sender ConceptMaps (default: all shipped).
         Raises: domain errors of the store (nothing is written then).
         """
         wanted = set(senders) if senders is not None else None
         docs = [*content.codesystems(), *content.valuesets(), content.notifiable_conceptmap()]
-        docs += [
+        maps = [
             content.sender_conceptmap(s) for s in content.shipped_senders() if wanted is None or s in wanted
         ]
-        return self._write(docs)
+        return self._write(docs, keep_existing=maps)
 
     def load_conceptmap_csv(self, sender: str, text: str) -> tuple[Json, bool]:
         """Store the sender's ConceptMap built from mapping CSV text; bump its version when
@@ -136,24 +138,25 @@ class TerminologyService:
         self.invalidate()
         return resource, True
 
-    def _write(self, docs: list[Json]) -> LoadReport:
+    def _write(self, docs: list[Json], keep_existing: list[Json]) -> LoadReport:
         report = LoadReport([], [], [])
         with self._store.unit_of_work(write=True) as uow:
-            for doc in docs:
-                try:
-                    before = uow.resources.read(doc["resourceType"], doc["id"]).version_id
-                except NotFound:
-                    before = None
-                stored, created = uow.resources.update(doc["resourceType"], doc["id"], doc)
+            for doc in [*docs, *keep_existing]:
                 ref = f"{doc['resourceType']}/{doc['id']}"
-                bucket = (
-                    report.created
-                    if created
-                    else report.unchanged
-                    if stored.version_id == before
-                    else report.updated
-                )
-                bucket.append(ref)
+                try:
+                    before: int | None = uow.resources.read(doc["resourceType"], doc["id"]).version_id
+                except (NotFound, Gone):
+                    before = None
+                if before is not None and doc in keep_existing:
+                    report.unchanged.append(ref)
+                    continue
+                stored, created = uow.resources.update(doc["resourceType"], doc["id"], doc)
+                if created:
+                    report.created.append(ref)
+                elif stored.version_id == before:
+                    report.unchanged.append(ref)
+                else:
+                    report.updated.append(ref)
             uow.commit()
         self.invalidate()
         return report

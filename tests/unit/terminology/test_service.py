@@ -114,3 +114,12 @@ def test_memory_log_merges_counts() -> None:
     log.record("A", "s", "c", "显示", count=2)
     (item,) = log.list()
     assert (item.count, item.display, item.first_seen <= item.last_seen) == (3, "显示", True)
+
+
+def test_load_content_keeps_an_administrators_map(store: Store) -> None:
+    service = TerminologyService(store)
+    service.load_conceptmap_csv("QYRMYY", HEADER + "L,HB,血红蛋白,LN,718-7,,equivalent\n")
+    report = service.load_content(senders=["QYRMYY"])
+    assert "ConceptMap/local-QYRMYY" in report.unchanged
+    assert service.translator().translate_coding("QYRMYY", "L", "HB", None)[0]["code"] == "718-7"
+    assert service.translator().translate_coding("QYRMYY", "L", "HGB", None) == []
