@@ -34,6 +34,7 @@ class MemoryIndex:
         self.registry = registry or get_registry(self.settings.default_timezone)
         self._by_key: dict[Key, dict[str, list[Any]]] = {}
         self._memo: dict[tuple[Criterion, str], set[str]] = {}
+        self._has_memo: dict[Has, set[Key]] = {}
 
     def put(self, resource_type: str, id: str, entries: IndexEntries) -> None:
         """Replace the entries of one resource."""
@@ -106,6 +107,7 @@ class MemoryIndex:
 
     def _matching(self, current: Mapping[Key, StoredResource], query: SearchQuery) -> list[Key]:
         self._memo = {}
+        self._has_memo = {}
         keys = self._live(current, query.types)
         for criterion in query.criteria:
             keys = [k for k in keys if self._matches(current, criterion, k)]
@@ -127,13 +129,21 @@ class MemoryIndex:
                 for t, inner in c.targets
             )
         if isinstance(c, Has):
-            sources = self._ids(current, c.inner, c.source_type)
-            return any(
-                r.target_type == key[0] and r.target_id == key[1]
-                for sid in sources
-                for r in self._by_key.get((c.source_type, sid), {}).get(c.ref_param.code, ())
-            )
+            return key in self._has_targets(current, c)
         return self._filter(current, c, key, entries)
+
+    def _has_targets(self, current: Mapping[Key, StoredResource], c: Has) -> set[Key]:
+        """(type, id) of everything that matching `c.source_type` resources refer to via `c.ref_param`."""
+        found = self._has_memo.get(c)
+        if found is None:
+            found = {
+                (r.target_type, r.target_id)
+                for sid in self._ids(current, c.inner, c.source_type)
+                for r in self._by_key.get((c.source_type, sid), {}).get(c.ref_param.code, ())
+                if r.target_id is not None
+            }
+            self._has_memo[c] = found
+        return found
 
     def _filter(
         self, current: Mapping[Key, StoredResource], f: Filter, key: Key, entries: dict[str, list[Any]]

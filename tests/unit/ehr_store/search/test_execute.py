@@ -253,3 +253,20 @@ def test_unknown_parameters_and_bad_values(db: SearchBackend) -> None:
 def test_content_is_served_as_stored(db: SearchBackend) -> None:
     (match,) = db.search("Observation", [("_id", "o1")]).matches
     assert b"1.50" in match.content and match.version_id == 1
+
+
+def test_reference_identifier_and_uri_above_below(db: SearchBackend) -> None:
+    db.load(
+        observation("o5", subject="Patient/p1", code="718-7",
+                    performer=[{"type": "Practitioner",
+                                "identifier": {"system": "urn:oid:1.2.156.1", "value": "DOC-0042"}}]),
+        {"resourceType": "ValueSet", "id": "vs1", "status": "active",
+         "url": "http://hie.example/fhir/ValueSet/gender"},
+    )  # fmt: skip
+    assert ids(db, "Observation", ("performer:identifier", "urn:oid:1.2.156.1|DOC-0042")) == ["o5"]
+    assert ids(db, "Observation", ("performer:identifier", "DOC-0042")) == ["o5"]
+    assert ids(db, "Observation", ("performer:identifier", "urn:other|DOC-0042")) == []
+    assert ids(db, "ValueSet", ("url", "http://hie.example/fhir/ValueSet/gender")) == ["vs1"]
+    assert ids(db, "ValueSet", ("url:below", "http://hie.example/fhir")) == ["vs1"]
+    assert ids(db, "ValueSet", ("url:above", "http://hie.example/fhir/ValueSet/gender/v2")) == ["vs1"]
+    assert ids(db, "ValueSet", ("url:above", "http://hie.example/fhir")) == []
