@@ -10,6 +10,7 @@ May import: fastapi/starlette, orjson, `ehr_store`, `hie_server.*`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -50,7 +51,7 @@ def _located(error: DomainError, index: int) -> DomainError:
     issues = [
         Issue(i.severity, i.code, f"{where}: {i.diagnostics}", i.expression or (where,)) for i in error.issues
     ]
-    return type(error)(issues=issues)
+    return dataclasses.replace(error, issues=issues, diagnostics="")
 
 
 def _run_entry(repo: ResourceRepository, entry: Entry, base: str) -> tuple[int, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -56,7 +57,7 @@ def open_checked_store(settings: HieSettings) -> Store:
 
 def background_services(
     settings: HieSettings, store: Store, mllp_port: int | None
-) -> list[BackgroundService]:
+) -> Sequence[BackgroundService]:
     """Services sharing the server's event loop. The HL7 module adds its MLLP listener here."""
     return cli_hl7.mllp_services(settings, store, mllp_port)
 

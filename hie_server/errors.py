@@ -115,7 +115,9 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     status = status_for(exc)
     if status >= 500:
         log.warning("request %s failed: %s", request_id(request), type(exc).__name__)
-    return outcome_response(status, exc.issues)
+    deleted_version = getattr(exc, "version_id", None) if isinstance(exc, Gone) else None
+    headers = {"ETag": f'W/"{deleted_version}"'} if deleted_version else None
+    return outcome_response(status, exc.issues, headers)
 
 
 def _validation_issue(error: Mapping[str, Any]) -> Issue:

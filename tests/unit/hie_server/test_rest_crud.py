@@ -84,6 +84,7 @@ def test_delete_then_read_is_410_and_history_keeps_versions(client: TestClient, 
     gone = client.get(f"/fhir/Patient/{pid}")
     assert gone.status_code == 410
     assert gone.json()["issue"][0]["code"] == "deleted"
+    assert gone.headers["etag"] == 'W/"2"'
     assert client.get(f"/fhir/Patient/{pid}/_history/1").status_code == 200
     assert client.delete("/fhir/Patient/never-was").status_code == 204
 
