@@ -76,9 +76,10 @@ class Registry:
         self.resource_types: frozenset[str] = frozenset(types)
 
     def params_for(self, resource_type: str) -> dict[str, SearchParamDef]:
-        """All parameters usable on `resource_type`, by code (compiled on first use).
-
-        Returns an empty dict for a type with no definitions (only the common ones then).
+        """The parameters this server supports on `resource_type`, by code (compiled on first use):
+        the common `_id`, `_lastUpdated`, `_tag`, `_profile`, `_security`, `_source` and the
+        type's token/string/date/reference/quantity/number/uri parameters (composite and special
+        ones are not supported and not listed). Only the common ones for an unknown type.
         """
         found = self._by_type.get(resource_type)
         if found is None:
@@ -120,8 +121,10 @@ class Registry:
                 continue
             out[code] = _make(sp, resource_type, self._definitions)
         for sp in self._definitions:
-            if resource_type in sp.get("base", ()):
-                out[sp["code"]] = _make(sp, resource_type, self._definitions)
+            if resource_type in sp.get("base", ()) and sp["type"] in INDEXED_TYPES:
+                made = _make(sp, resource_type, self._definitions)
+                if made.path is not None:  # composite, special and expression-less ones are not served
+                    out[sp["code"]] = made
         return out
 
 
