@@ -29,6 +29,8 @@ _PRESENTATION = frozenset({"_format", "_pretty"})
 
 @dataclass(frozen=True, slots=True)
 class Paging:
+    """Page size (already capped at `http.max_page_size`) and offset of a search or history page."""
+
     count: int
     offset: int
 
@@ -73,7 +75,7 @@ async def search_response(
     path = resource_type or ""
     if (summary or "").lower() == "count" or page.count == 0:
         total = await ctx.run(lambda uow: uow.resources.count(resource_type, criteria), commit=False)
-        links = [{"relation": "self", "url": f"{base}/{path}?{urlencode(pairs)}"}]
+        links = [{"relation": "self", "url": f"{base}/{path}".rstrip("/") + f"?{urlencode(pairs)}"}]
         body = searchset(base, [], [], links=links, total=total)
         return fhir_response(request, body)
     store_params = [*criteria, ("_count", str(page.count)), ("_offset", str(page.offset))]
