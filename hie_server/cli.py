@@ -17,6 +17,7 @@ import typer
 
 from ehr_store import DomainError, Store
 from hie_server import cli_hl7, cli_ops, cli_terminology
+from hie_server.operations.terminology import terminology_modules
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
 
@@ -87,7 +88,8 @@ def serve_command(
         services = background_services(settings, store, mllp_port)
         asyncio.run(
             serve(
-                settings, store, extra_services=services, root_routers=cli_hl7.http_routers(settings, store)
+                settings, store, extra_services=services, root_routers=cli_hl7.http_routers(settings, store),
+                modules=terminology_modules(settings, store),
             )
         )
     finally:

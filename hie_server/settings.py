@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.settings import IngestSettings, MllpSettings
 from ehr_store import StoreSettings
+from terminology import TerminologySettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -62,6 +63,7 @@ class HieSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    terminology: TerminologySettings = Field(default_factory=TerminologySettings)
 
     @model_validator(mode="before")
     @classmethod

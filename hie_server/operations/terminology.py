@@ -21,11 +21,12 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ehr_store import json_loads_resource
+from ehr_store import Store, json_loads_resource
 from hie_server.app import FhirModule
 from hie_server.capability import FhirOperation
 from hie_server.context import FhirContext, check_id, fhir_context
 from hie_server.formats import check_body_media_type, fhir_response, read_body
+from hie_server.settings import HieSettings
 from terminology import (
     In,
     TerminologyIndex,
@@ -105,6 +106,12 @@ OPERATIONS = tuple(
     FhirOperation(name, f"http://hl7.org/fhir/OperationDefinition/{resource_type}-{name}", (resource_type,))
     for resource_type, name in _OPERATIONS
 )
+
+
+def terminology_modules(settings: HieSettings, store: Store) -> list[FhirModule]:
+    """The module list `hie serve` passes to `serve(..., modules=...)`: a `TerminologyService`
+    over `store` with `settings.terminology`."""
+    return [terminology_module(TerminologyService(store, settings.terminology))]
 
 
 def terminology_module(service: TerminologyService) -> FhirModule:
