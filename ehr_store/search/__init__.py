@@ -13,7 +13,7 @@ Public API (other `ehr_store` modules import only from here):
 - `MemoryIndex(settings, registry)`: `index(version, doc)`, `put`, `remove`,
   `search(current, type, params, *, strict)`, `count(current, type, params)`.
 
-May import: sqlalchemy, sqlmodel, fhirpathpy, fhir.resources, the standard library, `ehr_store`
+May import: sqlalchemy, sqlmodel, fhirpathpy, fhir.resources, pypinyin, the standard library, `ehr_store`
 modules below `ehr_store.search` (errors, model, settings, tables).
 """
 

@@ -5,7 +5,7 @@ of each selected element is turned into entries by the parameter's type and the 
 FHIR type (FHIR R4B search §3.1.1.5: token, string, date, reference, quantity, number, uri).
 No database here.
 
-May import: the standard library, `ehr_store.search.{fhirpath,registry,values}`.
+May import: the standard library, pypinyin, `ehr_store.search.{fhirpath,registry,values}`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ehr_store.search.fhirpath import Node
@@ -203,9 +204,22 @@ def _add_string(out: IndexEntries, sp: SearchParamDef, nodes: list[Node], tz: tz
                 for key in ("text", "line", "city", "district", "state", "postalCode", "country"):
                     item = value.get(key)
                     parts.extend(item if isinstance(item, list) else [item] if item is not None else [])
+        if sp.code == "phonetic":
+            parts.extend(p for part in parts if isinstance(part, str) for p in _pinyin(part))
         for part in parts:
             if isinstance(part, str) and part.strip():
                 out.string.append(StringEntry(sp.code, normalize_string(part.strip()), part.strip()))
+
+
+@lru_cache(maxsize=65536)
+def _pinyin(text: str) -> tuple[str, ...]:
+    """Toneless pinyin of a CJK name for `phonetic`: `张三` → (`zhangsan`, `zhang san`)."""
+    if not _is_cjk(text):
+        return ()
+    from pypinyin import lazy_pinyin
+
+    syllables = lazy_pinyin(text)
+    return ("".join(syllables), " ".join(syllables))
 
 
 def _name_parts(name: dict[str, Any]) -> list[str]:

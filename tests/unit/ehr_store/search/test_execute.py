@@ -96,6 +96,8 @@ def test_strings_chinese_and_accents(db: SearchBackend) -> None:
     assert ids(db, "Patient", ("name:exact", "müller")) == []
     assert ids(db, "Patient", ("address-city", "英德")) == ["p2"]
     assert ids(db, "Patient", ("name", "张,李")) == ["p1", "p2"]
+    assert ids(db, "Patient", ("phonetic", "zhang san")) == ["p1"]
+    assert ids(db, "Patient", ("phonetic", "li")) == ["p2"]
 
 
 def test_dates_by_precision(db: SearchBackend) -> None:

@@ -37,6 +37,12 @@ def test_chinese_name_parts_and_joined_name() -> None:
     assert family == [StringEntry("family", "欧阳", "欧阳")]
 
 
+def test_phonetic_adds_toneless_pinyin_for_chinese_names() -> None:
+    res = patient("p1", family="张", given="三")
+    phonetic = {s.value for s in extract_index(res, REG).string if s.param == "phonetic"}
+    assert {"张三", "zhangsan", "zhang san", "zhang", "san"} <= phonetic
+
+
 def test_western_name_is_normalised_without_accents_and_case() -> None:
     res = patient("p2", family="Müller", given="Zoë")
     strings = extract_index(res, REG).string
