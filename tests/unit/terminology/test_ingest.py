@@ -116,3 +116,13 @@ def test_hl7_mapping_system_uris_are_understood(index: TerminologyIndex) -> None
         translator.translate_coding("QYRMYY", "urn:qyhie:facility:QYRMYY:code", "HGB", None)[0]["code"]
         == "718-7"
     )
+
+
+def test_ethnic_group_names_map_to_gb_t_3304(index: TerminologyIndex) -> None:
+    from terminology.canonical import ETHNICITY
+
+    translator = Translator(index)
+    assert translator.translate_coding("SJWSY", "HL70189", "瑶族", None) == [
+        {"system": ETHNICITY, "code": "13", "display": "瑶族"}
+    ]
+    assert translator.translate_coding("SJWSY", "HL70189", "壮", None)[0]["code"] == "08"
