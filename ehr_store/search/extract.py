@@ -5,18 +5,25 @@ of each selected element is turned into entries by the parameter's type and the 
 FHIR type (FHIR R4B search §3.1.1.5: token, string, date, reference, quantity, number, uri).
 No database here.
 
-May import: the standard library, pypinyin, `ehr_store.search.{fhirpath,registry,values}`.
+May import: the standard library, pypinyin, `ehr_store.search.{entries,fhirpath,registry,values}`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from decimal import Decimal
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
+from ehr_store.search.entries import (
+    DateEntry,
+    IndexEntries,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
 from ehr_store.search.fhirpath import Node
 from ehr_store.search.registry import Registry, SearchParamDef
 from ehr_store.search.values import (
@@ -40,84 +47,6 @@ __all__ = [
     "extract_index",
     "parse_reference",
 ]
-
-
-class TokenEntry(NamedTuple):
-    param: str
-    system: str | None
-    code: str | None
-    text: str | None  # normalised display/text for `:text`
-
-
-class StringEntry(NamedTuple):
-    param: str
-    value: str  # normalised (casefold, accents removed)
-    exact: str  # as written, for `:exact`
-
-
-class DateEntry(NamedTuple):
-    param: str
-    start: datetime  # UTC, inclusive
-    end: datetime  # UTC, inclusive
-
-
-class ReferenceEntry(NamedTuple):
-    param: str
-    target_type: str | None
-    target_id: str | None
-    url: str | None  # absolute or canonical url
-    identifier_system: str | None
-    identifier_value: str | None
-
-
-class QuantityEntry(NamedTuple):
-    param: str
-    value: Decimal
-    low: Decimal
-    high: Decimal
-    system: str | None
-    code: str | None
-    unit: str | None
-
-
-class NumberEntry(NamedTuple):
-    param: str
-    value: Decimal
-    low: Decimal
-    high: Decimal
-
-
-class UriEntry(NamedTuple):
-    param: str
-    uri: str
-
-
-@dataclass(slots=True)
-class IndexEntries:
-    """All index entries of one resource, by parameter type."""
-
-    token: list[TokenEntry] = field(default_factory=list)
-    string: list[StringEntry] = field(default_factory=list)
-    date: list[DateEntry] = field(default_factory=list)
-    reference: list[ReferenceEntry] = field(default_factory=list)
-    quantity: list[QuantityEntry] = field(default_factory=list)
-    number: list[NumberEntry] = field(default_factory=list)
-    uri: list[UriEntry] = field(default_factory=list)
-
-    def params(self) -> set[str]:
-        """Codes of the parameters that have at least one entry."""
-        return {e.param for kind in self.kinds() for e in kind[1]}
-
-    def kinds(self) -> Iterator[tuple[str, list[Any]]]:
-        yield from (
-            ("token", self.token),
-            ("string", self.string),
-            ("date", self.date),
-            ("reference", self.reference),
-            ("quantity", self.quantity),
-            ("number", self.number),
-            ("uri", self.uri),
-        )
 
 
 def extract_index(resource: dict[str, Any], registry: Registry) -> IndexEntries:

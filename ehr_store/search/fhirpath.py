@@ -10,18 +10,17 @@ used only for expressions outside the subset (e.g. `Patient.deceased.exists() an
 Each result is a `(value, fhir_type)` pair; `fhir_type` is the element's FHIR type name
 (`CodeableConcept`, `dateTime`, ...) or None when unknown (fallback results).
 
-May import: fhir.resources, fhirpathpy, the standard library.
+May import: fhirpathpy, the standard library, `ehr_store.search.fhir_schema`.
 """
 
 from __future__ import annotations
 
 import re
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
+
+from ehr_store.search.fhir_schema import element_keys
 
 __all__ = ["CompiledPath", "Node", "Unsupported", "compile_expression", "reference_type"]
 
@@ -269,56 +268,3 @@ def _result_type(steps: list[_Step]) -> str | None:
             kinds = {t for _, t in step.keys}
             return kinds.pop() if len(kinds) == 1 else None
     return None
-
-
-@cache
-def element_keys(owner: str | None, name: str) -> tuple[tuple[str, str | None], ...]:
-    """JSON keys (with FHIR types) for element `name` of type `owner`: one key, or one per
-    choice type for a `[x]` element (`value` → `valueQuantity`, `valueString`, ...)."""
-    if owner is None:
-        return ((name, None),)
-    fields = _model_fields(owner)
-    if fields is None:
-        return ((name, None),)
-    for field_name in (name, f"{name}_fhir"):  # `class`, `for`: Python keywords in the models
-        if field_name in fields:
-            return ((name, _type_name(fields[field_name].annotation)),)
-    return tuple(
-        (key, _type_name(f.annotation))
-        for key, f in fields.items()
-        if not key.endswith("__ext") and (f.json_schema_extra or {}).get("one_of_many") == name
-    )
-
-
-@cache
-def _model_fields(type_name: str) -> dict[str, Any] | None:
-    from fhir.resources.R4B import get_fhir_model_class
-
-    try:
-        fields: dict[str, Any] = get_fhir_model_class(type_name).model_fields
-    except (KeyError, ValueError, AttributeError, ImportError):
-        return None
-    return fields
-
-
-_PY_TYPES = {bool: "boolean", int: "integer", str: "string", float: "decimal"}
-
-
-def _type_name(annotation: Any) -> str | None:
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin in (typing.Union, types.UnionType, list):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = args[0] if args else None
-        elif origin is typing.Annotated:
-            marker = typing.get_args(annotation)[1] if len(typing.get_args(annotation)) > 1 else None
-            marker_name = type(marker).__name__
-            return marker_name[:1].lower() + marker_name[1:]
-        else:
-            break
-    if annotation in _PY_TYPES:
-        return _PY_TYPES[annotation]
-    name: Any = getattr(annotation, "__name__", None)
-    if isinstance(name, str) and name.endswith("Type"):
-        return name[: -len("Type")]
-    return name if isinstance(name, str) else None

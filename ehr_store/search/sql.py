@@ -18,11 +18,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from ehr_store.model import SearchResult, StoredResource
+from ehr_store.model import SearchResult
 from ehr_store.search.parse import parse_search
-from ehr_store.search.query import Chain, Criterion, DateValue, Filter, Has, Include, SearchQuery, SortKey
+from ehr_store.search.query import Chain, Criterion, DateValue, Filter, Has, SearchQuery, SortKey
 from ehr_store.search.registry import Registry, get_registry
 from ehr_store.search.sql_conditions import date_condition, value_condition
+from ehr_store.search.sql_include import includes, row_columns, stored_from_row
 from ehr_store.search.tables import INDEX_TABLES, reference_index
 from ehr_store.settings import StoreSettings
 from ehr_store.tables import resource_table
@@ -49,7 +50,6 @@ _SORT_COLUMN = {
     "number": "value",
     "uri": "uri",
 }
-_MAX_ITERATE = 3
 
 
 def execute_search(
@@ -94,11 +94,11 @@ def run_query(session: Any, query: SearchQuery, settings: StoreSettings, registr
     page = settings.default_page_size if query.count is None else query.count
     if query.count_only or page == 0:
         return SearchResult(matches=[], total=total, has_more=False, warnings=list(query.warnings))
-    stmt = sa.select(*_row_columns()).where(_where(query, _dialect(session)))
+    stmt = sa.select(*row_columns()).where(_where(query, _dialect(session)))
     stmt = stmt.order_by(*_order(query)).limit(page + 1).offset(query.offset)
     rows = session.execute(stmt).all()
-    matches = [_stored(row) for row in rows[:page]]
-    included = _includes(session, query, matches, registry) if query.includes else []
+    matches = [stored_from_row(row) for row in rows[:page]]
+    included = includes(session, query, matches) if query.includes else []
     return SearchResult(
         matches=matches,
         included=included,
@@ -111,16 +111,6 @@ def run_query(session: Any, query: SearchQuery, settings: StoreSettings, registr
 def _dialect(session: Any) -> str:
     bind = session.get_bind() if hasattr(session, "get_bind") else session
     return str(bind.dialect.name)
-
-
-def _row_columns() -> list[Any]:
-    return [R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.deleted, R.c.content]
-
-
-def _stored(row: Any) -> StoredResource:
-    content = row.content
-    data = content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
-    return StoredResource(row.resource_type, row.id, row.version_id, row.last_updated, row.deleted, data)
 
 
 def _count(session: Any, query: SearchQuery) -> int:
@@ -265,58 +255,3 @@ def _sort_expr(key: SortKey) -> Any:
         .scalar_subquery()
     )
     return sub.desc().nulls_last() if key.descending else sub.asc().nulls_last()
-
-
-def _includes(
-    session: Any, query: SearchQuery, matches: list[StoredResource], registry: Registry
-) -> list[StoredResource]:
-    seen = {(m.resource_type, m.id) for m in matches}
-    included: list[StoredResource] = []
-    frontier = matches
-    for round_no in range(_MAX_ITERATE + 1):
-        found: list[StoredResource] = []
-        for inc in query.includes:
-            if round_no > 0 and not inc.iterate:
-                continue
-            for stored in _include_rows(session, inc, frontier):
-                key = (stored.resource_type, stored.id)
-                if key not in seen:
-                    seen.add(key)
-                    found.append(stored)
-        if not found:
-            break
-        included.extend(found)
-        frontier = found
-    return included
-
-
-def _include_rows(session: Any, inc: Include, frontier: list[StoredResource]) -> list[StoredResource]:
-    x = reference_index
-    results: list[StoredResource] = []
-    by_type: dict[str, list[str]] = {}
-    for m in frontier:
-        by_type.setdefault(m.resource_type, []).append(m.id)
-    for rtype, ids in by_type.items():
-        if inc.reverse:
-            sub = sa.select(x.c.resource_id).where(
-                x.c.resource_type == inc.source_type, x.c.target_type == rtype, x.c.target_id.in_(ids)
-            )
-            if inc.param:
-                sub = sub.where(x.c.param == inc.param)
-            cond = sa.and_(R.c.resource_type == inc.source_type, R.c.id.in_(sub))
-        else:
-            if inc.source_type not in (rtype, "*"):
-                continue
-            sub = sa.select(x.c.target_type, x.c.target_id).where(
-                x.c.resource_type == rtype, x.c.resource_id.in_(ids), x.c.target_id.is_not(None)
-            )
-            if inc.param:
-                sub = sub.where(x.c.param == inc.param)
-            if inc.target_type:
-                sub = sub.where(x.c.target_type == inc.target_type)
-            cond = sa.tuple_(R.c.resource_type, R.c.id).in_(sub)
-        stmt = (
-            sa.select(*_row_columns()).where(cond, R.c.deleted.is_(False)).order_by(R.c.resource_type, R.c.id)
-        )
-        results.extend(_stored(row) for row in session.execute(stmt).all())
-    return results
