@@ -126,7 +126,8 @@ def _where(query: SearchQuery, dialect: str) -> Cond:
         conds.append(R.c.resource_type.in_(query.types))
     criteria = sorted(query.criteria, key=_drive_rank)
     for i, criterion in enumerate(criteria):
-        if i == 0 and query.resource_type is not None and _drive_rank(criterion) < 50:
+        row_level = isinstance(criterion, Filter) and criterion.param.code in ("_id", "_lastUpdated")
+        if i == 0 and query.resource_type is not None and _drive_rank(criterion) < 50 and not row_level:
             conds.append(R.c.id.in_(_ids(criterion, query.resource_type, dialect)))
         else:
             conds.append(_matches(criterion, R.c.resource_type, R.c.id, dialect))
@@ -226,9 +227,14 @@ def _row_filter(f: Filter, type_col: Any, id_col: Any) -> Cond:
         ids = [v.code for v in f.values if hasattr(v, "code")]
         cond = id_col.in_(ids)
         return ~cond if f.modifier == "not" else cond  # type: ignore[no-any-return]
+    row = R if id_col is R.c.id else r2  # the searched row itself, or a correlated one
     conds = [
-        date_condition(r2.c.last_updated, r2.c.last_updated, v) for v in f.values if isinstance(v, DateValue)
+        date_condition(row.c.last_updated, row.c.last_updated, v)
+        for v in f.values
+        if isinstance(v, DateValue)
     ]
+    if row is R:
+        return sa.or_(*conds)
     return sa.exists().where(r2.c.resource_type == type_col, r2.c.id == id_col, sa.or_(*conds))
 
 
