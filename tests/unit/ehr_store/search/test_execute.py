@@ -272,3 +272,9 @@ def test_reference_identifier_and_uri_above_below(db: SearchBackend) -> None:
     assert ids(db, "ValueSet", ("url:below", "http://hie.example/fhir")) == ["vs1"]
     assert ids(db, "ValueSet", ("url:above", "http://hie.example/fhir/ValueSet/gender/v2")) == ["vs1"]
     assert ids(db, "ValueSet", ("url:above", "http://hie.example/fhir")) == []
+
+
+def test_include_wildcards(db: SearchBackend) -> None:
+    for value in ("Observation:*", "*"):
+        result = db.search("Observation", [("_id", "o1"), ("_include", value)])
+        assert sorted(r.reference for r in result.included) == ["Encounter/e1", "Patient/p1"], value
