@@ -1,8 +1,10 @@
 """`TerminologyService`: the terminology index over a `Store`, loading content, remapping.
 
 Holds one `TerminologyIndex` built from the stored CodeSystem, ValueSet and ConceptMap
-resources, rebuilt when `invalidate()` is called (the REST layer calls it after writing a
-terminology resource) or when older than `TerminologySettings.cache_seconds`.
+resources; at most every `TerminologySettings.check_seconds` it compares the newest stored
+version of those types with the one it was built from and rebuilds when they differ (so a
+ConceptMap edited over REST or by `hie terminology load` in another process is picked up);
+`invalidate()` forces a rebuild.
 
 May import: the standard library, pydantic, `ehr_store` (public API), `terminology.*`.
 """
@@ -50,11 +52,13 @@ REMAP_TYPES = (
 
 
 class TerminologySettings(BaseModel):
-    """Terminology settings section (`HIE_TERMINOLOGY__CACHE_SECONDS`)."""
+    """Terminology settings section (`HIE_TERMINOLOGY__CHECK_SECONDS`)."""
 
     model_config = ConfigDict(frozen=True)
 
-    cache_seconds: float = Field(default=300.0, ge=0, description="Rebuild the index at most this often")
+    check_seconds: float = Field(
+        default=5.0, ge=0, description="How often to look for changed terminology resources in the store"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +77,25 @@ class TerminologyService:
         self._store = store
         self._settings = settings or TerminologySettings()
         self._index: TerminologyIndex | None = None
-        self._built = 0.0
+        self._marker: tuple[tuple[str, int, str], ...] = ()
+        self._checked = 0.0
         self._lock = threading.Lock()
 
     def index(self) -> TerminologyIndex:
-        """The current index (built from the store on first use and after invalidation)."""
+        """The current index: built from the store on first use, after `invalidate()`, and
+        when a check (at most every `check_seconds`) finds a newer terminology resource
+        version (a ConceptMap edited over REST, say)."""
         with self._lock:
-            stale = time.monotonic() - self._built > self._settings.cache_seconds
-            if self._index is None or stale:
-                with self._store.unit_of_work() as uow:
+            now = time.monotonic()
+            if self._index is not None and now - self._checked < self._settings.check_seconds:
+                return self._index
+            with self._store.unit_of_work() as uow:
+                marker = _newest_versions(uow.resources)
+                if self._index is None or marker != self._marker:
                     docs = [d for t in TERMINOLOGY_TYPES for d in current_resources(uow.resources, t)]
-                self._index = TerminologyIndex.from_resources(docs)
-                self._built = time.monotonic()
+                    self._index = TerminologyIndex.from_resources(docs)
+                    self._marker = marker
+            self._checked = now
             return self._index
 
     def invalidate(self) -> None:
@@ -205,6 +216,16 @@ class TerminologyService:
     def conceptmap_url(self, sender: str) -> str:
         """Canonical URL of a sender's local-code ConceptMap."""
         return conceptmap_url(sender)
+
+
+def _newest_versions(repo: ResourceRepository) -> tuple[tuple[str, int, str], ...]:
+    """(id, version, lastUpdated) of the newest version of each terminology type (type history)."""
+    marker = []
+    for rtype in TERMINOLOGY_TYPES:
+        newest = repo.history(rtype, count=1).entries
+        if newest:
+            marker.append((newest[0].id, newest[0].version_id, newest[0].last_updated.isoformat()))
+    return tuple(marker)
 
 
 def _same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from tparams import get, params
 
 from ehr_store import Store
-from terminology import MemoryUnmappedLog, TerminologyService, lookup
+from terminology import MemoryUnmappedLog, TerminologyService, TerminologySettings, lookup
 from terminology.canonical import BASE, LOINC
 
 Json = dict[str, Any]
@@ -123,3 +123,11 @@ def test_load_content_keeps_an_administrators_map(store: Store) -> None:
     assert "ConceptMap/local-QYRMYY" in report.unchanged
     assert service.translator().translate_coding("QYRMYY", "L", "HB", None)[0]["code"] == "718-7"
     assert service.translator().translate_coding("QYRMYY", "L", "HGB", None) == []
+
+
+def test_index_follows_conceptmap_edits_made_elsewhere(store: Store) -> None:
+    reader = TerminologyService(store, TerminologySettings(check_seconds=0))
+    writer = TerminologyService(store)
+    assert reader.translator().translate_coding("QYRMYY", "L", "HGB", None) == []
+    writer.load_conceptmap_csv("QYRMYY", HEADER + "L,HGB,血红蛋白,LN,718-7,,equivalent\n")
+    assert reader.translator().translate_coding("QYRMYY", "L", "HGB", None)[0]["code"] == "718-7"
