@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SearchBackend
+from search_backends import SearchBackend
 from search_samples import MRN_SYSTEM, RESIDENT_ID_SYSTEM, encounter, observation, patient
 
 from ehr_store.errors import InvalidInput
