@@ -228,5 +228,7 @@ async def batch_or_transaction(request: Request, ctx: FhirContext = Depends(fhir
             except DomainError as exc:
                 parsed.append(_located(exc, i))
         results = await _batch(ctx, parsed, base, representation)
-    bundle = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": results}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": f"{kind}-response"}
+    if results:  # FHIR JSON has no empty arrays (json §2.6.2)
+        bundle["entry"] = results
     return fhir_response(request, json_dumps(bundle))

@@ -139,7 +139,8 @@ def searchset(
     if total is not None:
         bundle["total"] = total
     bundle["link"] = links
-    bundle["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays (json §2.6.2)
+        bundle["entry"] = entries
     return json_dumps(bundle)
 
 
@@ -166,7 +167,9 @@ def history_bundle(
     if total is not None:
         bundle["total"] = total
     bundle["link"] = links
-    bundle["entry"] = [history_entry(base, r) for r in versions]
+    entries = [history_entry(base, r) for r in versions]
+    if entries:  # FHIR JSON has no empty arrays (json §2.6.2)
+        bundle["entry"] = entries
     return json_dumps(bundle)
 
 

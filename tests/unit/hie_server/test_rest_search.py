@@ -161,3 +161,10 @@ def test_system_search_by_post(client: TestClient, patient: Any) -> None:
         ).status_code
         == 415
     )
+
+
+def test_empty_searchset_has_no_empty_entry_array(client: TestClient) -> None:
+    bundle = client.get("/fhir/Patient?identifier=NOBODY").json()
+    assert bundle["type"] == "searchset" and "entry" not in bundle
+    empty_tx = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction"}).json()
+    assert empty_tx["type"] == "transaction-response" and "entry" not in empty_tx
