@@ -39,7 +39,8 @@ SUMMARY_TYPES = (
 )
 """Resource types counted in the demo summary (`GET /fhir/{type}?_summary=count`)."""
 
-_ACK_COUNT = re.compile(r"\b(AA|AE|AR|CA|CE|CR)\b\D{0,12}?(\d+)")
+_SEND_SUMMARY = re.compile(r"^sent \d+ message\(s\) from \d+ file\(s\): (.*)$", re.MULTILINE)
+_ACK_COUNT = re.compile(r"\b(AA|AE|AR|CA|CE|CR) (\d+)\b")
 
 console = Console()
 
@@ -105,11 +106,12 @@ def count_resources(base_url: str, types: tuple[str, ...] = SUMMARY_TYPES) -> di
 
 
 def ack_counts(send_output: str) -> dict[str, int]:
-    """The AA/AE/AR (and CA/CE/CR) counts from `hie send`'s closing summary, e.g. `AA 640`."""
-    counts: dict[str, int] = {}
-    for code, number in _ACK_COUNT.findall(send_output):
-        counts[code] = int(number)
-    return counts
+    """The ACK code counts from `hie send`'s closing line
+    (`sent 201 message(s) from 201 file(s): AA 150  CA 44  AE 5  AR 2`); empty when absent."""
+    summary = _SEND_SUMMARY.search(send_output)
+    if summary is None:
+        return {}
+    return {code: int(number) for code, number in _ACK_COUNT.findall(summary.group(1))}
 
 
 def feed_paths(feed: Path) -> list[str]:
