@@ -39,10 +39,10 @@ from adapters.hl7v2.errors import (
     VALUE_TOO_LONG,
 )
 from adapters.hl7v2.header import Header, read_header
-from adapters.hl7v2.mapping import MappingContext, check_header, load_code_tables, map_message
+from adapters.hl7v2.mapping import Mapped, MappingContext, check_header, load_code_tables, map_message
 from adapters.identity import IdentityHooks
 from adapters.settings import IngestSettings
-from adapters.writer import write_mapped
+from adapters.writer import ReferenceCache, write_mapped
 from ehr_store import ArchivedMessage, Conflict, DomainError, Store, Unavailable
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class IngestService:
         self.hooks = identity_hooks
         self._clock = clock or (lambda: datetime.now(UTC))
         self._codes = load_code_tables(self.settings.code_tables)
+        self._reference_cache = ReferenceCache()
 
     # -- public API -----------------------------------------------------------------------
     def handle(self, raw: bytes, *, transport: str, peer: str | None = None) -> bytes:
@@ -115,30 +116,72 @@ class IngestService:
         `frames` holds what may be sent at once (the CA in enhanced mode; the final NAK or the
         replayed ACK when `done`). Never raises.
         """
-        header = read_header(raw)
-        acc = Accepted(header, raw, None, python_codec(header.charset) or "utf-8")
+        return self.accept_many([raw], transport=transport, peers=[peer])[0]
+
+    def accept_many(self, raws: Sequence[bytes], *, transport: str,
+                    peers: Sequence[str | None] | None = None) -> list[Accepted]:
+        """`accept` for several messages with ONE archive commit (group commit). Never raises."""
+        accs = [Accepted(h, raw, None, python_codec(h.charset) or "utf-8")
+                for h, raw in ((read_header(raw), raw) for raw in raws)]
         try:
-            self._archive(acc, transport, peer)
+            self._archive(accs, transport, list(peers or [None] * len(raws)))
         except Exception as exc:  # the store is unavailable: nothing durable, so no positive ACK
-            log.warning("archive failed for %s/%s: %s", header.sending_facility, header.control_id,
-                        type(exc).__name__)
+            log.warning("archive failed for %d message(s): %s", len(accs), type(exc).__name__)
             err = Hl7Rejection(APPLICATION_INTERNAL_ERROR, "message could not be stored; send it again later")
-            acc.frames, acc.done, acc.outcome = [self._nak(acc, err, enhanced_ok=False)], True, "AR"
-            return acc
-        if acc.done:
-            return acc
-        try:
-            self._decode(acc)
-        except Hl7Error as exc:
-            self._finish_error(acc, exc, accept_level=True)
-            return acc
-        if header.enhanced_mode and _wanted(header.accept_ack_type or "AL", True):
-            acc.frames.append(self._ack(acc, "CA"))
-        return acc
+            for acc in accs:
+                acc.message_id = None
+                acc.frames, acc.done, acc.outcome = [self._nak(acc, err, enhanced_ok=False)], True, "AR"
+            return accs
+        for acc in accs:
+            if acc.done:
+                continue
+            try:
+                self._decode(acc)
+            except Hl7Error as exc:
+                self._finish_error(acc, exc, accept_level=True)
+                continue
+            if acc.header.enhanced_mode and _wanted(acc.header.accept_ack_type or "AL", True):
+                acc.frames.append(self._ack(acc, "CA"))
+        return accs
 
     def process(self, acc: Accepted) -> list[bytes]:
         """Map and write an accepted message; returns the frames still to send. Never raises."""
-        assert acc.message is not None and acc.decoded is not None and acc.message_id is not None
+        return self.process_many([acc])[0]
+
+    def process_many(self, accs: Sequence[Accepted]) -> list[list[bytes]]:
+        """Map accepted messages, then write them all in ONE unit of work (group commit);
+        when that unit fails, each message is written in its own unit so one bad message
+        cannot fail the others. Returns each message's remaining frames. Never raises."""
+        out: list[list[bytes] | None] = [None] * len(accs)
+        ready: list[tuple[int, Accepted, Mapped, list[AckError]]] = []
+        for i, acc in enumerate(accs):
+            try:
+                mapped, warnings = self._map(acc)
+                ready.append((i, acc, mapped, warnings))
+            except Hl7Error as exc:
+                out[i] = self._finish_error(acc, exc, accept_level=False)
+            except Exception as exc:
+                out[i] = self._finish_error(acc, _as_hl7_error(exc), accept_level=False)
+        if len(ready) > 1:
+            try:
+                done = self._write(ready)
+                for (i, acc, _m, _w), frames in zip(ready, done, strict=True):
+                    out[i], acc.outcome = frames, "AA"
+                ready = []
+            except Exception:
+                log.info("group write of %d messages failed; writing them one by one", len(ready))
+        for i, acc, mapped, warnings in ready:
+            try:
+                out[i] = self._write([(i, acc, mapped, warnings)])[0]
+                acc.outcome = "AA"
+            except Hl7Error as exc:
+                out[i] = self._finish_error(acc, exc, accept_level=False)
+            except Exception as exc:
+                out[i] = self._finish_error(acc, _as_hl7_error(exc), accept_level=False)
+        return [frames or [] for frames in out]
+
+    def _map(self, acc: Accepted) -> tuple[Mapped, list[AckError]]:
+        assert acc.message is not None and acc.decoded is not None
         header = acc.header
         fac = self.settings.facility_settings(header.sending_facility)
         ctx = MappingContext(acc.message, header.sending_facility or "", header.control_id or "",
@@ -147,26 +190,30 @@ class IngestService:
         warnings: list[AckError] = []
         if acc.decoded.note:
             warnings.append(AckError("0", acc.decoded.note, ErrLocation("MSH", 1, 18), "W"))
-        try:
-            mapped = map_message(ctx)
-            warnings += [AckError("0", text, loc, "W") for text, loc in mapped.warnings]
-            if fac.conformance_check:
-                from adapters.hl7v2.parse import conformance_problems
+        mapped = map_message(ctx)
+        warnings += [AckError("0", text, loc, "W") for text, loc in mapped.warnings]
+        if fac.conformance_check:
+            from adapters.hl7v2.parse import conformance_problems
 
-                warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
-            with self.store.unit_of_work(write=True) as uow:
-                stored = write_mapped(uow.resources, mapped, self.hooks)
+            warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
+        return mapped, warnings
+
+    def _write(self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]) -> list[list[bytes]]:
+        """Write mapped messages and finish their archive rows in one unit of work, then commit."""
+        results = []
+        with self.store.unit_of_work(write=True) as uow:
+            for _i, acc, mapped, warnings in ready:
+                assert acc.message_id is not None
+                stored = write_mapped(uow.resources, mapped, self.hooks, skip=self._reference_cache.fresh(mapped))
                 frames = self._success_frames(acc, warnings)
                 uow.messages.finish(acc.message_id, status="processed", ack=self._archived_ack(acc, frames),
                                     ack_code=self._archived_code(acc, frames), charset=acc.codec,
                                     resources=[s.reference for s in stored])
-                uow.commit()
-            acc.outcome = "AA"
-            return frames
-        except Hl7Error as exc:
-            return self._finish_error(acc, exc, accept_level=False)
-        except Exception as exc:
-            return self._finish_error(acc, _as_hl7_error(exc), accept_level=False)
+                results.append(frames)
+            uow.commit()
+        for _i, _acc, mapped, _w in ready:
+            self._reference_cache.remember(mapped)
+        return results
 
     def oversized_nak(self, head: bytes, size: int, limit: int) -> bytes:
         """AR (Table 0357 104, value too long) for a frame over the size limit, addressed from
@@ -175,12 +222,20 @@ class IngestService:
         err = Hl7Rejection(VALUE_TOO_LONG, f"message of at least {size} bytes exceeds the {limit}-byte limit; "
                            "only its first bytes were kept", ErrLocation("MSH", 1))
         try:
-            self._archive(acc, "mllp", None)
+            self._archive([acc], "mllp", [None])
         except Exception:  # nothing durable: the AR still tells the sender
             return self._nak(acc, err, enhanced_ok=False)
         if acc.done:  # same MSH-10 as a processed message: its ACK stands
             return acc.frames[0]
         return self._finish_error(acc, err, accept_level=True)[0]
+
+    def internal_error_nak(self, raw: bytes) -> bytes:
+        """AR 207 for a message whose processing crashed outside the service (a transport bug);
+        nothing is claimed durable. Never raises."""
+        header = read_header(raw)
+        acc = Accepted(header, raw, None, python_codec(header.charset) or "utf-8")
+        return self._nak(acc, Hl7Rejection(APPLICATION_INTERNAL_ERROR, "internal error; send again"),
+                         enhanced_ok=False)
 
     def replay(self, message_id: int) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
@@ -211,21 +266,21 @@ class IngestService:
             return uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
 
     # -- steps ----------------------------------------------------------------------------
-    def _archive(self, acc: Accepted, transport: str, peer: str | None) -> None:
-        h = acc.header
+    def _archive(self, accs: Sequence[Accepted], transport: str, peers: Sequence[str | None]) -> None:
         with self.store.unit_of_work() as uow:
-            if h.control_id:
-                earlier = uow.messages.find_processed(h.sending_application, h.sending_facility, h.control_id)
-                if earlier is not None and earlier.ack and _replayable(earlier, acc.raw):
-                    acc.frames, acc.done, acc.duplicate = [earlier.ack], True, True
-                    acc.message_id, acc.outcome = earlier.id, earlier.ack_code or ""
-                    return
-            row = uow.messages.add(acc.raw, transport=transport, peer=peer,
-                                   sending_application=h.sending_application,
-                                   sending_facility=h.sending_facility, control_id=h.control_id,
-                                   message_type=h.message_code, charset=h.charset)
+            for acc, peer in zip(accs, peers, strict=True):
+                h = acc.header
+                if h.control_id:
+                    earlier = uow.messages.find_processed(h.sending_application, h.sending_facility, h.control_id)
+                    if earlier is not None and earlier.ack and _replayable(earlier, acc.raw):
+                        acc.frames, acc.done, acc.duplicate = [earlier.ack], True, True
+                        acc.message_id, acc.outcome = earlier.id, earlier.ack_code or ""
+                        continue
+                acc.message_id = uow.messages.add(
+                    acc.raw, transport=transport, peer=peer, sending_application=h.sending_application,
+                    sending_facility=h.sending_facility, control_id=h.control_id, message_type=h.message_code,
+                    charset=h.charset).id
             uow.commit()
-        acc.message_id = row.id
 
     def _decode(self, acc: Accepted) -> None:
         h = acc.header

@@ -19,6 +19,8 @@ class MllpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=2575, ge=0, le=65535)
     max_frame_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="largest accepted message")
+    batch_max: int = Field(default=64, ge=1, description="messages from different connections per commit")
+    writers: int = Field(default=1, ge=1, description="concurrent batches (1 for SQLite's single writer)")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="close a connection silent this long")
     tls_cert: Path | None = None
     tls_key: Path | None = None

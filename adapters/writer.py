@@ -12,6 +12,9 @@ May import: the standard library, `ehr_store` (public API), `adapters.hl7v2.mapp
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from threading import Lock
 from typing import Any
 
 from adapters.hl7v2.mapping import Mapped, MappedResource
@@ -50,16 +53,19 @@ def _prepare(repo: ResourceRepository, item: MappedResource) -> Json:
     return merge_resource(json_loads(current.content), item.resource, item.nulled)
 
 
-def write_mapped(repo: ResourceRepository, mapped: Mapped,
-                 hooks: IdentityHooks | None = None) -> list[StoredResource]:
+def write_mapped(repo: ResourceRepository, mapped: Mapped, hooks: IdentityHooks | None = None,
+                 skip: frozenset[tuple[str, str]] = frozenset()) -> list[StoredResource]:
     """Write every mapped resource (`repo.update`, update-as-create), then call the identity
     hooks for the source Patients and merges. Returns the stored versions in write order.
 
+    `skip`: keys of reference resources known to be stored unchanged (see `ReferenceCache`).
     Raises: whatever the repository raises (InvalidInput/Unprocessable for resources that do
     not validate, Unavailable, Conflict); the caller rolls the unit of work back.
     """
     stored: dict[tuple[str, str], StoredResource] = {}
     for item in mapped.resources:
+        if item.key in skip:
+            continue
         version, _created = repo.update(item.key[0], item.key[1], _prepare(repo, item))
         stored[item.key] = version
     if hooks is not None:
@@ -70,3 +76,37 @@ def write_mapped(repo: ResourceRepository, mapped: Mapped,
         for survivor, old in mapped.merges:
             hooks.on_merge(repo, repo.read("Patient", survivor), repo.read("Patient", old))
     return list(stored.values())
+
+
+class ReferenceCache:
+    """Digests of the reference resources (Organization, Practitioner) this process last
+    committed, so an unchanged one is not rewritten by every message (each rewrite costs a
+    read, a validation and a compare). Bounded LRU; thread-safe. A reference resource edited
+    through the FHIR API is rewritten from the next message that maps it differently."""
+
+    TYPES = frozenset({"Organization", "Practitioner"})
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._size = size
+        self._digests: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = Lock()
+
+    @staticmethod
+    def _digest(resource: Json) -> bytes:
+        return hashlib.blake2b(repr(sorted(resource.items())).encode(), digest_size=16).digest()
+
+    def fresh(self, mapped: Mapped) -> frozenset[tuple[str, str]]:
+        """Keys of `mapped`'s reference resources identical to what was last committed."""
+        with self._lock:
+            return frozenset(i.key for i in mapped.resources if i.key[0] in self.TYPES
+                             and self._digests.get(i.key) == self._digest(i.resource))
+
+    def remember(self, mapped: Mapped) -> None:
+        """Record `mapped`'s reference resources after their unit of work committed."""
+        with self._lock:
+            for item in mapped.resources:
+                if item.key[0] in self.TYPES:
+                    self._digests[item.key] = self._digest(item.resource)
+                    self._digests.move_to_end(item.key)
+            while len(self._digests) > self._size:
+                self._digests.popitem(last=False)

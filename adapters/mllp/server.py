@@ -1,8 +1,11 @@
 """Asyncio MLLP listener (HL7 v2.5 Appendix C.4): the MLLP composition root's transport.
 
 Many concurrent connections; messages on one connection are processed strictly in order
-(the next frame is read only after the previous message's ACK was written). The ingest
-service runs in a thread pool (it does blocking database work). A connection is never
+(a connection's next frame is handled only after the previous message's ACK was written).
+Messages waiting from different connections are handled together (group commit): one
+unit of work archives the batch, one writes its resources (`IngestService.accept_many` /
+`process_many`), so each commit is shared; no ACK is written before its commit. The
+ingest service runs in a thread pool (it does blocking database work). A connection is never
 closed instead of a NAK: oversized frames, undecodable bytes and internal errors all get an
 ACK with MSA-1 AR/AE; only an idle timeout or the peer closes it. In enhanced mode the
 accept ACK (CA) is written as soon as the raw message is durable, then the application ACK
@@ -18,6 +21,7 @@ import contextlib
 import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from adapters.hl7v2.framing import FrameTooLarge, MllpDecoder, frame
 from adapters.ingest import IngestService
@@ -38,6 +42,14 @@ def server_ssl_context(settings: MllpSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+@dataclass(eq=False)
+class _Job:
+    raw: bytes
+    peer: str
+    accepted: asyncio.Future[list[bytes]]
+    done: asyncio.Future[list[bytes]]
+
+
 class MllpServer:
     """The MLLP listener as a background service (`start`/`stop`, see hie_server.runtime)."""
 
@@ -49,6 +61,8 @@ class MllpServer:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._writers: list[asyncio.Task[None]] = []
 
     @property
     def port(self) -> int:
@@ -59,6 +73,9 @@ class MllpServer:
 
     async def start(self) -> None:
         """Bind and start accepting connections. Raises: OSError (port in use), ssl.SSLError."""
+        self._queue = asyncio.Queue()
+        self._writers = [asyncio.create_task(self._dispatch(self._queue), name=f"mllp-writer-{i}")
+                         for i in range(self.settings.writers)]
         self._server = await asyncio.start_server(
             self._on_connection, self.settings.host, self.settings.port, ssl=server_ssl_context(self.settings))
         log.info("MLLP listening on %s:%s%s", self.settings.host, self.port,
@@ -73,6 +90,10 @@ class MllpServer:
         for task in list(self._connections):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for writer in self._writers:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -106,17 +127,56 @@ class MllpServer:
     async def _answer(self, item: bytes | FrameTooLarge, writer: asyncio.StreamWriter, peer: str) -> None:
         loop = asyncio.get_running_loop()
         if isinstance(item, FrameTooLarge):
-            nak = self.service.oversized_nak(item.head, item.size, self.settings.max_frame_bytes)
+            nak = await loop.run_in_executor(self._executor, self.service.oversized_nak, item.head, item.size,
+                                             self.settings.max_frame_bytes)
             writer.write(frame(nak))
             await writer.drain()
             return
-        acc = await loop.run_in_executor(self._executor, lambda: self.service.accept(item, transport="mllp",
-                                                                                   peer=peer))
-        for ack in acc.frames:
+        assert self._queue is not None
+        job = _Job(item, peer, loop.create_future(), loop.create_future())
+        await self._queue.put(job)
+        try:
+            first = await job.accepted
+        except Exception:
+            first = [self.service.internal_error_nak(item)]
+        for ack in first:
             writer.write(frame(ack))
         await writer.drain()
-        if not acc.done:
-            later = await loop.run_in_executor(self._executor, self.service.process, acc)
-            for ack in later:
-                writer.write(frame(ack))
+        try:
+            later = await job.done
+        except Exception:
+            later = [] if first else [self.service.internal_error_nak(item)]
+        for ack in later:
+            writer.write(frame(ack))
+        if later:
             await writer.drain()
+
+    async def _dispatch(self, queue: asyncio.Queue[_Job]) -> None:
+        """Take the waiting messages (up to `batch_max`), accept them together, send the
+        accept-level frames, process them together, send the rest."""
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await queue.get()]
+            while len(jobs) < self.settings.batch_max and not queue.empty():
+                jobs.append(queue.get_nowait())
+            try:
+                accs = await loop.run_in_executor(self._executor, lambda: self.service.accept_many(
+                    [j.raw for j in jobs], transport="mllp", peers=[j.peer for j in jobs]))
+                pending = []
+                for job, acc in zip(jobs, accs, strict=True):
+                    job.accepted.set_result(list(acc.frames))
+                    if acc.done:
+                        job.done.set_result([])
+                    else:
+                        pending.append((job, acc))
+                if pending:
+                    results = await loop.run_in_executor(
+                        self._executor, self.service.process_many, [acc for _j, acc in pending])
+                    for (job, _acc), frames in zip(pending, results, strict=True):
+                        job.done.set_result(frames)
+            except Exception as exc:  # the service never raises; keep the connections answered anyway
+                log.exception("MLLP dispatch failed")
+                for job in jobs:
+                    for fut in (job.accepted, job.done):
+                        if not fut.done():
+                            fut.set_exception(exc)

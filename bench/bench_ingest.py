@@ -1,0 +1,237 @@
+"""Ingest benchmark: sustained HL7 v2 ingest through real MLLP on loopback, and the parser
+comparison that justifies keeping hl7apy off the ACK hot path.
+
+Usage: `python bench/bench_ingest.py [--messages 1500] [--connections 8] [--rate-seconds 10]
+[--backends sqlite,postgres] [--empi/--no-empi] [--feed DIR]`.
+
+Input: a synthetic feed from `adapters.synth` (ADT/ORU/ORM/VXU/MDM/SIU/DFT mix; the
+malformed ones left out) or `--feed DIR` (e.g. ../shared/samples/feed-small), cycled with
+fresh MSH-10 control ids so no message is a duplicate. Each message's resources are
+validated and indexed by the store, as in production.
+
+Measures: (1) throughput — `--connections` senders each sending its share back to back
+(wait for the ACK, send the next), messages/s over the whole run; (2) latency — one
+connection offering 100 messages/s for `--rate-seconds`, ACK time p50/p99; (3) parse
+rate of hl7apy (`find_groups=True`) against our ER7 splitter on the same ADT and ORU text.
+
+PostgreSQL: `HIE_BENCH_POSTGRES_URL` (a database URL), else `HIE_TEST_POSTGRES_URL` (may
+create databases), else a throwaway cluster from `tests/pgcluster.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from adapters.hl7v2.ack import read_ack
+from adapters.hl7v2.charset import decode_message
+from adapters.hl7v2.er7 import split_message
+from adapters.hl7v2.header import read_header
+from adapters.ingest import IngestService
+from adapters.mllp.client import MllpClient
+from adapters.mllp.server import MllpServer
+from adapters.settings import FacilitySettings, IngestSettings, MllpSettings
+from ehr_store import SqlStore, Store, StoreSettings, upgrade_schema
+
+_MSH10 = re.compile(rb"^(MSH(.).*?)$", re.S)
+
+
+def load_feed(feed: Path | None, residents: int) -> tuple[list[bytes], IngestSettings]:
+    """Messages (accepted ones only) in feed order, and ingest settings for the feed's senders."""
+    if feed is None:
+        from adapters.synth import generate_feed
+
+        feed = Path(tempfile.mkdtemp(prefix="bench-feed-")) / "feed"
+        generate_feed(feed, residents=residents, seed=7, bad=False)
+    rows = [json.loads(line) for line in (feed / "truth.jsonl").read_text(encoding="utf-8").splitlines()]
+    messages = [(feed / r["file"]).read_bytes() for r in rows
+                if str(r.get("expect", "accept")).startswith("accept") and r.get("type") != "malformed"]
+    facilities: dict[str, FacilitySettings] = {}
+    if (feed / "facilities.json").exists():
+        for f in json.loads((feed / "facilities.json").read_text(encoding="utf-8")):
+            facilities[f["code"]] = FacilitySettings(
+                name=f["name"], charset=f["charset"],
+                assume_offset=None if f.get("timestamps_with_zone", True) else "+08:00")
+    return messages, IngestSettings(facilities=facilities, default_assume_offset="+08:00")
+
+
+def with_control_id(raw: bytes, n: int) -> bytes:
+    """The message with MSH-10 replaced by a fresh id (bytes-level, charset-safe)."""
+    end = min(i for i in (raw.find(b"\r"), raw.find(b"\n"), len(raw)) if i >= 0)
+    sep = raw[3:4]
+    fields = raw[:end].split(sep)
+    fields[9] = b"B%09d" % n
+    return sep.join(fields) + raw[end:]
+
+
+def cycled(messages: list[bytes], count: int, start: int = 0) -> list[bytes]:
+    return [with_control_id(messages[i % len(messages)], start + i) for i in range(count)]
+
+
+@contextmanager
+def running_server(store: Store, settings: IngestSettings, empi: bool) -> Iterator[int]:
+    """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop."""
+    hooks = None
+    if empi:
+        from ehr_store.empi import EmpiService
+
+        hooks = EmpiService()
+    server = MllpServer(IngestService(store, settings, identity_hooks=hooks), MllpSettings(port=0))
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(30)
+    try:
+        yield server.port
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def throughput(port: int, messages: list[bytes], connections: int) -> tuple[float, dict[str, int]]:
+    """Messages/s with `connections` senders in parallel; ACK code counts."""
+    shares = [messages[i::connections] for i in range(connections)]
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def sender(share: list[bytes]) -> None:
+        with MllpClient("127.0.0.1", port, timeout=120) as client:
+            for raw in share:
+                code = read_ack(client.send(raw)[-1]).code
+                with lock:
+                    codes[code] = codes.get(code, 0) + 1
+
+    threads = [threading.Thread(target=sender, args=(s,)) for s in shares]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(messages) / (time.perf_counter() - start), codes
+
+
+def latency(port: int, messages: list[bytes], rate: float) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, achieved msg/s) offering `rate` messages/s on one connection."""
+    times: list[float] = []
+    with MllpClient("127.0.0.1", port, timeout=60) as client:
+        start = time.perf_counter()
+        for i, raw in enumerate(messages):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            t0 = time.perf_counter()
+            client.send(raw)
+            times.append((time.perf_counter() - t0) * 1000)
+        elapsed = time.perf_counter() - start
+    q = statistics.quantiles(times, n=100)
+    return q[49], q[98], len(messages) / elapsed
+
+
+def parse_rates(messages: list[bytes], seconds: float = 3.0) -> dict[str, float]:
+    """Messages/s: hl7apy (find_groups=True) vs our splitter, on ADT^A04 and ORU^R01 samples."""
+    from adapters.hl7v2.parse import parse_with_hl7apy
+
+    out: dict[str, float] = {}
+    for kind in (b"ADT^A0", b"ORU^R01"):
+        raw = next(m for m in messages if kind in m[:200])
+        text = decode_message(raw, read_header(raw).charset, "gb18030").text
+        for name, fn in (("splitter", lambda t=text: split_message(t)),
+                         ("hl7apy", lambda t=text: parse_with_hl7apy(t))):
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / 4:
+                fn()
+                n += 1
+            label = "ADT^A0x" if kind == b"ADT^A0" else kind.decode()
+            out[f"{name} {label}"] = n / (time.perf_counter() - start)
+    return out
+
+
+@contextmanager
+def backend_url(name: str) -> Iterator[str]:
+    if name == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
+            yield f"sqlite:///{d}/hie.db"
+        return
+    from pgcluster import ThrowawayCluster, create_database, drop_database
+
+    if os.environ.get("HIE_BENCH_POSTGRES_URL"):
+        yield os.environ["HIE_BENCH_POSTGRES_URL"]
+        return
+    cluster = None
+    admin = os.environ.get("HIE_TEST_POSTGRES_URL")
+    if not admin:
+        cluster = ThrowawayCluster()
+        admin = cluster.start()
+    url = create_database(admin)
+    try:
+        yield url
+    finally:
+        drop_database(admin, url)
+        if cluster is not None:
+            cluster.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=1500)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--rate-seconds", type=float, default=10.0)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--empi", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--feed", type=Path, default=None)
+    ap.add_argument("--residents", type=int, default=300)
+    args = ap.parse_args()
+    feed, settings = load_feed(args.feed, args.residents)
+    print(f"feed: {len(feed)} distinct messages, cycled with fresh MSH-10; EMPI hook {'on' if args.empi else 'off'}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    results: dict[str, object] = {}
+    for backend in args.backends.split(","):
+        try:
+            with backend_url(backend) as url:
+                upgrade_schema(url)
+                store = SqlStore(StoreSettings(database_url=url))
+                with running_server(store, settings, args.empi) as port:
+                    throughput(port, cycled(feed, 100, start=10_000_000), 2)  # warm-up (caches, plans)
+                    rate, codes = throughput(port, cycled(feed, args.messages), args.connections)
+                    n_lat = int(100 * args.rate_seconds)
+                    p50, p99, achieved = latency(port, cycled(feed, n_lat, start=args.messages), 100.0)
+                store.close()
+        except Exception as exc:  # report and go on with the next backend
+            print(f"{backend}: not measured ({type(exc).__name__}: {exc})")
+            continue
+        results[backend] = {"msg_per_s": round(rate), "acks": codes, "ack_p50_ms": round(p50, 1),
+                            "ack_p99_ms": round(p99, 1), "offered_per_s": 100, "achieved_per_s": round(achieved)}
+        print(f"{backend}: {rate:.0f} msg/s over {args.messages} messages on {args.connections} connections "
+              f"{codes}; at 100 msg/s offered: ACK p50 {p50:.1f} ms, p99 {p99:.1f} ms ({achieved:.0f} msg/s)")
+    rates = parse_rates(feed)
+    results["parse_per_s"] = {k: round(v) for k, v in rates.items()}
+    for k, v in rates.items():
+        print(f"parse {k}: {v:,.0f} msg/s")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
