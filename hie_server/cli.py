@@ -88,7 +88,10 @@ def serve_command(
         services = background_services(settings, store, mllp_port)
         asyncio.run(
             serve(
-                settings, store, extra_services=services, root_routers=cli_hl7.http_routers(settings, store),
+                settings,
+                store,
+                extra_services=services,
+                root_routers=cli_hl7.http_routers(settings, store),
                 modules=terminology_modules(settings, store),
             )
         )
