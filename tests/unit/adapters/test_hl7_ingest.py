@@ -1,4 +1,4 @@
-"""IngestService end to end on MemoryStore and SQLite (no sockets): the whole sample feed,
+"""IngestService end to end on MemoryStore, SQLite and PostgreSQL (no sockets): the whole sample feed,
 duplicates, the error queue and replay, store failure, enhanced acknowledgement mode."""
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ ACCEPTED = {"AA", "CA"}
 NAKS = {"AE", "AR", "CE", "CR"}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ingest_store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         store: Store = MemoryStore(StoreSettings(database_url="memory://"))
-    else:
+    elif request.param == "sqlite":
         store = SqlStore(StoreSettings(database_url=request.getfixturevalue("sqlite_url")))
+    else:
+        store = SqlStore(StoreSettings(database_url=request.getfixturevalue("pg_store_url"), pool_size=4))
     try:
         yield store
     finally:
