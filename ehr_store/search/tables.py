@@ -147,29 +147,17 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "number": number_index,
     "uri": uri_index,
 }
-_LIMITS = {
-    "system": 255,
-    "code": 255,
-    "value": 255,
-    "exact": 255,
-    "target_type": 64,
-    "target_id": 64,
-    "url": 512,
-    "identifier_system": 255,
-    "identifier_value": 255,
-    "unit": 255,
-    "uri": 512,
-}
+_LIMITS = {"url": 512, "uri": 512, "text": 100_000, "target_type": 64, "target_id": 64}
+"""Column sizes other than 255."""
 
 
 def _rows(resource_type: str, resource_id: str, items: Iterable[Any]) -> list[dict[str, Any]]:
     rows = []
     for entry in items:
         row = entry._asdict()
-        for key, limit in _LIMITS.items():
-            value = row.get(key)
-            if isinstance(value, str) and len(value) > limit:
-                row[key] = value[:limit]
+        for key, value in row.items():
+            if type(value) is str and len(value) > 64:
+                row[key] = value[: _LIMITS.get(key, 255)]
         row["resource_type"] = resource_type
         row["resource_id"] = resource_id
         rows.append(row)
