@@ -36,8 +36,10 @@ def hl7v2_router(service: IngestService, path: str = "/hl7v2") -> APIRouter:
     async def post_hl7v2(request: Request) -> Response:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in CONTENT_TYPES:
-            return PlainTextResponse(f"unsupported content type {ctype or '(none)'}; use one of "
-                                     f"{', '.join(CONTENT_TYPES)}", status_code=415)
+            return PlainTextResponse(
+                f"unsupported content type {ctype or '(none)'}; use one of {', '.join(CONTENT_TYPES)}",
+                status_code=415,
+            )
         body = await request.body()
         if not looks_like_hl7(body):
             return PlainTextResponse("the body is not an HL7 v2 message (ER7)", status_code=400)

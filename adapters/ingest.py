@@ -31,19 +31,19 @@ from adapters.hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
     APPLICATION_RECORD_LOCKED,
     DATA_TYPE_ERROR,
+    SEGMENT_SEQUENCE_ERROR,
+    VALUE_TOO_LONG,
     ErrLocation,
     Hl7ContentError,
     Hl7Error,
     Hl7Rejection,
-    SEGMENT_SEQUENCE_ERROR,
-    VALUE_TOO_LONG,
 )
 from adapters.hl7v2.header import Header, read_header
 from adapters.hl7v2.mapping import Mapped, MappingContext, check_header, load_code_tables, map_message
 from adapters.identity import IdentityHooks
 from adapters.settings import IngestSettings
 from adapters.writer import ReferenceCache, write_mapped
-from ehr_store import ArchivedMessage, Conflict, DomainError, Store, Unavailable
+from ehr_store import ArchivedMessage, ArchiveStatus, Conflict, DomainError, Store, Unavailable
 
 log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -87,9 +87,13 @@ class Accepted:
 class IngestService:
     """Raw HL7 v2 in, ACK out. Thread-safe as far as the store is (one unit of work per step)."""
 
-    def __init__(self, store: Store, settings: IngestSettings | None = None,
-                 identity_hooks: IdentityHooks | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: IngestSettings | None = None,
+        identity_hooks: IdentityHooks | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings or IngestSettings()
         self.hooks = identity_hooks
@@ -118,11 +122,14 @@ class IngestService:
         """
         return self.accept_many([raw], transport=transport, peers=[peer])[0]
 
-    def accept_many(self, raws: Sequence[bytes], *, transport: str,
-                    peers: Sequence[str | None] | None = None) -> list[Accepted]:
+    def accept_many(
+        self, raws: Sequence[bytes], *, transport: str, peers: Sequence[str | None] | None = None
+    ) -> list[Accepted]:
         """`accept` for several messages with ONE archive commit (group commit). Never raises."""
-        accs = [Accepted(h, raw, None, python_codec(h.charset) or "utf-8")
-                for h, raw in ((read_header(raw), raw) for raw in raws)]
+        accs = [
+            Accepted(h, raw, None, python_codec(h.charset) or "utf-8")
+            for h, raw in ((read_header(raw), raw) for raw in raws)
+        ]
         try:
             self._archive(accs, transport, list(peers or [None] * len(raws)))
         except Exception as exc:  # the store is unavailable: nothing durable, so no positive ACK
@@ -184,9 +191,15 @@ class IngestService:
         assert acc.message is not None and acc.decoded is not None
         header = acc.header
         fac = self.settings.facility_settings(header.sending_facility)
-        ctx = MappingContext(acc.message, header.sending_facility or "", header.control_id or "",
-                             self._clock(), self.settings.offset_for(header.sending_facility),
-                             fac.mrn_system, self._codes)
+        ctx = MappingContext(
+            acc.message,
+            header.sending_facility or "",
+            header.control_id or "",
+            self._clock(),
+            self.settings.offset_for(header.sending_facility),
+            fac.mrn_system,
+            self._codes,
+        )
         warnings: list[AckError] = []
         if acc.decoded.note:
             warnings.append(AckError("0", acc.decoded.note, ErrLocation("MSH", 1, 18), "W"))
@@ -204,11 +217,18 @@ class IngestService:
         with self.store.unit_of_work(write=True) as uow:
             for _i, acc, mapped, warnings in ready:
                 assert acc.message_id is not None
-                stored = write_mapped(uow.resources, mapped, self.hooks, skip=self._reference_cache.fresh(mapped))
+                stored = write_mapped(
+                    uow.resources, mapped, self.hooks, skip=self._reference_cache.fresh(mapped)
+                )
                 frames = self._success_frames(acc, warnings)
-                uow.messages.finish(acc.message_id, status="processed", ack=self._archived_ack(acc, frames),
-                                    ack_code=self._archived_code(acc, frames), charset=acc.codec,
-                                    resources=[s.reference for s in stored])
+                uow.messages.finish(
+                    acc.message_id,
+                    status="processed",
+                    ack=self._archived_ack(acc, frames),
+                    ack_code=self._archived_code(acc, frames),
+                    charset=acc.codec,
+                    resources=[s.reference for s in stored],
+                )
                 results.append(frames)
             uow.commit()
         for _i, _acc, mapped, _w in ready:
@@ -219,8 +239,12 @@ class IngestService:
         """AR (Table 0357 104, value too long) for a frame over the size limit, addressed from
         its first bytes; the head is archived as `rejected` so the error queue shows it."""
         acc = Accepted(read_header(head), head, None, python_codec(read_header(head).charset) or "utf-8")
-        err = Hl7Rejection(VALUE_TOO_LONG, f"message of at least {size} bytes exceeds the {limit}-byte limit; "
-                           "only its first bytes were kept", ErrLocation("MSH", 1))
+        err = Hl7Rejection(
+            VALUE_TOO_LONG,
+            f"message of at least {size} bytes exceeds the {limit}-byte limit; "
+            "only its first bytes were kept",
+            ErrLocation("MSH", 1),
+        )
         try:
             self._archive([acc], "mllp", [None])
         except Exception:  # nothing durable: the AR still tells the sender
@@ -234,8 +258,9 @@ class IngestService:
         nothing is claimed durable. Never raises."""
         header = read_header(raw)
         acc = Accepted(header, raw, None, python_codec(header.charset) or "utf-8")
-        return self._nak(acc, Hl7Rejection(APPLICATION_INTERNAL_ERROR, "internal error; send again"),
-                         enhanced_ok=False)
+        return self._nak(
+            acc, Hl7Rejection(APPLICATION_INTERNAL_ERROR, "internal error; send again"), enhanced_ok=False
+        )
 
     def replay(self, message_id: int) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
@@ -254,7 +279,9 @@ class IngestService:
         frames = acc.frames + self.process(acc)
         return self._result(acc, frames)
 
-    def replay_all(self, statuses: Sequence[str] = _QUEUE_STATUSES, limit: int = 10_000) -> list[IngestResult]:
+    def replay_all(
+        self, statuses: Sequence[str] = _QUEUE_STATUSES, limit: int = 10_000
+    ) -> list[IngestResult]:
         """Replay every message in the error queue (oldest first)."""
         with self.store.unit_of_work() as uow:
             queued = uow.messages.list(status=list(statuses), limit=limit)  # type: ignore[arg-type]
@@ -271,21 +298,31 @@ class IngestService:
             for acc, peer in zip(accs, peers, strict=True):
                 h = acc.header
                 if h.control_id:
-                    earlier = uow.messages.find_processed(h.sending_application, h.sending_facility, h.control_id)
+                    earlier = uow.messages.find_processed(
+                        h.sending_application, h.sending_facility, h.control_id
+                    )
                     if earlier is not None and earlier.ack and _replayable(earlier, acc.raw):
                         acc.frames, acc.done, acc.duplicate = [earlier.ack], True, True
                         acc.message_id, acc.outcome = earlier.id, earlier.ack_code or ""
                         continue
                 acc.message_id = uow.messages.add(
-                    acc.raw, transport=transport, peer=peer, sending_application=h.sending_application,
-                    sending_facility=h.sending_facility, control_id=h.control_id, message_type=h.message_code,
-                    charset=h.charset).id
+                    acc.raw,
+                    transport=transport,
+                    peer=peer,
+                    sending_application=h.sending_application,
+                    sending_facility=h.sending_facility,
+                    control_id=h.control_id,
+                    message_type=h.message_code,
+                    charset=h.charset,
+                ).id
             uow.commit()
 
     def _decode(self, acc: Accepted) -> None:
         h = acc.header
         if not h.found:
-            raise Hl7Rejection(SEGMENT_SEQUENCE_ERROR, "not an HL7 v2 message: no MSH segment", ErrLocation("MSH", 1))
+            raise Hl7Rejection(
+                SEGMENT_SEQUENCE_ERROR, "not an HL7 v2 message: no MSH segment", ErrLocation("MSH", 1)
+            )
         acc.decoded = decode_message(acc.raw, h.charset, self.settings.charset_for(h.sending_facility))
         acc.codec = acc.decoded.codec
         acc.message = split_message(acc.decoded.text)
@@ -303,24 +340,30 @@ class IngestService:
     def _finish_error(self, acc: Accepted, exc: Hl7Error, *, accept_level: bool) -> list[bytes]:
         h = acc.header
         nak = self._nak(acc, exc, enhanced_ok=accept_level)
-        if accept_level or not h.enhanced_mode:
-            frames = [nak]
-        elif _wanted(h.application_ack_type or "AL", False):
+        if accept_level or not h.enhanced_mode or _wanted(h.application_ack_type or "AL", False):
             frames = [nak]
         else:
             frames = [] if acc.frames else [self._ack(acc, "CA")]
         acc.outcome = exc.ack_code
-        status = "rejected" if exc.ack_code == "AR" else "error"
+        status: ArchiveStatus = "rejected" if exc.ack_code == "AR" else "error"
         log.info("message %s from %s: %s %s", acc.message_id, h.sending_facility, exc.ack_code, exc.code)
         first = (acc.frames + frames)[0]
         try:
             with self.store.unit_of_work() as uow:
                 assert acc.message_id is not None
-                uow.messages.finish(acc.message_id, status=status, ack=first,
-                                    ack_code=_msa_code(acc, first), error=_error_text(exc), charset=acc.codec)
+                uow.messages.finish(
+                    acc.message_id,
+                    status=status,
+                    ack=first,
+                    ack_code=_msa_code(acc, first),
+                    error=_error_text(exc),
+                    charset=acc.codec,
+                )
                 uow.commit()
         except Exception as store_exc:  # the row stays `received`: still in the error queue
-            log.warning("could not record outcome of message %s: %s", acc.message_id, type(store_exc).__name__)
+            log.warning(
+                "could not record outcome of message %s: %s", acc.message_id, type(store_exc).__name__
+            )
         if accept_level:
             acc.frames, acc.done = frames, True
         return frames
@@ -328,8 +371,15 @@ class IngestService:
     # -- ACK helpers ----------------------------------------------------------------------
     def _ack(self, acc: Accepted, code: AckCode, errors: Sequence[AckError] = ()) -> bytes:
         control = f"A{acc.message_id}" if acc.message_id is not None else "A" + uuid.uuid4().hex[:15]
-        text = build_ack(acc.header, code, control_id=control, now=self._clock().astimezone(CHINA_TIME),
-                         errors=errors, application=self.settings.application, facility=self.settings.facility)
+        text = build_ack(
+            acc.header,
+            code,
+            control_id=control,
+            now=self._clock().astimezone(CHINA_TIME),
+            errors=errors,
+            application=self.settings.application,
+            facility=self.settings.facility,
+        )
         return encode_ack(text, acc.codec)
 
     def _nak(self, acc: Accepted, exc: Hl7Error, *, enhanced_ok: bool) -> bytes:
@@ -347,8 +397,9 @@ class IngestService:
     def _result(self, acc: Accepted, frames: list[bytes]) -> IngestResult:
         if not frames:  # never leave a sender without an answer
             frames = [self._ack(acc, "CA")]
-        return IngestResult(acc.message_id, tuple(frames), _msa_code(acc, frames[0]), acc.outcome, acc.duplicate,
-                            acc.codec)
+        return IngestResult(
+            acc.message_id, tuple(frames), _msa_code(acc, frames[0]), acc.outcome, acc.duplicate, acc.codec
+        )
 
 
 def _wanted(condition: str, success: bool) -> bool:
@@ -379,9 +430,13 @@ def _as_hl7_error(exc: Exception) -> Hl7Error:
     if isinstance(exc, Conflict):
         return Hl7Rejection(APPLICATION_RECORD_LOCKED, f"record locked, send again: {exc}")
     if isinstance(exc, Unavailable):
-        return Hl7Rejection(APPLICATION_INTERNAL_ERROR, "store unavailable; message kept, send again or replay")
+        return Hl7Rejection(
+            APPLICATION_INTERNAL_ERROR, "store unavailable; message kept, send again or replay"
+        )
     if isinstance(exc, DomainError):
         exprs = ", ".join(e for i in exc.issues for e in i.expression)
-        return Hl7ContentError(DATA_TYPE_ERROR, f"resource does not validate: {exc}" + (f" ({exprs})" if exprs else ""))
+        return Hl7ContentError(
+            DATA_TYPE_ERROR, f"resource does not validate: {exc}" + (f" ({exprs})" if exprs else "")
+        )
     log.exception("unexpected error while processing a message")
     return Hl7Rejection(APPLICATION_INTERNAL_ERROR, f"application internal error ({type(exc).__name__})")

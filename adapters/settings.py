@@ -38,7 +38,9 @@ class FacilitySettings(BaseModel):
         default=None, description="UTC offset (+08:00) for times this sender sends without one"
     )
     mrn_system: str | None = Field(default=None, description="Identifier.system of its MRNs")
-    conformance_check: bool = Field(default=False, description="check its messages' structure with hl7apy (slow)")
+    conformance_check: bool = Field(
+        default=False, description="check its messages' structure with hl7apy (slow)"
+    )
 
 
 class IngestSettings(BaseModel):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from threading import Lock
 from typing import Any
 
@@ -23,8 +24,17 @@ from ehr_store import Gone, NotFound, ResourceRepository, StoredResource, json_l
 
 Json = dict[str, Any]
 _NEVER_KEPT = {"resourceType", "id", "meta", "text"}
-_UNIONED = {"link": lambda x: x.get("other", {}).get("reference"),
-            "identifier": lambda x: (x.get("system"), x.get("value"))}
+
+
+def _link_key(x: Json) -> object:
+    return x.get("other", {}).get("reference")
+
+
+def _identifier_key(x: Json) -> object:
+    return (x.get("system"), x.get("value"))
+
+
+_UNIONED: dict[str, Callable[[Json], object]] = {"link": _link_key, "identifier": _identifier_key}
 
 
 def merge_resource(stored: Json, new: Json, nulled: frozenset[str]) -> Json:
@@ -53,8 +63,12 @@ def _prepare(repo: ResourceRepository, item: MappedResource) -> Json:
     return merge_resource(json_loads(current.content), item.resource, item.nulled)
 
 
-def write_mapped(repo: ResourceRepository, mapped: Mapped, hooks: IdentityHooks | None = None,
-                 skip: frozenset[tuple[str, str]] = frozenset()) -> list[StoredResource]:
+def write_mapped(
+    repo: ResourceRepository,
+    mapped: Mapped,
+    hooks: IdentityHooks | None = None,
+    skip: frozenset[tuple[str, str]] = frozenset(),
+) -> list[StoredResource]:
     """Write every mapped resource (`repo.update`, update-as-create), then call the identity
     hooks for the source Patients and merges. Returns the stored versions in write order.
 
@@ -98,8 +112,11 @@ class ReferenceCache:
     def fresh(self, mapped: Mapped) -> frozenset[tuple[str, str]]:
         """Keys of `mapped`'s reference resources identical to what was last committed."""
         with self._lock:
-            return frozenset(i.key for i in mapped.resources if i.key[0] in self.TYPES
-                             and self._digests.get(i.key) == self._digest(i.resource))
+            return frozenset(
+                i.key
+                for i in mapped.resources
+                if i.key[0] in self.TYPES and self._digests.get(i.key) == self._digest(i.resource)
+            )
 
     def remember(self, mapped: Mapped) -> None:
         """Record `mapped`'s reference resources after their unit of work committed."""

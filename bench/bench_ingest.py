@@ -57,14 +57,19 @@ def load_feed(feed: Path | None, residents: int) -> tuple[list[bytes], IngestSet
         feed = Path(tempfile.mkdtemp(prefix="bench-feed-")) / "feed"
         generate_feed(feed, residents=residents, seed=7, bad=False)
     rows = [json.loads(line) for line in (feed / "truth.jsonl").read_text(encoding="utf-8").splitlines()]
-    messages = [(feed / r["file"]).read_bytes() for r in rows
-                if str(r.get("expect", "accept")).startswith("accept") and r.get("type") != "malformed"]
+    messages = [
+        (feed / r["file"]).read_bytes()
+        for r in rows
+        if str(r.get("expect", "accept")).startswith("accept") and r.get("type") != "malformed"
+    ]
     facilities: dict[str, FacilitySettings] = {}
     if (feed / "facilities.json").exists():
         for f in json.loads((feed / "facilities.json").read_text(encoding="utf-8")):
             facilities[f["code"]] = FacilitySettings(
-                name=f["name"], charset=f["charset"],
-                assume_offset=None if f.get("timestamps_with_zone", True) else "+08:00")
+                name=f["name"],
+                charset=f["charset"],
+                assume_offset=None if f.get("timestamps_with_zone", True) else "+08:00",
+            )
     return messages, IngestSettings(facilities=facilities, default_assume_offset="+08:00")
 
 
@@ -158,8 +163,10 @@ def parse_rates(messages: list[bytes], seconds: float = 3.0) -> dict[str, float]
     for kind in (b"ADT^A0", b"ORU^R01"):
         raw = next(m for m in messages if kind in m[:200])
         text = decode_message(raw, read_header(raw).charset, "gb18030").text
-        for name, fn in (("splitter", lambda t=text: split_message(t)),
-                         ("hl7apy", lambda t=text: parse_with_hl7apy(t))):
+        for name, fn in (
+            ("splitter", lambda t=text: split_message(t)),
+            ("hl7apy", lambda t=text: parse_with_hl7apy(t)),
+        ):
             n, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds / 4:
                 fn()
@@ -205,8 +212,11 @@ def main() -> None:
     ap.add_argument("--residents", type=int, default=300)
     args = ap.parse_args()
     feed, settings = load_feed(args.feed, args.residents)
-    print(f"feed: {len(feed)} distinct messages, cycled with fresh MSH-10; EMPI hook {'on' if args.empi else 'off'}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"feed: {len(feed)} distinct messages, cycled with fresh MSH-10; "
+        f"EMPI hook {'on' if args.empi else 'off'}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     results: dict[str, object] = {}
     for backend in args.backends.split(","):
         try:
@@ -222,10 +232,18 @@ def main() -> None:
         except Exception as exc:  # report and go on with the next backend
             print(f"{backend}: not measured ({type(exc).__name__}: {exc})")
             continue
-        results[backend] = {"msg_per_s": round(rate), "acks": codes, "ack_p50_ms": round(p50, 1),
-                            "ack_p99_ms": round(p99, 1), "offered_per_s": 100, "achieved_per_s": round(achieved)}
-        print(f"{backend}: {rate:.0f} msg/s over {args.messages} messages on {args.connections} connections "
-              f"{codes}; at 100 msg/s offered: ACK p50 {p50:.1f} ms, p99 {p99:.1f} ms ({achieved:.0f} msg/s)")
+        results[backend] = {
+            "msg_per_s": round(rate),
+            "acks": codes,
+            "ack_p50_ms": round(p50, 1),
+            "ack_p99_ms": round(p99, 1),
+            "offered_per_s": 100,
+            "achieved_per_s": round(achieved),
+        }
+        print(
+            f"{backend}: {rate:.0f} msg/s over {args.messages} messages on {args.connections} connections "
+            f"{codes}; at 100 msg/s offered: ACK p50 {p50:.1f} ms, p99 {p99:.1f} ms ({achieved:.0f} msg/s)"
+        )
     rates = parse_rates(feed)
     results["parse_per_s"] = {k: round(v) for k, v in rates.items()}
     for k, v in rates.items():

@@ -24,8 +24,8 @@ from rich.table import Table
 from adapters.hl7v2.ack import read_ack
 from adapters.hl7v2.batch import split_batch
 from adapters.hl7v2.charset import python_codec
-from adapters.ingest import IngestService
 from adapters.http import hl7v2_router
+from adapters.ingest import IngestService
 from adapters.mllp.client import MllpClient, MllpError
 from adapters.mllp.server import MllpServer
 from ehr_store import DomainError, NotFound, Store, open_store
@@ -36,7 +36,9 @@ ACCEPTED = {"AA", "CA"}
 console = Console(stderr=True)
 errors_app = typer.Typer(no_args_is_help=True, help="The HL7 v2 error queue (rejected and failed messages)")
 
-DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
+]
 
 
 def message_files(paths: list[Path]) -> list[Path]:
@@ -44,8 +46,11 @@ def message_files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MESSAGE_SUFFIXES
-                          and not p.name.startswith("."))
+            out += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in MESSAGE_SUFFIXES and not p.name.startswith(".")
+            )
         elif path.is_file():
             out.append(path)
         else:
@@ -69,9 +74,19 @@ def send(
     counts: Counter[str] = Counter()
     failed: list[str] = []
     try:
-        with MllpClient(host, port, tls=tls, ca_file=ca, cert_file=cert, key_file=key, timeout=timeout) as client, \
-                Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                         console=console, transient=True) as progress:
+        with (
+            MllpClient(
+                host, port, tls=tls, ca_file=ca, cert_file=cert, key_file=key, timeout=timeout
+            ) as client,
+            Progress(
+                TextColumn("sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as progress,
+        ):
             task = progress.add_task("send", total=len(messages))
             for path, message in messages:
                 info = read_ack(client.send(message)[-1])
@@ -105,8 +120,9 @@ def _service(database_url: str | None) -> tuple[Store, IngestService]:
 
 
 @errors_app.command("list")
-def errors_list(database_url: DatabaseUrl = None,
-                limit: Annotated[int, typer.Option(help="At most this many")] = 50) -> None:
+def errors_list(
+    database_url: DatabaseUrl = None, limit: Annotated[int, typer.Option(help="At most this many")] = 50
+) -> None:
     """Rejected, failed and unfinished messages, newest first."""
     store, service = _service(database_url)
     try:
@@ -117,15 +133,25 @@ def errors_list(database_url: DatabaseUrl = None,
     for col in ("id", "received", "facility", "control id", "type", "status", "ACK", "error"):
         table.add_column(col)
     for m in queue:
-        table.add_row(str(m.id), m.received_at.strftime("%Y-%m-%d %H:%M:%S"), m.sending_facility or "",
-                      m.control_id or "", m.message_type or "", m.status, m.ack_code or "", (m.error or "")[:70])
+        table.add_row(
+            str(m.id),
+            m.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            m.sending_facility or "",
+            m.control_id or "",
+            m.message_type or "",
+            m.status,
+            m.ack_code or "",
+            (m.error or "")[:70],
+        )
     Console().print(table)
 
 
 @errors_app.command("show")
-def errors_show(message_id: Annotated[int, typer.Argument(help="Archive id")], database_url: DatabaseUrl = None) -> None:
+def errors_show(
+    message_id: Annotated[int, typer.Argument(help="Archive id")], database_url: DatabaseUrl = None
+) -> None:
     """One archived message: outcome, ACK sent and the raw message."""
-    store, _service_ = _service(database_url)
+    store = _service(database_url)[0]
     try:
         with store.unit_of_work() as uow:
             m = uow.messages.get(message_id)
@@ -136,8 +162,10 @@ def errors_show(message_id: Annotated[int, typer.Argument(help="Archive id")], d
         store.close()
     codec = _codec(m.charset)
     typer.echo(f"id {m.id}  received {m.received_at.isoformat()}  via {m.transport} from {m.peer or '-'}")
-    typer.echo(f"sender {m.sending_application or '-'}/{m.sending_facility or '-'}  control id "
-               f"{m.control_id or '-'}  type {m.message_type or '-'}  charset {m.charset or '-'}")
+    typer.echo(
+        f"sender {m.sending_application or '-'}/{m.sending_facility or '-'}  control id "
+        f"{m.control_id or '-'}  type {m.message_type or '-'}  charset {m.charset or '-'}"
+    )
     typer.echo(f"status {m.status}  ACK {m.ack_code or '-'}  attempts {m.attempts}")
     if m.error:
         typer.echo(f"error  {m.error}")
@@ -175,7 +203,9 @@ def replay(
     finally:
         store.close()
     outcomes = Counter(r.outcome for r in results)
-    typer.echo(f"replayed {len(results)} message(s): " + "  ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    typer.echo(
+        f"replayed {len(results)} message(s): " + "  ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+    )
     if any(r.outcome != "AA" for r in results):
         raise typer.Exit(1)
 
@@ -187,8 +217,9 @@ def build_ingest_service(settings: HieSettings, store: Store) -> IngestService:
     return IngestService(store, settings.ingest, identity_hooks=EmpiService())
 
 
-def mllp_services(settings: HieSettings, store: Store, mllp_port: int | None = None,
-                  service: IngestService | None = None) -> list[MllpServer]:
+def mllp_services(
+    settings: HieSettings, store: Store, mllp_port: int | None = None, service: IngestService | None = None
+) -> list[MllpServer]:
     """The MLLP listener for `hie serve` (none when `HIE_MLLP__ENABLED=false`)."""
     if not settings.mllp.enabled:
         return []
@@ -196,7 +227,9 @@ def mllp_services(settings: HieSettings, store: Store, mllp_port: int | None = N
     return [MllpServer(service or build_ingest_service(settings, store), mllp)]
 
 
-def http_routers(settings: HieSettings, store: Store, service: IngestService | None = None) -> list[APIRouter]:
+def http_routers(
+    settings: HieSettings, store: Store, service: IngestService | None = None
+) -> list[APIRouter]:
     """`POST /hl7v2` for the app root (`create_app(root_routers=...)`)."""
     return [hl7v2_router(service or build_ingest_service(settings, store))]
 

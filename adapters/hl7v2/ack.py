@@ -79,13 +79,26 @@ def build_ack(
     enc = _encoding(header)
     s, c = enc.field, enc.component
     version = header.version if header.version in SUPPORTED_VERSIONS else DEFAULT_VERSION
-    charset = header.charset if python_codec(header.charset) else ""
+    charset = header.charset or "" if python_codec(header.charset) else ""
     msh = [
-        "MSH", enc.msh2, header.receiving_application or application,
-        header.receiving_facility or facility, header.sending_application or "",
-        header.sending_facility or "", now.strftime("%Y%m%d%H%M%S%z"), "",
-        f"ACK{c}{header.trigger_event}{c}ACK" if header.trigger_event else "ACK", control_id, header.processing_id or "P", version,
-        "", "", "", "", "", charset,
+        "MSH",
+        enc.msh2,
+        header.receiving_application or application,
+        header.receiving_facility or facility,
+        header.sending_application or "",
+        header.sending_facility or "",
+        now.strftime("%Y%m%d%H%M%S%z"),
+        "",
+        f"ACK{c}{header.trigger_event}{c}ACK" if header.trigger_event else "ACK",
+        control_id,
+        header.processing_id or "P",
+        version,
+        "",
+        "",
+        "",
+        "",
+        "",
+        charset or "",
     ]
     segments = [s.join(_esc_msh(msh, enc)).rstrip(s)]
     msa = ["MSA", code, _escape(header.control_id or "", enc)]

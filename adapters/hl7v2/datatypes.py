@@ -122,7 +122,8 @@ def human_name(comps: list[str]) -> Json | None:
 
 
 def mrn_system(facility: str, configured: str | None = None) -> str:
-    """Identifier.system of a facility's MRNs: the registry's value, else ``urn:qyhie:facility:<MSH-4.1>:mrn``."""
+    """Identifier.system of a facility's MRNs: the registry's value, else
+    ``urn:qyhie:facility:<MSH-4.1>:mrn``."""
     return configured or f"urn:qyhie:facility:{facility}:mrn"
 
 
@@ -156,11 +157,17 @@ def identifier(comps: list[str], facility: str, configured_mrn: str | None = Non
     if id_type == "NNCHN" or (id_type in ("ID", "NI", "NN") and authority.upper() in ("CHNMPS", "CHN", "")):
         return resident_identifier(value)
     code = id_type or "MR"
-    system = mrn_system(authority or facility, configured_mrn if not authority or authority == facility else None)
+    system = mrn_system(
+        authority or facility, configured_mrn if not authority or authority == facility else None
+    )
     if code not in ("MR", "PI", "PT"):
         system = f"urn:qyhie:facility:{authority or facility}:{code.lower()}"
-    ident: Json = {"use": "usual", "type": {"coding": [{"system": V2_0203, "code": code}]},
-                   "system": system, "value": value}
+    ident: Json = {
+        "use": "usual",
+        "type": {"coding": [{"system": V2_0203, "code": code}]},
+        "system": system,
+        "value": value,
+    }
     if authority:
         ident["assigner"] = {"display": authority}
     return ident
@@ -200,7 +207,9 @@ def contact_point(comps: list[str]) -> Json | None:
     if equipment in ("INTERNET", "X.400") or use_code == "NET":
         value, system = c(comps, 4) or c(comps, 1), "email"
     else:
-        number = c(comps, 12) or "".join(x for x in (c(comps, 5), c(comps, 6), c(comps, 7)) if x) or c(comps, 1)
+        number = (
+            c(comps, 12) or "".join(x for x in (c(comps, 5), c(comps, 6), c(comps, 7)) if x) or c(comps, 1)
+        )
         value = number + (f" ext. {c(comps, 8)}" if c(comps, 8) else "")
         system = {"FX": "fax", "BP": "pager"}.get(equipment, "phone")
     if not value:

@@ -190,8 +190,9 @@ def split_message(text: str) -> Message:
     """
     lines = [ln for ln in _SEGMENT_END.split(text.lstrip("\ufeff")) if ln.strip()]
     if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
-        raise Hl7ContentError(SEGMENT_SEQUENCE_ERROR, "message does not start with an MSH segment",
-                              ErrLocation("MSH", 1))
+        raise Hl7ContentError(
+            SEGMENT_SEQUENCE_ERROR, "message does not start with an MSH segment", ErrLocation("MSH", 1)
+        )
     enc = _encoding(lines[0])
     segments: list[Segment] = []
     counts: dict[str, int] = {}
@@ -201,8 +202,11 @@ def split_message(text: str) -> Message:
         if name == "MSH":
             fields = ["MSH", enc.field, *fields[1:]]
         if not _SEGMENT_ID.match(name):
-            raise Hl7ContentError(SEGMENT_SEQUENCE_ERROR, f"segment {len(segments) + 1}: id {name[:10]!r} "
-                                  "is not three characters", ErrLocation(name[:3] or "???", len(segments) + 1))
+            raise Hl7ContentError(
+                SEGMENT_SEQUENCE_ERROR,
+                f"segment {len(segments) + 1}: id {name[:10]!r} is not three characters",
+                ErrLocation(name[:3] or "???", len(segments) + 1),
+            )
         counts[name] = counts.get(name, 0) + 1
         segments.append(Segment(name, fields, enc, counts[name]))
     return Message(text, segments, enc)
@@ -212,6 +216,9 @@ def _encoding(msh: str) -> Encoding:
     sep = msh[3]
     chars = msh[4:].split(sep, 1)[0]
     if len(chars) not in (4, 5) or sep in chars or len(set(chars + sep)) != len(chars) + 1:
-        raise Hl7ContentError(SEGMENT_SEQUENCE_ERROR, f"MSH-2 encoding characters {chars!r} are malformed",
-                              ErrLocation("MSH", 1, 2))
+        raise Hl7ContentError(
+            SEGMENT_SEQUENCE_ERROR,
+            f"MSH-2 encoding characters {chars!r} are malformed",
+            ErrLocation("MSH", 1, 2),
+        )
     return Encoding(sep, chars[0], chars[1], chars[2], chars[3], chars[4] if len(chars) == 5 else None)

@@ -113,7 +113,9 @@ class MllpDecoder:
 
     def _finish(self, out: list[bytes | FrameTooLarge]) -> None:
         if self._discarding or len(self._buf) > self.max_frame:
-            out.append(FrameTooLarge(self._discarded or len(self._buf), self._head or bytes(self._buf[:HEAD_BYTES])))
+            out.append(
+                FrameTooLarge(self._discarded or len(self._buf), self._head or bytes(self._buf[:HEAD_BYTES]))
+            )
         else:
             out.append(bytes(self._buf))
         self._buf.clear()

@@ -42,16 +42,18 @@ def normalise_for_hl7apy(text: str) -> str:
 
 def parse_with_hl7apy(text: str, *, find_groups: bool = True) -> object:
     """Parse with hl7apy (tolerant validation). Raises: HL7apyException, ValueError."""
-    return parse_message(normalise_for_hl7apy(text), validation_level=VALIDATION_LEVEL.TOLERANT,
-                         find_groups=find_groups)
+    return parse_message(
+        normalise_for_hl7apy(text), validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=find_groups
+    )
 
 
 def conformance_problems(text: str) -> list[str]:
     """Structure problems hl7apy finds under strict validation (empty when conformant).
     Never raises: a crash of the library is reported as a problem."""
     try:
-        msg = parse_message(normalise_for_hl7apy(text), validation_level=VALIDATION_LEVEL.STRICT,
-                            find_groups=True)
+        msg = parse_message(
+            normalise_for_hl7apy(text), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True
+        )
         msg.validate()
         return []
     except (HL7apyException, ValueError, KeyError, IndexError, AttributeError) as exc:

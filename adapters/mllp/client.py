@@ -26,9 +26,18 @@ class MllpError(Exception):
 class MllpClient:
     """One MLLP connection. Use as a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 2575, *, tls: bool = False,
-                 ca_file: Path | None = None, cert_file: Path | None = None, key_file: Path | None = None,
-                 timeout: float = 30.0, grace: float = 0.5) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 2575,
+        *,
+        tls: bool = False,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        timeout: float = 30.0,
+        grace: float = 0.5,
+    ) -> None:
         self.host, self.port, self.timeout, self.grace = host, port, timeout, grace
         self._ssl: ssl.SSLContext | None = None
         if tls:
@@ -57,7 +66,9 @@ class MllpClient:
         self.connect()
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def send(self, message: bytes) -> list[bytes]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +56,9 @@ class MllpServer:
 
     name = "mllp"
 
-    def __init__(self, service: IngestService, settings: MllpSettings | None = None, *, workers: int = 4) -> None:
+    def __init__(
+        self, service: IngestService, settings: MllpSettings | None = None, *, workers: int = 4
+    ) -> None:
         self.service = service
         self.settings = settings or MllpSettings()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
@@ -74,12 +77,19 @@ class MllpServer:
     async def start(self) -> None:
         """Bind and start accepting connections. Raises: OSError (port in use), ssl.SSLError."""
         self._queue = asyncio.Queue()
-        self._writers = [asyncio.create_task(self._dispatch(self._queue), name=f"mllp-writer-{i}")
-                         for i in range(self.settings.writers)]
+        self._writers = [
+            asyncio.create_task(self._dispatch(self._queue), name=f"mllp-writer-{i}")
+            for i in range(self.settings.writers)
+        ]
         self._server = await asyncio.start_server(
-            self._on_connection, self.settings.host, self.settings.port, ssl=server_ssl_context(self.settings))
-        log.info("MLLP listening on %s:%s%s", self.settings.host, self.port,
-                 " (TLS)" if self.settings.tls_cert else "")
+            self._on_connection, self.settings.host, self.settings.port, ssl=server_ssl_context(self.settings)
+        )
+        log.info(
+            "MLLP listening on %s:%s%s",
+            self.settings.host,
+            self.port,
+            " (TLS)" if self.settings.tls_cert else "",
+        )
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight messages finish their ACK, close connections."""
@@ -127,8 +137,13 @@ class MllpServer:
     async def _answer(self, item: bytes | FrameTooLarge, writer: asyncio.StreamWriter, peer: str) -> None:
         loop = asyncio.get_running_loop()
         if isinstance(item, FrameTooLarge):
-            nak = await loop.run_in_executor(self._executor, self.service.oversized_nak, item.head, item.size,
-                                             self.settings.max_frame_bytes)
+            nak = await loop.run_in_executor(
+                self._executor,
+                self.service.oversized_nak,
+                item.head,
+                item.size,
+                self.settings.max_frame_bytes,
+            )
             writer.write(frame(nak))
             await writer.drain()
             return
@@ -160,8 +175,15 @@ class MllpServer:
             while len(jobs) < self.settings.batch_max and not queue.empty():
                 jobs.append(queue.get_nowait())
             try:
-                accs = await loop.run_in_executor(self._executor, lambda: self.service.accept_many(
-                    [j.raw for j in jobs], transport="mllp", peers=[j.peer for j in jobs]))
+                accs = await loop.run_in_executor(
+                    self._executor,
+                    functools.partial(
+                        self.service.accept_many,
+                        [j.raw for j in jobs],
+                        transport="mllp",
+                        peers=[j.peer for j in jobs],
+                    ),
+                )
                 pending = []
                 for job, acc in zip(jobs, accs, strict=True):
                     job.accepted.set_result(list(acc.frames))
@@ -171,7 +193,8 @@ class MllpServer:
                         pending.append((job, acc))
                 if pending:
                     results = await loop.run_in_executor(
-                        self._executor, self.service.process_many, [acc for _j, acc in pending])
+                        self._executor, self.service.process_many, [acc for _j, acc in pending]
+                    )
                     for (job, _acc), frames in zip(pending, results, strict=True):
                         job.done.set_result(frames)
             except Exception as exc:  # the service never raises; keep the connections answered anyway

@@ -23,7 +23,9 @@ SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "samples" / "f
 @pytest.fixture
 def listener(sqlite_url: str) -> Iterator[tuple[int, str]]:
     store = SqlStore(StoreSettings(database_url=sqlite_url))
-    server = MllpServer(IngestService(store, IngestSettings(default_assume_offset="+08:00")), MllpSettings(port=0))
+    server = MllpServer(
+        IngestService(store, IngestSettings(default_assume_offset="+08:00")), MllpSettings(port=0)
+    )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 

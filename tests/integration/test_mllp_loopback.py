@@ -23,7 +23,7 @@ from adapters.settings import MllpSettings
 from ehr_store import MemoryStore, StoreSettings, json_loads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "adapters"))
-import hl7_messages as M  # noqa: E402
+import hl7_messages as M
 
 
 def adt(cid: str, phone: str = "13800001234") -> bytes:
@@ -54,7 +54,7 @@ async def test_frames_split_across_writes(server: MllpServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     data = frame(adt("S1"))
     for i in range(0, len(data), 7):
-        writer.write(data[i:i + 7])
+        writer.write(data[i : i + 7])
         await writer.drain()
         await asyncio.sleep(0)
     [ack] = await read_acks(reader, 1)
@@ -118,8 +118,10 @@ async def test_blocking_client_and_duplicates(server: MllpServer) -> None:
         with MllpClient("127.0.0.1", server.port, timeout=10) as client:
             first = [read_ack(a).code for a in client.send(adt("B1"))]
             again = [read_ack(a).code for a in client.send(adt("B1"))]
-            enhanced = [read_ack(a).code for a in client.send(
-                adt("B2").replace(b"|P|2.5|||||CHN|", b"|P|2.5|||AL|AL|CHN|"))]
+            enhanced = [
+                read_ack(a).code
+                for a in client.send(adt("B2").replace(b"|P|2.5|||||CHN|", b"|P|2.5|||AL|AL|CHN|"))
+            ]
         return [first, again, enhanced]
 
     assert await asyncio.to_thread(run) == [["AA"], ["AA"], ["CA", "AA"]]
@@ -134,11 +136,15 @@ async def test_hl7_over_http_answers_the_same_ack() -> None:
         assert ok.status_code == 200 and read_ack(ok.content).code == "AA"
         assert ok.headers["content-type"].startswith("application/hl7-v2")
         gb = M.ADT_A01_FULL.replace("UNICODE UTF-8", "GB 18030-2000").replace("|M1001|", "|H2|")
-        resp = await client.post("/hl7v2", content=gb.encode("gb18030"), headers={"content-type": "text/plain"})
+        resp = await client.post(
+            "/hl7v2", content=gb.encode("gb18030"), headers={"content-type": "text/plain"}
+        )
         assert resp.status_code == 200 and "charset=gb18030" in resp.headers["content-type"]
         no_msh = await client.post("/hl7v2", content=b"PID|1||X\r", headers={"content-type": "text/plain"})
         assert no_msh.status_code == 200 and read_ack(no_msh.content).code == "AR"
         not_hl7 = await client.post("/hl7v2", content=b"hello world", headers={"content-type": "text/plain"})
         assert not_hl7.status_code == 400
-        wrong_type = await client.post("/hl7v2", content=adt("H3"), headers={"content-type": "application/json"})
+        wrong_type = await client.post(
+            "/hl7v2", content=adt("H3"), headers={"content-type": "application/json"}
+        )
         assert wrong_type.status_code == 415

@@ -65,21 +65,35 @@ def check_header(message_type: str, event: str, version: str, processing_id: str
     203 (MSH-12 version), 202 (MSH-11 not P/D/T). HL7 v2.5 §2.9.2 / Table 0357.
     """
     if not message_type:
-        raise Hl7ContentError(REQUIRED_FIELD_MISSING, "MSH-9 (message type) is required", ErrLocation("MSH", 1, 9))
+        raise Hl7ContentError(
+            REQUIRED_FIELD_MISSING, "MSH-9 (message type) is required", ErrLocation("MSH", 1, 9)
+        )
     if version not in SUPPORTED_VERSIONS:
-        raise Hl7Rejection(UNSUPPORTED_VERSION_ID, f"MSH-12 version {version!r} is not supported "
-                           f"(supported: {', '.join(SUPPORTED_VERSIONS)})", ErrLocation("MSH", 1, 12))
+        raise Hl7Rejection(
+            UNSUPPORTED_VERSION_ID,
+            f"MSH-12 version {version!r} is not supported (supported: {', '.join(SUPPORTED_VERSIONS)})",
+            ErrLocation("MSH", 1, 12),
+        )
     if processing_id and processing_id[:1] not in ("P", "D", "T"):
-        raise Hl7Rejection(UNSUPPORTED_PROCESSING_ID, f"MSH-11 processing id {processing_id!r} is not "
-                           "supported", ErrLocation("MSH", 1, 11))
+        raise Hl7Rejection(
+            UNSUPPORTED_PROCESSING_ID,
+            f"MSH-11 processing id {processing_id!r} is not supported",
+            ErrLocation("MSH", 1, 11),
+        )
     events = SUPPORTED.get(message_type)
     if events is None:
-        raise Hl7Rejection(UNSUPPORTED_MESSAGE_TYPE, f"message type {message_type!r} is not supported",
-                           ErrLocation("MSH", 1, 9, None, 1))
+        raise Hl7Rejection(
+            UNSUPPORTED_MESSAGE_TYPE,
+            f"message type {message_type!r} is not supported",
+            ErrLocation("MSH", 1, 9, None, 1),
+        )
     mapper = events.get(event)
     if mapper is None:
-        raise Hl7Rejection(UNSUPPORTED_EVENT_CODE, f"event {message_type}^{event} is not supported",
-                           ErrLocation("MSH", 1, 9, None, 2))
+        raise Hl7Rejection(
+            UNSUPPORTED_EVENT_CODE,
+            f"event {message_type}^{event} is not supported",
+            ErrLocation("MSH", 1, 9, None, 2),
+        )
     return mapper
 
 

@@ -17,13 +17,28 @@ from adapters.hl7v2.mapping.context import Mapped, MappingContext
 Json = dict[str, Any]
 
 ADT_EVENTS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A13", "A28", "A31")
-_ENCOUNTER_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
-                     "A05": "planned", "A06": "in-progress", "A07": "in-progress", "A11": "cancelled",
-                     "A13": "in-progress"}
+_ENCOUNTER_STATUS = {
+    "A01": "in-progress",
+    "A02": "in-progress",
+    "A03": "finished",
+    "A04": "arrived",
+    "A05": "planned",
+    "A06": "in-progress",
+    "A07": "in-progress",
+    "A11": "cancelled",
+    "A13": "in-progress",
+}
 _DG1_VERIFICATION = {"F": "confirmed", "W": "provisional", "A": "provisional"}
-_AL1_TYPE = {"DA": ("allergy", "medication"), "FA": ("allergy", "food"), "EA": ("allergy", "environment"),
-             "MA": ("allergy", "medication"), "AA": ("allergy", "biologic"), "PA": ("allergy", "environment"),
-             "MC": ("intolerance", "medication"), "LA": ("allergy", "environment")}
+_AL1_TYPE = {
+    "DA": ("allergy", "medication"),
+    "FA": ("allergy", "food"),
+    "EA": ("allergy", "environment"),
+    "MA": ("allergy", "medication"),
+    "AA": ("allergy", "biologic"),
+    "PA": ("allergy", "environment"),
+    "MC": ("intolerance", "medication"),
+    "LA": ("allergy", "environment"),
+}
 _AL1_SEVERITY = {"SV": ("high", "severe"), "MO": ("low", "moderate"), "MI": ("low", "mild")}
 _CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 _VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
@@ -36,8 +51,9 @@ def map_adt(ctx: MappingContext, event: str) -> Mapped:
     assert pid is not None
     pat_id = patient(ctx, pid, out)
     pat_ref = f"Patient/{pat_id}"
-    enc_id = encounter(ctx, ctx.segment("PV1", required=False), pat_ref, out,
-                       _ENCOUNTER_STATUS.get(event, "unknown"))
+    enc_id = encounter(
+        ctx, ctx.segment("PV1", required=False), pat_ref, out, _ENCOUNTER_STATUS.get(event, "unknown")
+    )
     for seg in ctx.message.all("DG1"):
         condition(ctx, seg, pat_ref, enc_id, out)
     for seg in ctx.message.all("AL1"):
@@ -60,14 +76,27 @@ def condition(ctx: MappingContext, seg: Segment, pat_ref: str, enc_id: str | Non
         return
     key = code.get("coding", [{}])[0].get("code") or code.get("text", "")
     cond_id = dt.fhir_id(ctx.facility, "dg", enc_id or pat_ref.split("/")[1], key)
-    res: Json = {"resourceType": "Condition", "id": cond_id, "meta": ctx.meta(), "code": code,
-                 "subject": {"reference": pat_ref},
-                 "clinicalStatus": {"coding": [{"system": _CLINICAL, "code": "active"}]},
-                 "verificationStatus": {"coding": [{"system": _VERIFICATION, "code":
-                                                    _DG1_VERIFICATION.get(seg.get(6), "unconfirmed")}]},
-                 "category": [{"coding": [{
-                     "system": "http://terminology.hl7.org/CodeSystem/condition-category",
-                     "code": "encounter-diagnosis"}]}]}
+    res: Json = {
+        "resourceType": "Condition",
+        "id": cond_id,
+        "meta": ctx.meta(),
+        "code": code,
+        "subject": {"reference": pat_ref},
+        "clinicalStatus": {"coding": [{"system": _CLINICAL, "code": "active"}]},
+        "verificationStatus": {
+            "coding": [{"system": _VERIFICATION, "code": _DG1_VERIFICATION.get(seg.get(6), "unconfirmed")}]
+        },
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "code": "encounter-diagnosis",
+                    }
+                ]
+            }
+        ],
+    }
     if enc_id:
         res["encounter"] = {"reference": f"Encounter/{enc_id}"}
     onset = ctx.ts(seg, 5)
@@ -92,11 +121,22 @@ def allergy(ctx: MappingContext, seg: Segment, pat_ref: str, out: Mapped) -> Non
         return
     key = code.get("coding", [{}])[0].get("code") or code.get("text", "")
     kind, category = _AL1_TYPE.get(seg.get(2, 1).upper(), ("allergy", None))
-    res: Json = {"resourceType": "AllergyIntolerance", "id": dt.fhir_id(pat_ref.split("/")[1], "al", key),
-                 "meta": ctx.meta(), "patient": {"reference": pat_ref}, "code": code, "type": kind,
-                 "clinicalStatus": {"coding": [{
-                     "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-                     "code": "active"}]}}
+    res: Json = {
+        "resourceType": "AllergyIntolerance",
+        "id": dt.fhir_id(pat_ref.split("/")[1], "al", key),
+        "meta": ctx.meta(),
+        "patient": {"reference": pat_ref},
+        "code": code,
+        "type": kind,
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+    }
     if category:
         res["category"] = [category]
     severity = _AL1_SEVERITY.get(seg.get(4, 1).upper())
@@ -118,8 +158,13 @@ def related_person(ctx: MappingContext, seg: Segment, pat_ref: str, out: Mapped)
     """NK1 → RelatedPerson (relationship NK1-3, name NK1-2, address NK1-4, phones NK1-5/6)."""
     names = [n for n in (dt.human_name(x) for x in ctx.all_components(seg, 2)) if n]
     key = seg.get(1) or (names[0]["text"] if names else str(seg.sequence))
-    res: Json = {"resourceType": "RelatedPerson", "id": dt.fhir_id(pat_ref.split("/")[1], "nk", key),
-                 "meta": ctx.meta(), "active": True, "patient": {"reference": pat_ref}}
+    res: Json = {
+        "resourceType": "RelatedPerson",
+        "id": dt.fhir_id(pat_ref.split("/")[1], "nk", key),
+        "meta": ctx.meta(),
+        "active": True,
+        "patient": {"reference": pat_ref},
+    }
     if names:
         res["name"] = names
     rel = ctx.concept(seg, 3)
@@ -128,8 +173,9 @@ def related_person(ctx: MappingContext, seg: Segment, pat_ref: str, out: Mapped)
     addresses = [a for a in (dt.address(x) for x in ctx.all_components(seg, 4)) if a]
     if addresses:
         res["address"] = addresses
-    telecom = [t for t in (dt.contact_point(x) for x in ctx.all_components(seg, 5) + ctx.all_components(seg, 6))
-               if t]
+    telecom = [
+        t for t in (dt.contact_point(x) for x in ctx.all_components(seg, 5) + ctx.all_components(seg, 6)) if t
+    ]
     if telecom:
         res["telecom"] = telecom
     out.add(res)
@@ -141,9 +187,14 @@ def coverage_in1(ctx: MappingContext, seg: Segment, pat_id: str, out: Mapped) ->
     policy = seg.get(36) or seg.get(49)
     key = policy or (plan or {}).get("coding", [{}])[0].get("code") or seg.get(1) or "1"
     payor = seg.get(4) or seg.get(3) or "unknown"
-    res: Json = {"resourceType": "Coverage", "id": dt.fhir_id(pat_id, "cov", key), "meta": ctx.meta(),
-                 "status": "active", "beneficiary": {"reference": f"Patient/{pat_id}"},
-                 "payor": [{"display": payor}]}
+    res: Json = {
+        "resourceType": "Coverage",
+        "id": dt.fhir_id(pat_id, "cov", key),
+        "meta": ctx.meta(),
+        "status": "active",
+        "beneficiary": {"reference": f"Patient/{pat_id}"},
+        "payor": [{"display": payor}],
+    }
     if plan:
         res["type"] = plan
     if policy:
@@ -159,11 +210,18 @@ def coverage_card(ctx: MappingContext, pid: Segment, pat_id: str, out: Mapped) -
     """PID-18 (insurance card / account number as Chinese HIS send it) → Coverage."""
     number = pid.get(18)
     authority = pid.get(18, 4)
-    out.add({"resourceType": "Coverage", "id": dt.fhir_id(pat_id, "cov", number), "meta": ctx.meta(),
-             "status": "active", "beneficiary": {"reference": f"Patient/{pat_id}"},
-             "subscriberId": number,
-             "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:insurance-card", "value": number}],
-             "payor": [{"display": authority or "医保"}]})
+    out.add(
+        {
+            "resourceType": "Coverage",
+            "id": dt.fhir_id(pat_id, "cov", number),
+            "meta": ctx.meta(),
+            "status": "active",
+            "beneficiary": {"reference": f"Patient/{pat_id}"},
+            "subscriberId": number,
+            "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:insurance-card", "value": number}],
+            "payor": [{"display": authority or "医保"}],
+        }
+    )
 
 
 def map_merge(ctx: MappingContext) -> Mapped:
@@ -182,10 +240,19 @@ def map_merge(ctx: MappingContext) -> Mapped:
         old_id, idents = patient_id(ctx, mrg, 1)
         if old_id == survivor:
             continue
-        out.add({"resourceType": "Patient", "id": old_id, "meta": ctx.meta(), "active": False,
-                 "identifier": [dict(i, use="old") if i["type"]["coding"][0]["code"] != "NNCHN" else i
-                                for i in idents],
-                 "link": [{"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}]}, merge=True)
+        out.add(
+            {
+                "resourceType": "Patient",
+                "id": old_id,
+                "meta": ctx.meta(),
+                "active": False,
+                "identifier": [
+                    dict(i, use="old") if i["type"]["coding"][0]["code"] != "NNCHN" else i for i in idents
+                ],
+                "link": [{"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}],
+            },
+            merge=True,
+        )
         links.append({"other": {"reference": f"Patient/{old_id}"}, "type": "replaces"})
         out.merges.append((survivor, old_id))
     for item in out.resources:

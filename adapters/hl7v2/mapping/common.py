@@ -17,23 +17,56 @@ from adapters.hl7v2.mapping.context import Mapped, MappingContext
 
 Json = dict[str, Any]
 
-_GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown",
-           "男": "male", "女": "female", "1": "male", "2": "female", "0": "unknown", "9": "unknown"}
-_CLASS = {"O": ("AMB", "ambulatory"), "门诊": ("AMB", "ambulatory"), "R": ("AMB", "ambulatory"),
-          "I": ("IMP", "inpatient encounter"), "住院": ("IMP", "inpatient encounter"),
-          "B": ("IMP", "inpatient encounter"), "E": ("EMER", "emergency"), "急诊": ("EMER", "emergency"),
-          "P": ("PRENC", "pre-admission")}
+_GENDER = {
+    "M": "male",
+    "F": "female",
+    "O": "other",
+    "A": "other",
+    "U": "unknown",
+    "N": "unknown",
+    "男": "male",
+    "女": "female",
+    "1": "male",
+    "2": "female",
+    "0": "unknown",
+    "9": "unknown",
+}
+_CLASS = {
+    "O": ("AMB", "ambulatory"),
+    "门诊": ("AMB", "ambulatory"),
+    "R": ("AMB", "ambulatory"),
+    "I": ("IMP", "inpatient encounter"),
+    "住院": ("IMP", "inpatient encounter"),
+    "B": ("IMP", "inpatient encounter"),
+    "E": ("EMER", "emergency"),
+    "急诊": ("EMER", "emergency"),
+    "P": ("PRENC", "pre-admission"),
+}
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-_PID_ELEMENTS = {5: "name", 7: "birthDate", 8: "gender", 11: "address", 13: "telecom", 14: "telecom",
-                 29: "deceasedDateTime"}
+_PID_ELEMENTS = {
+    5: "name",
+    7: "birthDate",
+    8: "gender",
+    11: "address",
+    13: "telecom",
+    14: "telecom",
+    29: "deceasedDateTime",
+}
 
 
 def organization(ctx: MappingContext, out: Mapped) -> str:
     """The sending facility as an Organization (id ``org-<MSH-4.1>``); returns its reference."""
     org_id = dt.fhir_id("org", ctx.facility)
-    out.add({"resourceType": "Organization", "id": org_id, "meta": ctx.meta(), "active": True,
-             "identifier": [{"system": "urn:qyhie:facility", "value": ctx.facility}],
-             "name": ctx.facility_name})
+    out.add(
+        {
+            "resourceType": "Organization",
+            "id": org_id,
+            "meta": ctx.meta(),
+            "active": True,
+            "identifier": [{"system": "urn:qyhie:facility", "value": ctx.facility}],
+            "name": ctx.facility_name,
+        }
+    )
     return f"Organization/{org_id}"
 
 
@@ -47,8 +80,12 @@ def practitioner(ctx: MappingContext, comps: list[str], out: Mapped) -> Json | N
     if not code:
         return {"display": display}
     prac_id = dt.fhir_id(ctx.facility, "prac", code)
-    res: Json = {"resourceType": "Practitioner", "id": prac_id, "meta": ctx.meta(),
-                 "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:staff", "value": code}]}
+    res: Json = {
+        "resourceType": "Practitioner",
+        "id": prac_id,
+        "meta": ctx.meta(),
+        "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:staff", "value": code}],
+    }
     if name:
         res["name"] = [name]
     out.add(res)
@@ -74,8 +111,11 @@ def patient_id(ctx: MappingContext, pid: Segment, field: int = 3) -> tuple[str, 
         return dt.fhir_id(ctx.facility, local[0]["value"]), idents
     if idents:  # only a 身份证号: one source Patient per facility and number
         return dt.fhir_id(ctx.facility, "rid", idents[0]["value"]), idents
-    raise Hl7ContentError(REQUIRED_FIELD_MISSING, f"{pid.name}-{field} (patient identifier list) is required",
-                          pid.location(field))
+    raise Hl7ContentError(
+        REQUIRED_FIELD_MISSING,
+        f"{pid.name}-{field} (patient identifier list) is required",
+        pid.location(field),
+    )
 
 
 def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
@@ -86,10 +126,20 @@ def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
     pat_id, idents = patient_id(ctx, pid)
     for ident in idents:
         if ident.get("system") == dt.INVALID_RESIDENT_ID_SYSTEM:
-            out.warnings.append((f"身份证号 kept but flagged, not used to link: {ident['extension'][0]['valueString']}",
-                                 pid.location(3 if ident["value"] in pid.raw(3) else 19)))
-    res: Json = {"resourceType": "Patient", "id": pat_id, "meta": ctx.meta(), "active": True,
-                 "identifier": idents, "managingOrganization": {"reference": organization(ctx, out)}}
+            out.warnings.append(
+                (
+                    f"身份证号 kept but flagged, not used to link: {ident['extension'][0]['valueString']}",
+                    pid.location(3 if ident["value"] in pid.raw(3) else 19),
+                )
+            )
+    res: Json = {
+        "resourceType": "Patient",
+        "id": pat_id,
+        "meta": ctx.meta(),
+        "active": True,
+        "identifier": idents,
+        "managingOrganization": {"reference": organization(ctx, out)},
+    }
     names = [n for n in (dt.human_name(x) for x in ctx.all_components(pid, 5)) if n]
     if names:
         res["name"] = names
@@ -102,8 +152,11 @@ def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
     addresses = [a for a in (dt.address(x) for x in ctx.all_components(pid, 11)) if a]
     if addresses:
         res["address"] = addresses
-    telecom = [t for t in (dt.contact_point(x) for x in ctx.all_components(pid, 13) + ctx.all_components(pid, 14))
-               if t]
+    telecom = [
+        t
+        for t in (dt.contact_point(x) for x in ctx.all_components(pid, 13) + ctx.all_components(pid, 14))
+        if t
+    ]
     if telecom:
         res["telecom"] = telecom
     deceased = ctx.ts(pid, 29)
@@ -117,8 +170,9 @@ def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
     return pat_id
 
 
-def encounter(ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: Mapped,
-              status: str = "unknown") -> str | None:
+def encounter(
+    ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: Mapped, status: str = "unknown"
+) -> str | None:
     """PV1 → Encounter (id from facility + PV1-19 visit number); None when PV1 is absent or
     PV1-2 is ``N`` (not applicable). Class from PV1-2 (O/I/E and 门诊/住院/急诊)."""
     if pv1 is None:
@@ -127,15 +181,23 @@ def encounter(ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: M
     if pclass in ("", "N", '""'):
         return None
     visit = pv1.get(19)
-    enc_id = dt.fhir_id(ctx.facility, "enc", visit) if visit else dt.fhir_id(ctx.facility, "enc", ctx.control_id)
+    enc_id = (
+        dt.fhir_id(ctx.facility, "enc", visit) if visit else dt.fhir_id(ctx.facility, "enc", ctx.control_id)
+    )
     code, display = _CLASS.get(pclass.upper() if pclass.isascii() else pclass, ("AMB", "ambulatory"))
-    res: Json = {"resourceType": "Encounter", "id": enc_id, "meta": ctx.meta(), "status": status,
-                 "class": {"system": _ACT_CODE, "code": code, "display": display},
-                 "subject": {"reference": patient_ref},
-                 "serviceProvider": {"reference": organization(ctx, out)}}
+    res: Json = {
+        "resourceType": "Encounter",
+        "id": enc_id,
+        "meta": ctx.meta(),
+        "status": status,
+        "class": {"system": _ACT_CODE, "code": code, "display": display},
+        "subject": {"reference": patient_ref},
+        "serviceProvider": {"reference": organization(ctx, out)},
+    }
     if visit:
-        res["identifier"] = [{"use": "official", "system": f"urn:qyhie:facility:{ctx.facility}:visit",
-                              "value": visit}]
+        res["identifier"] = [
+            {"use": "official", "system": f"urn:qyhie:facility:{ctx.facility}:visit", "value": visit}
+        ]
     start, end = ctx.ts(pv1, 44), ctx.ts(pv1, 45)
     if start or end:
         res["period"] = {k: v for k, v in (("start", start), ("end", end)) if v}
@@ -147,9 +209,21 @@ def encounter(ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: M
         for comps in ctx.all_components(pv1, n):
             ref = practitioner(ctx, comps, out)
             if ref:
-                participants.append({"type": [{"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": role}]}],
-                    "individual": ref})
+                participants.append(
+                    {
+                        "type": [
+                            {
+                                "coding": [
+                                    {
+                                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                        "code": role,
+                                    }
+                                ]
+                            }
+                        ],
+                        "individual": ref,
+                    }
+                )
     if participants:
         res["participant"] = participants
     out.add(res)
@@ -158,24 +232,52 @@ def encounter(ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: M
 
 def provenance(ctx: MappingContext, out: Mapped) -> None:
     """One Provenance per message: targets, received time, source facility, MSH-10."""
-    targets = [{"reference": f"{r.key[0]}/{r.key[1]}"} for r in out.resources
-               if r.key[0] not in ("Organization", "Practitioner")]
+    targets = [
+        {"reference": f"{r.key[0]}/{r.key[1]}"}
+        for r in out.resources
+        if r.key[0] not in ("Organization", "Practitioner")
+    ]
     if not targets:
         return
     org = organization(ctx, out)
     msh = ctx.message.msh
-    out.add({
-        "resourceType": "Provenance",
-        "id": dt.fhir_id("msg", ctx.facility, msh.get(3), ctx.control_id),
-        "meta": ctx.meta(),
-        "target": targets,
-        "recorded": ctx.received_at.isoformat(),
-        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                                 "code": "UPDATE"}], "text": ctx.message_code},
-        "agent": [{"type": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
-            "who": {"reference": org, "display": ctx.facility_name}}],
-        "entity": [{"role": "source", "what": {
-            "identifier": {"system": f"urn:qyhie:facility:{ctx.facility}:msh-10", "value": ctx.control_id},
-            "display": f"HL7 v2 {ctx.message_code} {ctx.control_id}"}}],
-    })
+    out.add(
+        {
+            "resourceType": "Provenance",
+            "id": dt.fhir_id("msg", ctx.facility, msh.get(3), ctx.control_id),
+            "meta": ctx.meta(),
+            "target": targets,
+            "recorded": ctx.received_at.isoformat(),
+            "activity": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}
+                ],
+                "text": ctx.message_code,
+            },
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "code": "author",
+                            }
+                        ]
+                    },
+                    "who": {"reference": org, "display": ctx.facility_name},
+                }
+            ],
+            "entity": [
+                {
+                    "role": "source",
+                    "what": {
+                        "identifier": {
+                            "system": f"urn:qyhie:facility:{ctx.facility}:msh-10",
+                            "value": ctx.control_id,
+                        },
+                        "display": f"HL7 v2 {ctx.message_code} {ctx.control_id}",
+                    },
+                }
+            ],
+        }
+    )

@@ -122,16 +122,18 @@ class MappingContext:
         """Field n component 1, or Hl7ContentError 101 (required field missing)."""
         value = seg.get(n)
         if not value or value == '""':
-            raise Hl7ContentError(REQUIRED_FIELD_MISSING, f"{seg.name}-{n} ({what}) is required",
-                                  seg.location(n))
+            raise Hl7ContentError(
+                REQUIRED_FIELD_MISSING, f"{seg.name}-{n} ({what}) is required", seg.location(n)
+            )
         return value
 
     def segment(self, name: str, *, required: bool = True) -> Segment | None:
         """The first `name` segment; Hl7ContentError 100 when required and absent."""
         seg = self.message.first(name)
         if seg is None and required:
-            raise Hl7ContentError(SEGMENT_SEQUENCE_ERROR,
-                                  f"{self.message_code} needs a {name} segment", ErrLocation(name, 1))
+            raise Hl7ContentError(
+                SEGMENT_SEQUENCE_ERROR, f"{self.message_code} needs a {name} segment", ErrLocation(name, 1)
+            )
         return seg
 
     def concept(self, seg: Segment, n: int, table: str | None = None, repetition: int = 1) -> Json | None:

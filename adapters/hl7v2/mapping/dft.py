@@ -31,11 +31,16 @@ def map_dft(ctx: MappingContext) -> Mapped:
             ctx.require(ft1, 7, "transaction code")
         key = ft1.get(2) or ft1.get(3) or f"{ctx.control_id}-{ft1.get(1) or ft1.sequence}"
         credit = ft1.get(6).upper() in ("CD", "PY", "AJ")
-        res: Json = {"resourceType": "ChargeItem", "id": dt.fhir_id(ctx.facility, "chg", key),
-                     "meta": ctx.meta(), "status": "not-billable" if credit else "billable", "code": code,
-                     "subject": {"reference": f"Patient/{pat_id}"},
-                     "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:transaction", "value": key}],
-                     "performingOrganization": {"reference": organization(ctx, out)}}
+        res: Json = {
+            "resourceType": "ChargeItem",
+            "id": dt.fhir_id(ctx.facility, "chg", key),
+            "meta": ctx.meta(),
+            "status": "not-billable" if credit else "billable",
+            "code": code,
+            "subject": {"reference": f"Patient/{pat_id}"},
+            "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:transaction", "value": key}],
+            "performingOrganization": {"reference": organization(ctx, out)},
+        }
         if enc_id:
             res["context"] = {"reference": f"Encounter/{enc_id}"}
         when = ctx.ts(ft1, 4)

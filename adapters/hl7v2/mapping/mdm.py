@@ -14,8 +14,16 @@ from adapters.hl7v2.mapping.common import encounter, organization, patient, prac
 from adapters.hl7v2.mapping.context import Mapped, MappingContext
 
 Json = dict[str, Any]
-_DOC_STATUS = {"AU": "final", "LA": "final", "DO": "final", "IP": "preliminary", "IN": "preliminary",
-               "PA": "preliminary", "CA": "entered-in-error", "OB": "amended"}
+_DOC_STATUS = {
+    "AU": "final",
+    "LA": "final",
+    "DO": "final",
+    "IP": "preliminary",
+    "IN": "preliminary",
+    "PA": "preliminary",
+    "CA": "entered-in-error",
+    "OB": "amended",
+}
 
 
 def map_mdm(ctx: MappingContext) -> Mapped:
@@ -30,12 +38,15 @@ def map_mdm(ctx: MappingContext) -> Mapped:
     number = txa.get(12) or txa.get(16) or txa.get(13)
     if not number:
         ctx.require(txa, 12, "unique document number")
-    res: Json = {"resourceType": "DocumentReference", "id": dt.fhir_id(ctx.facility, "doc", number),
-                 "meta": ctx.meta(),
-                 "status": "entered-in-error" if txa.get(17) == "CA" else "current",
-                 "masterIdentifier": {"system": f"urn:qyhie:facility:{ctx.facility}:document", "value": number},
-                 "subject": {"reference": f"Patient/{pat_id}"},
-                 "custodian": {"reference": organization(ctx, out)}}
+    res: Json = {
+        "resourceType": "DocumentReference",
+        "id": dt.fhir_id(ctx.facility, "doc", number),
+        "meta": ctx.meta(),
+        "status": "entered-in-error" if txa.get(17) == "CA" else "current",
+        "masterIdentifier": {"system": f"urn:qyhie:facility:{ctx.facility}:document", "value": number},
+        "subject": {"reference": f"Patient/{pat_id}"},
+        "custodian": {"reference": organization(ctx, out)},
+    }
     doc_status = _DOC_STATUS.get(txa.get(17))
     if doc_status:
         res["docStatus"] = doc_status
@@ -62,8 +73,13 @@ def _attachments(ctx: MappingContext, content_type: str) -> list[Json]:
         vtype = obx.get(2).upper()
         if vtype == "ED":
             subtype, encoding, data = obx.get(5, 3), obx.get(5, 4), obx.get(5, 5)
-            mime = {"PDF": "application/pdf", "JPEG": "image/jpeg", "PNG": "image/png",
-                    "HTML": "text/html", "RTF": "application/rtf"}.get(subtype.upper(), "application/octet-stream")
+            mime = {
+                "PDF": "application/pdf",
+                "JPEG": "image/jpeg",
+                "PNG": "image/png",
+                "HTML": "text/html",
+                "RTF": "application/rtf",
+            }.get(subtype.upper(), "application/octet-stream")
             if encoding.upper() == "BASE64":
                 found.append({"contentType": mime, "data": data})
             else:
@@ -74,8 +90,15 @@ def _attachments(ctx: MappingContext, content_type: str) -> list[Json]:
     if texts:
         body = "\n".join(texts).encode("utf-8")
         mime = "text/html" if content_type.upper() == "HTML" else "text/plain"
-        found.insert(0, {"contentType": f"{mime}; charset=utf-8", "language": "zh-CN",
-                         "data": base64.b64encode(body).decode(), "size": len(body)})
+        found.insert(
+            0,
+            {
+                "contentType": f"{mime}; charset=utf-8",
+                "language": "zh-CN",
+                "data": base64.b64encode(body).decode(),
+                "size": len(body),
+            },
+        )
     if not found:
         found.append({"contentType": "text/plain", "title": "no content sent"})
     return found

@@ -17,10 +17,28 @@ from adapters.hl7v2.mapping.context import Mapped, MappingContext
 
 Json = dict[str, Any]
 
-_STATUS_FROM_ORC1 = {"NW": "active", "XO": "active", "SC": None, "CA": "revoked", "DC": "revoked",
-                     "OC": "revoked", "CR": "revoked", "HD": "on-hold", "RL": "active", "OK": "active"}
-_STATUS_FROM_ORC5 = {"CM": "completed", "CA": "revoked", "DC": "revoked", "HD": "on-hold", "IP": "active",
-                     "SC": "active", "A": "active", "ER": "entered-in-error"}
+_STATUS_FROM_ORC1 = {
+    "NW": "active",
+    "XO": "active",
+    "SC": None,
+    "CA": "revoked",
+    "DC": "revoked",
+    "OC": "revoked",
+    "CR": "revoked",
+    "HD": "on-hold",
+    "RL": "active",
+    "OK": "active",
+}
+_STATUS_FROM_ORC5 = {
+    "CM": "completed",
+    "CA": "revoked",
+    "DC": "revoked",
+    "HD": "on-hold",
+    "IP": "active",
+    "SC": "active",
+    "A": "active",
+    "ER": "entered-in-error",
+}
 _PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "T": "urgent"}
 
 
@@ -43,33 +61,48 @@ def map_order(ctx: MappingContext) -> Mapped:
     return out
 
 
-def _service_request(ctx: MappingContext, orc: Segment | None, obr: Segment, pat_ref: str,
-                     enc_id: str | None, out: Mapped) -> Json:
+def _service_request(
+    ctx: MappingContext, orc: Segment | None, obr: Segment, pat_ref: str, enc_id: str | None, out: Mapped
+) -> Json:
     placer = obr.get(2) or (orc.get(2) if orc else "")
     filler = obr.get(3) or (orc.get(3) if orc else "")
     accession = obr.get(18) or obr.get(20)
     key = placer or filler or accession
     if not key:
         ctx.require(orc or obr, 2, "placer order number")
-    res: Json = {"resourceType": "ServiceRequest", "id": dt.fhir_id(ctx.facility, "sr", key),
-                 "meta": ctx.meta(), "status": _status(orc), "intent": "order",
-                 "subject": {"reference": pat_ref}}
+    res: Json = {
+        "resourceType": "ServiceRequest",
+        "id": dt.fhir_id(ctx.facility, "sr", key),
+        "meta": ctx.meta(),
+        "status": _status(orc),
+        "intent": "order",
+        "subject": {"reference": pat_ref},
+    }
     idents = []
-    for code, kind, value in (("PLAC", "placer", placer), ("FILL", "filler", filler),
-                              ("ACSN", "accession", accession)):
+    for code, kind, value in (
+        ("PLAC", "placer", placer),
+        ("FILL", "filler", filler),
+        ("ACSN", "accession", accession),
+    ):
         if value:
-            idents.append({"use": "official" if code == "ACSN" else "usual",
-                           "type": {"coding": [{"system": dt.V2_0203, "code": code}]},
-                           "system": f"urn:qyhie:facility:{ctx.facility}:{kind}", "value": value})
+            idents.append(
+                {
+                    "use": "official" if code == "ACSN" else "usual",
+                    "type": {"coding": [{"system": dt.V2_0203, "code": code}]},
+                    "system": f"urn:qyhie:facility:{ctx.facility}:{kind}",
+                    "value": value,
+                }
+            )
     res["identifier"] = idents
-    code = ctx.concept(obr, 4, "procedure")
-    if code is None:
+    concept = ctx.concept(obr, 4, "procedure")
+    if concept is None:
         ctx.require(obr, 4, "universal service identifier")
-    res["code"] = code
+    res["code"] = concept
     section = obr.get(24)
     if section:
-        res["category"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
-                                        "code": section}]}]
+        res["category"] = [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": section}]}
+        ]
     priority = _PRIORITY.get(obr.get(27, 6) or (orc.get(7, 6) if orc else ""))
     if priority:
         res["priority"] = priority

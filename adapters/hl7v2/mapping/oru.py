@@ -18,14 +18,60 @@ from adapters.hl7v2.quantity import quantity, reference_range, structured_numeri
 
 Json = dict[str, Any]
 
-_OBS_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "R": "preliminary", "I": "registered",
-               "S": "preliminary", "X": "cancelled", "D": "entered-in-error", "W": "entered-in-error",
-               "A": "amended", "U": "final"}
-_REPORT_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "R": "partial", "I": "registered",
-                  "S": "partial", "X": "cancelled", "A": "partial", "O": "registered"}
+_OBS_STATUS = {
+    "F": "final",
+    "C": "corrected",
+    "P": "preliminary",
+    "R": "preliminary",
+    "I": "registered",
+    "S": "preliminary",
+    "X": "cancelled",
+    "D": "entered-in-error",
+    "W": "entered-in-error",
+    "A": "amended",
+    "U": "final",
+}
+_REPORT_STATUS = {
+    "F": "final",
+    "C": "corrected",
+    "P": "preliminary",
+    "R": "partial",
+    "I": "registered",
+    "S": "partial",
+    "X": "cancelled",
+    "A": "partial",
+    "O": "registered",
+}
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-_INTERP_CODES = {"N", "H", "L", "HH", "LL", "A", "AA", "<", ">", "HU", "LU", "U", "D", "B", "W", "S", "R",
-                 "I", "NEG", "POS", "IND", "DET", "ND", "E", "EX", "HX", "LX"}
+_INTERP_CODES = {
+    "N",
+    "H",
+    "L",
+    "HH",
+    "LL",
+    "A",
+    "AA",
+    "<",
+    ">",
+    "HU",
+    "LU",
+    "U",
+    "D",
+    "B",
+    "W",
+    "S",
+    "R",
+    "I",
+    "NEG",
+    "POS",
+    "IND",
+    "DET",
+    "ND",
+    "E",
+    "EX",
+    "HX",
+    "LX",
+}
 _STRING_TYPES = {"ST", "TX", "FT", "ID", "IS", "CX", "XPN", "XAD", "XTN", "ED", "RP", "AD", "PN", "TN"}
 
 
@@ -69,12 +115,22 @@ def _report(ctx: MappingContext, obr: Segment, pat_ref: str, enc_ref: str | None
     code = ctx.concept(obr, 4, "panel")
     if code is None:
         ctx.require(obr, 4, "universal service identifier")
-    res: Json = {"resourceType": "DiagnosticReport", "id": dt.fhir_id(ctx.facility, "dr", key),
-                 "meta": ctx.meta(), "status": _REPORT_STATUS.get(obr.get(25), "final"), "code": code,
-                 "subject": {"reference": pat_ref},
-                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
-                                           "code": obr.get(24) or "LAB"}]}],
-                 "performer": [{"reference": organization(ctx, out)}]}
+    res: Json = {
+        "resourceType": "DiagnosticReport",
+        "id": dt.fhir_id(ctx.facility, "dr", key),
+        "meta": ctx.meta(),
+        "status": _REPORT_STATUS.get(obr.get(25), "final"),
+        "code": code,
+        "subject": {"reference": pat_ref},
+        "category": [
+            {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": obr.get(24) or "LAB"}
+                ]
+            }
+        ],
+        "performer": [{"reference": organization(ctx, out)}],
+    }
     idents = []
     if placer:
         idents.append(_order_id("PLAC", ctx.facility, "placer", placer))
@@ -99,8 +155,11 @@ def _report(ctx: MappingContext, obr: Segment, pat_ref: str, enc_ref: str | None
 
 
 def _order_id(code: str, facility: str, kind: str, value: str) -> Json:
-    return {"type": {"coding": [{"system": dt.V2_0203, "code": code}]},
-            "system": f"urn:qyhie:facility:{facility}:{kind}", "value": value}
+    return {
+        "type": {"coding": [{"system": dt.V2_0203, "code": code}]},
+        "system": f"urn:qyhie:facility:{facility}:{kind}",
+        "value": value,
+    }
 
 
 def _observation(ctx: MappingContext, obx: Segment, report: Json, index: int, out: Mapped) -> Json:
@@ -109,13 +168,24 @@ def _observation(ctx: MappingContext, obx: Segment, report: Json, index: int, ou
         ctx.require(obx, 3, "observation identifier")
     assert code is not None
     local = code.get("coding", [{}])[0].get("code", str(index))
-    res: Json = {"resourceType": "Observation",
-                 "id": dt.fhir_id(report["id"], obx.get(1) or str(index), local),
-                 "meta": ctx.meta(), "status": _OBS_STATUS.get(obx.get(11), "final"),
-                 "category": [{"coding": [{
-                     "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                     "code": "laboratory"}]}],
-                 "code": code, "subject": report["subject"]}
+    res: Json = {
+        "resourceType": "Observation",
+        "id": dt.fhir_id(report["id"], obx.get(1) or str(index), local),
+        "meta": ctx.meta(),
+        "status": _OBS_STATUS.get(obx.get(11), "final"),
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": code,
+        "subject": report["subject"],
+    }
     if "encounter" in report:
         res["encounter"] = report["encounter"]
     unit = obx.get(6, 1)
@@ -125,9 +195,14 @@ def _observation(ctx: MappingContext, obx: Segment, report: Json, index: int, ou
         res["referenceRange"] = [rng]
     interp = obx.values(8)
     if interp:
-        res["interpretation"] = [{"coding": [{"system": _INTERPRETATION, "code": x}] if x in _INTERP_CODES
-                                  else [{"system": dt.code_system("HL70078", ctx.facility), "code": x}]}
-                                 for x in interp]
+        res["interpretation"] = [
+            {
+                "coding": [{"system": _INTERPRETATION, "code": x}]
+                if x in _INTERP_CODES
+                else [{"system": dt.code_system("HL70078", ctx.facility), "code": x}]
+            }
+            for x in interp
+        ]
     effective = ctx.ts(obx, 14) or report.get("effectiveDateTime")
     if effective:
         res["effectiveDateTime"] = effective
@@ -143,8 +218,11 @@ def _value(ctx: MappingContext, obx: Segment, unit: str, res: Json) -> None:
     vtype = obx.get(2).upper()
     raw = obx.raw(5)
     if not raw or raw == '""':
-        res["dataAbsentReason"] = {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown"}]}
+        res["dataAbsentReason"] = {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown"}
+            ]
+        }
         return
     try:
         if vtype == "NM":
@@ -165,8 +243,9 @@ def _value(ctx: MappingContext, obx: Segment, unit: str, res: Json) -> None:
                 res["note"] = [{"text": f"OBX-2 value type {vtype or '(empty)'} kept as text"}]
             res["valueString"] = "\n".join(r for r in reps if r)
     except ValueError as exc:
-        raise Hl7ContentError(DATA_TYPE_ERROR, f"OBX-5 ({vtype}): {exc}",
-                              ErrLocation("OBX", obx.sequence, 5)) from None
+        raise Hl7ContentError(
+            DATA_TYPE_ERROR, f"OBX-5 ({vtype}): {exc}", ErrLocation("OBX", obx.sequence, 5)
+        ) from None
 
 
 def _range(obx: Segment, unit: str) -> Json | None:

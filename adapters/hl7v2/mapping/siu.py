@@ -28,10 +28,14 @@ def map_siu(ctx: MappingContext, event: str) -> Mapped:
     key = sch.get(1) or sch.get(2)
     if not key:
         ctx.require(sch, 1, "placer appointment id")
-    res: Json = {"resourceType": "Appointment", "id": dt.fhir_id(ctx.facility, "appt", key),
-                 "meta": ctx.meta(), "status": "cancelled" if event == "S15" else "booked",
-                 "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:appointment", "value": key}],
-                 "participant": [{"actor": {"reference": f"Patient/{pat_id}"}, "status": "accepted"}]}
+    res: Json = {
+        "resourceType": "Appointment",
+        "id": dt.fhir_id(ctx.facility, "appt", key),
+        "meta": ctx.meta(),
+        "status": "cancelled" if event == "S15" else "booked",
+        "identifier": [{"system": f"urn:qyhie:facility:{ctx.facility}:appointment", "value": key}],
+        "participant": [{"actor": {"reference": f"Patient/{pat_id}"}, "status": "accepted"}],
+    }
     reason = ctx.concept(sch, 7)
     if reason:
         res["reasonCode"] = [reason]

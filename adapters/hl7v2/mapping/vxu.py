@@ -40,10 +40,16 @@ def map_vxu(ctx: MappingContext) -> Mapped:
         when = ctx.ts(seg, 3)
         order = (orc.get(3) or orc.get(2)) if orc else ""
         key = order or f"{pat_id}-{seg.get(3)}-{seg.get(5)}"
-        res: Json = {"resourceType": "Immunization", "id": dt.fhir_id(ctx.facility, "imm", key),
-                     "meta": ctx.meta(), "status": _STATUS.get(seg.get(20), "completed"),
-                     "vaccineCode": vaccine, "patient": {"reference": f"Patient/{pat_id}"},
-                     "occurrenceDateTime": when, "primarySource": seg.get(9) in ("", "00")}
+        res: Json = {
+            "resourceType": "Immunization",
+            "id": dt.fhir_id(ctx.facility, "imm", key),
+            "meta": ctx.meta(),
+            "status": _STATUS.get(seg.get(20), "completed"),
+            "vaccineCode": vaccine,
+            "patient": {"reference": f"Patient/{pat_id}"},
+            "occurrenceDateTime": when,
+            "primarySource": seg.get(9) in ("", "00"),
+        }
         if order:
             res["identifier"] = [{"system": f"urn:qyhie:facility:{ctx.facility}:filler", "value": order}]
         if enc_id:

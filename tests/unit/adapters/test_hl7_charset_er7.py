@@ -17,11 +17,16 @@ assert TRAIL_PIPE.encode("gb18030")[1:] == b"|"
 
 
 def _msg(name: str, charset: str, term: str = "\r") -> str:
-    return term.join([
-        f"MSH|^~\\&|HIS|F1^{name}卫生院|QYHIE|QYWJJ|20260901082300+0800||ADT^A04^ADT_A01|C1|P|2.4|||||CHN|{charset}",
-        f"PID|1||M1^^^F1^MR||{name}^{TRAIL_PIPE}明||19800101|M",
-        "PV1|1|O",
-    ]) + term
+    return (
+        term.join(
+            [
+                f"MSH|^~\\&|HIS|F1^{name}卫生院|QYHIE|QYWJJ|20260901082300+0800||ADT^A04^ADT_A01|C1|P|2.4|||||CHN|{charset}",
+                f"PID|1||M1^^^F1^MR||{name}^{TRAIL_PIPE}明||19800101|M",
+                "PV1|1|O",
+            ]
+        )
+        + term
+    )
 
 
 def test_gbk_trail_byte_equal_to_pipe_stays_inside_its_character() -> None:
@@ -36,9 +41,18 @@ def test_gbk_trail_byte_equal_to_pipe_stays_inside_its_character() -> None:
     assert decoded.codec == "gb18030" and decoded.note is None
 
 
-@pytest.mark.parametrize("name,codec", [("UNICODE UTF-8", "utf-8"), ("GBK", "gb18030"), ("GB2312", "gb18030"),
-                                        ("GB 18030-2000", "gb18030"), ("ASCII", "ascii"), ("", None),
-                                        ("EBCDIC", None)])
+@pytest.mark.parametrize(
+    "name,codec",
+    [
+        ("UNICODE UTF-8", "utf-8"),
+        ("GBK", "gb18030"),
+        ("GB2312", "gb18030"),
+        ("GB 18030-2000", "gb18030"),
+        ("ASCII", "ascii"),
+        ("", None),
+        ("EBCDIC", None),
+    ],
+)
 def test_msh18_names(name: str, codec: str | None) -> None:
     assert python_codec(name) == codec
 
@@ -92,8 +106,13 @@ def test_escapes_are_decoded_in_values_only() -> None:
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
 def test_escape_round_trip(value: str) -> None:
     enc = Encoding()
-    escaped = value.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\") \
-        .replace("&", "\\T\\").replace("~", "\\R\\")
+    escaped = (
+        value.replace("\\", "\\E\\")
+        .replace("|", "\\F\\")
+        .replace("^", "\\S\\")
+        .replace("&", "\\T\\")
+        .replace("~", "\\R\\")
+    )
     assert unescape(escaped, enc) == value
 
 

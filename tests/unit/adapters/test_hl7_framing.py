@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.hl7v2.framing import FrameTooLarge, MllpDecoder, frame
 
-payloads = st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b"")),
-                    max_size=8)
+payloads = st.lists(
+    st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b"")), max_size=8
+)
 
 
 def _feed_in_chunks(decoder: MllpDecoder, data: bytes, cuts: list[int]) -> list[bytes | FrameTooLarge]:
     out: list[bytes | FrameTooLarge] = []
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         out += decoder.feed(data[a:b])
     return out
 
@@ -28,10 +31,15 @@ def test_any_split_of_a_stream_gives_the_frames_in_order(messages: list[bytes], 
     assert decoder.pending == 0
 
 
-@given(payloads, st.binary(max_size=50).map(lambda b: b.replace(b"\x0b", b"")),
-       st.lists(st.integers(min_value=0, max_value=10_000), max_size=10))
+@given(
+    payloads,
+    st.binary(max_size=50).map(lambda b: b.replace(b"\x0b", b"")),
+    st.lists(st.integers(min_value=0, max_value=10_000), max_size=10),
+)
 @settings(max_examples=200, deadline=None)
-def test_junk_between_frames_is_skipped_and_counted(messages: list[bytes], junk: bytes, cuts: list[int]) -> None:
+def test_junk_between_frames_is_skipped_and_counted(
+    messages: list[bytes], junk: bytes, cuts: list[int]
+) -> None:
     stream = junk + b"".join(frame(m) + junk for m in messages)
     decoder = MllpDecoder(max_frame=10_000)
     assert _feed_in_chunks(decoder, stream, cuts) == messages

@@ -18,7 +18,7 @@ from adapters.settings import FacilitySettings, IngestSettings
 from ehr_store import MemoryStore, SqlStore, Store, StoreSettings, Unavailable, json_loads
 
 sys.path.insert(0, str(Path(__file__).parent))
-import hl7_messages as M  # noqa: E402
+import hl7_messages as M
 
 ACCEPTED = {"AA", "CA"}
 NAKS = {"AE", "AR", "CE", "CR"}
@@ -44,8 +44,12 @@ def read_json(store: Store, rtype: str, rid: str) -> dict[str, Any]:
         return doc
 
 
-def test_whole_sample_feed(ingest_store: Store, ingest_settings: IngestSettings, sample_feed: Path,
-                           sample_truth: list[dict[str, Any]]) -> None:
+def test_whole_sample_feed(
+    ingest_store: Store,
+    ingest_settings: IngestSettings,
+    sample_feed: Path,
+    sample_truth: list[dict[str, Any]],
+) -> None:
     svc = IngestService(ingest_store, ingest_settings)
     for row in sample_truth:
         raw = (sample_feed / row["file"]).read_bytes()
@@ -74,21 +78,28 @@ def test_whole_sample_feed(ingest_store: Store, ingest_settings: IngestSettings,
     assert {"other": {"reference": f"Patient/{fac}-{merge['into']}"}, "type": "replaced-by"} in old["link"]
     assert old.get("name"), "the merged Patient keeps its data"
     survivor = read_json(ingest_store, "Patient", f"{fac}-{merge['into']}")
-    assert {"other": {"reference": f"Patient/{fac}-{merge['merged']}"}, "type": "replaces"} in survivor["link"]
+    assert {"other": {"reference": f"Patient/{fac}-{merge['merged']}"}, "type": "replaces"} in survivor[
+        "link"
+    ]
 
 
-
-def test_a08_replaces_the_phone_and_keeps_the_rest(ingest_store: Store, sample_feed: Path,
-                                                   sample_truth: list[dict[str, Any]]) -> None:
+def test_a08_replaces_the_phone_and_keeps_the_rest(
+    ingest_store: Store, sample_feed: Path, sample_truth: list[dict[str, Any]]
+) -> None:
     svc = IngestService(ingest_store, IngestSettings(default_assume_offset="+08:00"))
     upd = next(r for r in sample_truth if r["type"] == "ADT^A08")
     raw = (sample_feed / upd["file"]).read_bytes()
     mrn = re.search(rb"PID\|1\|\|([A-Z0-9]+)\^", raw)
     assert mrn is not None
-    earlier = [r for r in sample_truth if r["file"] < upd["file"] and r.get("person") == upd["person"]
-               and r["facility"] == upd["facility"]]
+    earlier = [
+        r
+        for r in sample_truth
+        if r["file"] < upd["file"] and r.get("person") == upd["person"] and r["facility"] == upd["facility"]
+    ]
     for row in [*earlier, upd]:
-        assert read_ack(svc.handle((sample_feed / row["file"]).read_bytes(), transport="test")).code in ACCEPTED
+        assert (
+            read_ack(svc.handle((sample_feed / row["file"]).read_bytes(), transport="test")).code in ACCEPTED
+        )
     updated = read_json(ingest_store, "Patient", f"{upd['facility']}-{mrn.group(1).decode()}")
     assert [t["value"] for t in updated["telecom"]] == [upd["phone"]] and updated.get("address")
 
@@ -174,8 +185,9 @@ def test_replay_all_after_a_settings_fix(ingest_store: Store) -> None:
     bad_date = M.ADT_A01_FULL.replace("19900101|F", "19901301|F").replace("|M1001|", "|M4001|").encode()
     assert read_ack(before.handle(bad_date, transport="test")).code == "AE"
     assert len(before.error_queue()) == 2
-    fixed = IngestService(ingest_store, IngestSettings(
-        facilities={"QYRMYY": FacilitySettings(charset="GB18030")}))
+    fixed = IngestService(
+        ingest_store, IngestSettings(facilities={"QYRMYY": FacilitySettings(charset="GB18030")})
+    )
     results = fixed.replay_all()
     assert sorted(r.outcome for r in results) == ["AA", "AE"]  # the bad date stays queued
     assert [m.control_id for m in fixed.error_queue()] == ["M4001"]

@@ -20,21 +20,44 @@ from adapters.hl7v2.mapping import Mapped, MappingContext, load_code_tables, map
 from ehr_store import validate_resource
 
 sys.path.insert(0, str(Path(__file__).parent))
-import hl7_messages as M  # noqa: E402
+import hl7_messages as M
 
 GOLDEN = Path(__file__).parent / "golden"
 RECEIVED = datetime(2026, 10, 2, 1, 30, tzinfo=UTC)
-SAMPLES = ["QYRMYY/00001", "LJKWSY/00027", "JTWSY/00002", "QYRMYY/00007", "TTWSY/00003", "TTWSY/00139",
-           "SJWSY/00037", "YSXRMYY/00023", "BAD/bad05"]
-CONSTRUCTED = {"adt_a01_full": M.ADT_A01_FULL, "oru_value_types": M.ORU_VALUE_TYPES, "oml_o21": M.OML_O21,
-               "mdm_t02": M.MDM_T02, "siu_s12": M.SIU_S12, "siu_s15": M.SIU_S15, "dft_p03": M.DFT_P03}
+SAMPLES = [
+    "QYRMYY/00001",
+    "LJKWSY/00027",
+    "JTWSY/00002",
+    "QYRMYY/00007",
+    "TTWSY/00003",
+    "TTWSY/00139",
+    "SJWSY/00037",
+    "YSXRMYY/00023",
+    "BAD/bad05",
+]
+CONSTRUCTED = {
+    "adt_a01_full": M.ADT_A01_FULL,
+    "oru_value_types": M.ORU_VALUE_TYPES,
+    "oml_o21": M.OML_O21,
+    "mdm_t02": M.MDM_T02,
+    "siu_s12": M.SIU_S12,
+    "siu_s15": M.SIU_S15,
+    "dft_p03": M.DFT_P03,
+}
 
 
 def map_raw(raw: bytes, offset: str | None = "+08:00") -> Mapped:
     header = read_header(raw)
     message = split_message(decode_message(raw, header.charset).text)
-    ctx = MappingContext(message, header.sending_facility or "", header.control_id or "", RECEIVED,
-                         offset, None, load_code_tables())
+    ctx = MappingContext(
+        message,
+        header.sending_facility or "",
+        header.control_id or "",
+        RECEIVED,
+        offset,
+        None,
+        load_code_tables(),
+    )
     return map_message(ctx)
 
 
@@ -104,14 +127,19 @@ def test_explicit_null_deletes_and_empty_keeps() -> None:
     assert "telecom" not in patient.resource and "telecom" not in patient.nulled
 
 
-@pytest.mark.parametrize("change,kind,code", [
-    ("ADT^A01^ADT_A01|M1001|P|2.5", Hl7Rejection, "201"),
-    ("QRY^A19|M1001|P|2.5", Hl7Rejection, "200"),
-    ("ADT^A01^ADT_A01|M1001|P|3.0", Hl7Rejection, "203"),
-])
+@pytest.mark.parametrize(
+    "change,kind,code",
+    [
+        ("ADT^A01^ADT_A01|M1001|P|2.5", Hl7Rejection, "201"),
+        ("QRY^A19|M1001|P|2.5", Hl7Rejection, "200"),
+        ("ADT^A01^ADT_A01|M1001|P|3.0", Hl7Rejection, "203"),
+    ],
+)
 def test_header_rejections(change: str, kind: type[Hl7Error], code: str) -> None:
-    raw = M.ADT_A01_FULL.replace("ADT^A01^ADT_A01|M1001|P|2.5", change.replace("A01^ADT_A01|", "A99^X|", 1)
-                                 if code == "201" else change)
+    raw = M.ADT_A01_FULL.replace(
+        "ADT^A01^ADT_A01|M1001|P|2.5",
+        change.replace("A01^ADT_A01|", "A99^X|", 1) if code == "201" else change,
+    )
     with pytest.raises(kind) as err:
         map_raw(raw.encode())
     assert err.value.code == code
@@ -122,4 +150,8 @@ def test_bad_numeric_value_is_a_located_content_error() -> None:
     with pytest.raises(Hl7ContentError) as err:
         map_raw(raw.encode())
     assert err.value.code == "102" and err.value.location is not None
-    assert (err.value.location.segment, err.value.location.sequence, err.value.location.field) == ("OBX", 6, 5)
+    assert (err.value.location.segment, err.value.location.sequence, err.value.location.field) == (
+        "OBX",
+        6,
+        5,
+    )
