@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 __all__ = [
+    "COLUMN_LIMITS",
     "DateEntry",
     "IndexEntries",
     "NumberEntry",
@@ -23,7 +24,26 @@ __all__ = [
     "StringEntry",
     "TokenEntry",
     "UriEntry",
+    "fit",
+    "fit_entry",
 ]
+
+DEFAULT_LIMIT = 255
+COLUMN_LIMITS = {"url": 512, "uri": 512, "text": 100_000, "target_type": 64, "target_id": 64}
+"""Sizes of the index columns other than 255 characters; longer values are cut to them
+(in SQL and in memory alike, and search values too, so both stores answer the same)."""
+
+
+def fit(field: str, value: str) -> str:
+    """`value` cut to the size of index column `field`."""
+    limit = COLUMN_LIMITS.get(field, DEFAULT_LIMIT)
+    return value if len(value) <= limit else value[:limit]
+
+
+def fit_entry(entry: Any) -> Any:
+    """An entry with every over-long string field cut to its column size."""
+    changes = {k: fit(k, v) for k, v in entry._asdict().items() if type(v) is str and len(v) > 64}
+    return entry._replace(**changes) if changes else entry
 
 
 class TokenEntry(NamedTuple):

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ehr_store.model import SearchResult, StoredResource
-from ehr_store.search.extract import IndexEntries, extract_index
+from ehr_store.search.entries import IndexEntries, fit_entry
+from ehr_store.search.extract import extract_index
 from ehr_store.search.memory_match import date_matches, entry_matches, sort_value
 from ehr_store.search.parse import parse_search
 from ehr_store.search.query import Chain, Criterion, DateValue, Filter, Has, SearchQuery
@@ -41,7 +42,7 @@ class MemoryIndex:
         grouped: dict[str, list[Any]] = {}
         for _, items in entries.kinds():
             for entry in items:
-                grouped.setdefault(entry.param, []).append(entry)
+                grouped.setdefault(entry.param, []).append(fit_entry(entry))
         self._by_key[(resource_type, id)] = grouped
 
     def remove(self, resource_type: str, id: str) -> None:

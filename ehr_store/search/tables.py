@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import SQLModel
 
-from ehr_store.search.extract import IndexEntries
+from ehr_store.search.entries import IndexEntries, fit_entry
 from ehr_store.tables import UtcDateTime
 
 __all__ = [
@@ -147,17 +147,12 @@ INDEX_TABLES: dict[str, sa.Table] = {
     "number": number_index,
     "uri": uri_index,
 }
-_LIMITS = {"url": 512, "uri": 512, "text": 100_000, "target_type": 64, "target_id": 64}
-"""Column sizes other than 255."""
 
 
 def _rows(resource_type: str, resource_id: str, items: Iterable[Any]) -> list[dict[str, Any]]:
     rows = []
     for entry in items:
-        row = entry._asdict()
-        for key, value in row.items():
-            if type(value) is str and len(value) > 64:
-                row[key] = value[: _LIMITS.get(key, 255)]
+        row = fit_entry(entry)._asdict()
         row["resource_type"] = resource_type
         row["resource_id"] = resource_id
         rows.append(row)

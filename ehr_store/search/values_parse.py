@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from ehr_store.errors import InvalidInput
+from ehr_store.search.entries import fit
 from ehr_store.search.extract import parse_reference
 from ehr_store.search.query import (
     DateValue,
@@ -97,7 +98,7 @@ def _one(param: SearchParamDef, modifier: str | None, part: str, tz: tzinfo) -> 
         return _token(part)
     if kind == "string":
         text = _unescape(part)
-        return StringValue(text if modifier == "exact" else normalize_string(text))
+        return StringValue(fit("value", text if modifier == "exact" else normalize_string(text)))
     if kind == "uri":
         return UriValue(_unescape(part))
     if kind == "reference":
@@ -126,10 +127,10 @@ def _prefix(part: str) -> tuple[Prefix, str]:
 def _token(part: str) -> TokenValue:
     pieces = split_escaped(part, "|")
     if len(pieces) == 1:
-        return TokenValue(None, _unescape(pieces[0]))
+        return TokenValue(None, fit("code", _unescape(pieces[0])))
     if len(pieces) != 2:
         raise ValueError("a token is code, system|code, |code or system|")
-    system, code = _unescape(pieces[0]), _unescape(pieces[1])
+    system, code = fit("system", _unescape(pieces[0])), fit("code", _unescape(pieces[1]))
     if not system and not code:
         raise ValueError("a token needs a system or a code")
     return TokenValue(system, code or None)

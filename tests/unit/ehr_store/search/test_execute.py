@@ -278,3 +278,10 @@ def test_include_wildcards(db: SearchBackend) -> None:
     for value in ("Observation:*", "*"):
         result = db.search("Observation", [("_id", "o1"), ("_include", value)])
         assert sorted(r.reference for r in result.included) == ["Encounter/e1", "Patient/p1"], value
+
+
+def test_over_long_values_are_cut_to_the_columns(search_backend: SearchBackend) -> None:
+    long_name = "长" * 300
+    search_backend.load(patient("px", family=long_name, given="一", mrn="M" * 300))
+    assert search_backend.ids("Patient", [("family", "长" * 10)]) == ["px"]
+    assert search_backend.ids("Patient", [("identifier", "M" * 300)]) == ["px"]  # both cut to 255
