@@ -124,14 +124,18 @@ class Expected:
     observations: int = 0
     accessions: set[str] = field(default_factory=set)
     types: Counter[str] = field(default_factory=Counter)
-    phones: dict[str, str] = field(default_factory=dict)
+    updated_mrns: set[str] = field(default_factory=set)
+    last_phone: dict[str, str] = field(default_factory=dict)
+    """PID-13 of the last message about each MRN, in sending order (a later registration
+    that repeats an old number wins over an earlier A08)."""
 
 
 def expected_from_feed(feed: Path) -> Expected:
-    """Read `truth.jsonl` for what is accepted, and each accepted message for its content."""
+    """Read `truth.jsonl` for what is accepted, and each accepted message for its content
+    (in sending order: facility folder, then file name)."""
     exp = Expected()
-    for line in (feed / "truth.jsonl").read_text(encoding="utf-8").splitlines():
-        row: dict[str, Any] = json.loads(line)
+    rows = [json.loads(line) for line in (feed / "truth.jsonl").read_text(encoding="utf-8").splitlines()]
+    for row in sorted(rows, key=lambda r: str(r["file"])):
         path = feed / row["file"]
         if not str(row.get("expect", "accept")).startswith("accept"):
             exp.rejected_files.append(path)
@@ -155,8 +159,11 @@ def expected_from_feed(feed: Path) -> Expected:
             exp.accessions.add(_field(segs, "ORC", 2))
         if mtype == "ADT^A40":
             exp.merged_mrns.add(_field(segs, "MRG", 1).split("^")[0])
+        mrn, phone = _field(segs, "PID", 3).split("^")[0], _field(segs, "PID", 13).split("^")[-1]
+        if mrn and phone:
+            exp.last_phone[mrn] = phone
         if mtype == "ADT^A08":
-            exp.phones[_field(segs, "PID", 3).split("^")[0]] = _field(segs, "PID", 13).split("^")[-1]
+            exp.updated_mrns.add(mrn)
     return exp
 
 
@@ -178,6 +185,17 @@ def total(client: httpx.Client, rtype: str) -> int:
     value = search(client, f"/{rtype}", _summary="count")["total"]
     assert isinstance(value, int)
     return value
+
+
+def source_patients(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Patients of a search Bundle that are facility records, not EMPI resident records
+    (golden Patients carry every identifier of their sources, so they match too)."""
+    out = []
+    for entry in bundle.get("entry", []):
+        resource: dict[str, Any] = entry["resource"]
+        if not any(t.get("code") == "golden" for t in resource.get("meta", {}).get("tag", [])):
+            out.append(resource)
+    return out
 
 
 def resident_id_query(value: str) -> str:

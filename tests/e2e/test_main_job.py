@@ -20,6 +20,7 @@ from e2e_harness import (
     hie,
     resident_id_query,
     search,
+    source_patients,
     start_server,
     total,
 )
@@ -126,16 +127,18 @@ def test_observations_match_the_feed_and_nothing_half_written(fed: tuple[Server,
 def test_merges_and_updates_are_applied(fed: tuple[Server, Path, str]) -> None:
     server, feed, _ = fed
     exp = expected_from_feed(feed)
-    assert exp.merged_mrns and exp.phones
+    assert exp.merged_mrns and exp.updated_mrns
     with httpx.Client(base_url=server.base, timeout=30) as client:
         for mrn in sorted(exp.merged_mrns):
-            entries = search(client, "/Patient", identifier=mrn)["entry"]
-            patient = entries[0]["resource"]
+            (patient,) = source_patients(search(client, "/Patient", identifier=mrn))
             assert patient.get("active") is False, patient
             assert any(link["type"] == "replaced-by" for link in patient.get("link", [])), patient
-        for mrn, phone in exp.phones.items():
-            patient = search(client, "/Patient", identifier=mrn)["entry"][0]["resource"]
-            assert phone in [t.get("value") for t in patient.get("telecom", [])], patient
+        for mrn in sorted(exp.updated_mrns):
+            patients = source_patients(search(client, "/Patient", identifier=mrn))
+            assert patients, mrn
+            for patient in patients:
+                phones = [t.get("value") for t in patient.get("telecom", [])]
+                assert phones == [exp.last_phone[mrn]], patient
 
 
 def test_sending_again_writes_nothing_twice(synthetic: tuple[Server, Path, str]) -> None:
