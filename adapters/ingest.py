@@ -217,9 +217,7 @@ class IngestService:
         with self.store.unit_of_work(write=True) as uow:
             for _i, acc, mapped, warnings in ready:
                 assert acc.message_id is not None
-                stored = write_mapped(
-                    uow.resources, mapped, self.hooks, skip=self._reference_cache.fresh(mapped)
-                )
+                write_mapped(uow.resources, mapped, self.hooks, skip=self._reference_cache.fresh(mapped))
                 frames = self._success_frames(acc, warnings)
                 uow.messages.finish(
                     acc.message_id,
@@ -227,7 +225,7 @@ class IngestService:
                     ack=self._archived_ack(acc, frames),
                     ack_code=self._archived_code(acc, frames),
                     charset=acc.codec,
-                    resources=[s.reference for s in stored],
+                    resources=[f"{t}/{i}" for t, i in (r.key for r in mapped.resources)],
                 )
                 results.append(frames)
             uow.commit()
