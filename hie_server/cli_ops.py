@@ -155,7 +155,7 @@ def _summary_table(feed: Path, acks: dict[str, int], counts: dict[str, int]) -> 
     table.add_row("messages in feed", str(accept + reject))
     table.add_row("accepted (AA/CA)", f"{acks.get('AA', 0) + acks.get('CA', 0)}  (expected {accept})")
     rejected = sum(acks.get(c, 0) for c in ("AE", "AR", "CE", "CR"))
-    table.add_row("rejected (AE/AR)", f"{rejected}  (expected {reject})")
+    table.add_row("rejected (AE/AR/CE/CR)", f"{rejected}  (expected {reject})")
     table.add_row("residents in feed", str(residents))
     for label, n in counts.items():
         table.add_row(label, str(n))
