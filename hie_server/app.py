@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ehr_store import Issue, Store
 from hie_server import bundle_execute, capability, rest_crud, rest_search
+from hie_server.auth.install import install as auth_install
 from hie_server.capability import CapabilityCache, FhirOperation, SearchCatalogue
 from hie_server.context import FhirContext
 from hie_server.errors import install_error_handlers, outcome_response
@@ -112,5 +113,6 @@ def create_app(
     routers += [capability.router, bundle_execute.router, rest_search.router, rest_crud.router]
     for router in routers:
         app.include_router(router, prefix=base, tags=["FHIR"], dependencies=[Depends(negotiate_dependency)])
+    auth_install(app, settings, store)  # authentication, access rules, audit (when configured)
     app.add_middleware(RequestGuard, max_body_bytes=settings.http.max_body_bytes)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -31,6 +32,10 @@ from ehr_store import check_id as store_check_id
 from hie_server.settings import HieSettings
 
 T = TypeVar("T")
+
+#: Called with (unit of work, work's result) just before a writing unit of work commits; set per
+#: request by the audit middleware (hie_server.auth) so a write and its AuditEvent commit together.
+before_commit: ContextVar[Callable[[UnitOfWork, object], None] | None] = ContextVar("before_commit", default=None)
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
@@ -60,6 +65,9 @@ class FhirContext:
             with self.store.unit_of_work(write=commit) as uow:
                 result = work(uow)
                 if commit:
+                    hook = before_commit.get()
+                    if hook is not None:
+                        hook(uow, result)
                     uow.commit()
                 return result
 

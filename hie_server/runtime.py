@@ -91,6 +91,9 @@ async def serve(
         finally:
             if watcher is not None:
                 watcher.cancel()
+            writer = getattr(server.config.app.state, "audit_writer", None)
+            if writer is not None:  # flush queued AuditEvents before the store closes
+                await asyncio.to_thread(writer.close)
     finally:
         for service in reversed(started):
             try:

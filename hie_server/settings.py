@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.settings import IngestSettings, MllpSettings
 from ehr_store import StoreSettings
+from hie_server.auth.settings import AuditSettings, AuthSettings
 from terminology import TerminologySettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -63,6 +64,8 @@ class HieSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     terminology: TerminologySettings = Field(default_factory=TerminologySettings)
 
     @model_validator(mode="before")
