@@ -128,6 +128,8 @@ class MllpServer:
                     await self._answer(item, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("MLLP connection from %s ended: %s", peer, type(exc).__name__)
+        except asyncio.CancelledError:  # server stopping: end quietly (asyncio logs cancelled handlers)
+            pass
         finally:
             self._connections.discard(task)
             writer.close()
