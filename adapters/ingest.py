@@ -21,67 +21,38 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
-from adapters.hl7v2.ack import AckCode, AckError, build_ack, encode_ack, read_ack
-from adapters.hl7v2.charset import Decoded, decode_message, python_codec
-from adapters.hl7v2.er7 import Message, split_message
+from adapters.hl7v2.ack import AckCode, AckError, build_ack, encode_ack
+from adapters.hl7v2.charset import decode_message, python_codec
+from adapters.hl7v2.er7 import split_message
 from adapters.hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
-    APPLICATION_RECORD_LOCKED,
-    DATA_TYPE_ERROR,
     SEGMENT_SEQUENCE_ERROR,
     VALUE_TOO_LONG,
     ErrLocation,
-    Hl7ContentError,
     Hl7Error,
     Hl7Rejection,
 )
-from adapters.hl7v2.header import Header, read_header
+from adapters.hl7v2.header import read_header
 from adapters.hl7v2.mapping import Mapped, MappingContext, check_header, load_code_tables, map_message
 from adapters.identity import IdentityHooks
+from adapters.outcome import (
+    Accepted,
+    IngestResult,
+    ack_wanted,
+    as_hl7_error,
+    error_text,
+    msa_code,
+    replayable,
+)
 from adapters.settings import IngestSettings
 from adapters.writer import ReferenceCache, write_mapped
-from ehr_store import ArchivedMessage, ArchiveStatus, Conflict, DomainError, Store, Unavailable
+from ehr_store import ArchivedMessage, ArchiveStatus, Store
 
 log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
 _QUEUE_STATUSES = ("error", "rejected", "received")
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """Outcome of one message: the frames to send back in order (first = the ACK the
-    connection gets; in enhanced mode a second frame may carry the application ACK)."""
-
-    message_id: int | None
-    frames: tuple[bytes, ...]
-    ack_code: str
-    outcome: str
-    duplicate: bool = False
-    codec: str = "utf-8"
-
-    @property
-    def ack(self) -> bytes:
-        """The last frame: the application ACK when one is sent, else the only ACK."""
-        return self.frames[-1]
-
-
-@dataclass(slots=True)
-class Accepted:
-    """A message past the accept step, ready for `IngestService.process`."""
-
-    header: Header
-    raw: bytes
-    message_id: int | None
-    codec: str
-    frames: list[bytes] = field(default_factory=list)
-    done: bool = False
-    outcome: str = ""
-    decoded: Decoded | None = None
-    message: Message | None = None
-    duplicate: bool = False
 
 
 class IngestService:
@@ -147,7 +118,7 @@ class IngestService:
             except Hl7Error as exc:
                 self._finish_error(acc, exc, accept_level=True)
                 continue
-            if acc.header.enhanced_mode and _wanted(acc.header.accept_ack_type or "AL", True):
+            if acc.header.enhanced_mode and ack_wanted(acc.header.accept_ack_type or "AL", True):
                 acc.frames.append(self._ack(acc, "CA"))
         return accs
 
@@ -168,7 +139,7 @@ class IngestService:
             except Hl7Error as exc:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
             except Exception as exc:
-                out[i] = self._finish_error(acc, _as_hl7_error(exc), accept_level=False)
+                out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
         if len(ready) > 1:
             try:
                 done = self._write(ready)
@@ -184,7 +155,7 @@ class IngestService:
             except Hl7Error as exc:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
             except Exception as exc:
-                out[i] = self._finish_error(acc, _as_hl7_error(exc), accept_level=False)
+                out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
         return [frames or [] for frames in out]
 
     def _map(self, acc: Accepted) -> tuple[Mapped, list[AckError]]:
@@ -272,7 +243,7 @@ class IngestService:
         except Hl7Error as exc:
             self._finish_error(acc, exc, accept_level=True)
             return self._result(acc, acc.frames)
-        if header.enhanced_mode and _wanted(header.accept_ack_type or "AL", True):
+        if header.enhanced_mode and ack_wanted(header.accept_ack_type or "AL", True):
             acc.frames.append(self._ack(acc, "CA"))
         frames = acc.frames + self.process(acc)
         return self._result(acc, frames)
@@ -299,7 +270,7 @@ class IngestService:
                     earlier = uow.messages.find_processed(
                         h.sending_application, h.sending_facility, h.control_id
                     )
-                    if earlier is not None and earlier.ack and _replayable(earlier, acc.raw):
+                    if earlier is not None and earlier.ack and replayable(earlier, acc.raw):
                         acc.frames, acc.done, acc.duplicate = [earlier.ack], True, True
                         acc.message_id, acc.outcome = earlier.id, earlier.ack_code or ""
                         continue
@@ -331,14 +302,14 @@ class IngestService:
         h = acc.header
         if not h.enhanced_mode:
             return [self._ack(acc, "AA", warnings)]
-        if _wanted(h.application_ack_type or "AL", True):
+        if ack_wanted(h.application_ack_type or "AL", True):
             return [self._ack(acc, "AA", warnings)]
         return [] if acc.frames else [self._ack(acc, "CA", warnings)]
 
     def _finish_error(self, acc: Accepted, exc: Hl7Error, *, accept_level: bool) -> list[bytes]:
         h = acc.header
         nak = self._nak(acc, exc, enhanced_ok=accept_level)
-        if accept_level or not h.enhanced_mode or _wanted(h.application_ack_type or "AL", False):
+        if accept_level or not h.enhanced_mode or ack_wanted(h.application_ack_type or "AL", False):
             frames = [nak]
         else:
             frames = [] if acc.frames else [self._ack(acc, "CA")]
@@ -353,8 +324,8 @@ class IngestService:
                     acc.message_id,
                     status=status,
                     ack=first,
-                    ack_code=_msa_code(acc, first),
-                    error=_error_text(exc),
+                    ack_code=msa_code(first),
+                    error=error_text(exc),
                     charset=acc.codec,
                 )
                 uow.commit()
@@ -390,51 +361,11 @@ class IngestService:
         return (acc.frames + frames)[0]
 
     def _archived_code(self, acc: Accepted, frames: list[bytes]) -> str:
-        return _msa_code(acc, self._archived_ack(acc, frames))
+        return msa_code(self._archived_ack(acc, frames))
 
     def _result(self, acc: Accepted, frames: list[bytes]) -> IngestResult:
         if not frames:  # never leave a sender without an answer
             frames = [self._ack(acc, "CA")]
         return IngestResult(
-            acc.message_id, tuple(frames), _msa_code(acc, frames[0]), acc.outcome, acc.duplicate, acc.codec
+            acc.message_id, tuple(frames), msa_code(frames[0]), acc.outcome, acc.duplicate, acc.codec
         )
-
-
-def _wanted(condition: str, success: bool) -> bool:
-    """MSH-15/MSH-16 (HL7 Table 0155): AL always, NE never, ER on error, SU on success."""
-    cond = condition.upper()
-    return cond == "AL" or (cond == "ER" and not success) or (cond == "SU" and success)
-
-
-def _replayable(earlier: ArchivedMessage, raw: bytes) -> bool:
-    if earlier.status == "processed":
-        return True
-    transient = (earlier.error or "").startswith((APPLICATION_INTERNAL_ERROR, APPLICATION_RECORD_LOCKED))
-    return earlier.raw == raw and not transient
-
-
-def _msa_code(acc: Accepted, frame: bytes) -> str:
-    return read_ack(frame).code
-
-
-def _error_text(exc: Hl7Error) -> str:
-    where = f" {exc.location.fhir_expression()}" if exc.location else ""
-    return f"{exc.code}{where}: {exc.text}"
-
-
-def _as_hl7_error(exc: Exception) -> Hl7Error:
-    """Store and unexpected errors → Table 0357: validation → AE 102, lost race → AR 206,
-    unavailable or anything else → AR 207 (logged with its traceback)."""
-    if isinstance(exc, Conflict):
-        return Hl7Rejection(APPLICATION_RECORD_LOCKED, f"record locked, send again: {exc}")
-    if isinstance(exc, Unavailable):
-        return Hl7Rejection(
-            APPLICATION_INTERNAL_ERROR, "store unavailable; message kept, send again or replay"
-        )
-    if isinstance(exc, DomainError):
-        exprs = ", ".join(e for i in exc.issues for e in i.expression)
-        return Hl7ContentError(
-            DATA_TYPE_ERROR, f"resource does not validate: {exc}" + (f" ({exprs})" if exprs else "")
-        )
-    log.exception("unexpected error while processing a message")
-    return Hl7Rejection(APPLICATION_INTERNAL_ERROR, f"application internal error ({type(exc).__name__})")

@@ -21,13 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from adapters.hl7v2.ack import read_ack
-from adapters.hl7v2.batch import split_batch
-from adapters.hl7v2.charset import python_codec
+from adapters import IngestService, MllpClient, MllpError, MllpServer, python_codec, read_ack, split_batch
 from adapters.http import hl7v2_router
-from adapters.ingest import IngestService
-from adapters.mllp.client import MllpClient, MllpError
-from adapters.mllp.server import MllpServer
 from ehr_store import DomainError, NotFound, Store, open_store
 from hie_server.settings import HieSettings, with_overrides
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from adapters.settings import IngestSettings, MllpSettings
+from adapters import IngestSettings, MllpSettings
 from ehr_store import StoreSettings
 from hie_server.auth.settings import AuditSettings, AuthSettings
 from terminology import TerminologySettings

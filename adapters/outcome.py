@@ -1,0 +1,104 @@
+"""Shapes and rules of ingestion outcomes: `IngestResult`, `Accepted`, which ACKs MSH-15/16
+ask for (HL7 Table 0155), when a duplicate replays its ACK, and how store and unexpected
+errors map to HL7 Table 0357 codes.
+
+May import: the standard library, `ehr_store` (public API), `adapters.hl7v2`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from adapters.hl7v2.ack import read_ack
+from adapters.hl7v2.charset import Decoded
+from adapters.hl7v2.er7 import Message
+from adapters.hl7v2.errors import (
+    APPLICATION_INTERNAL_ERROR,
+    APPLICATION_RECORD_LOCKED,
+    DATA_TYPE_ERROR,
+    Hl7ContentError,
+    Hl7Error,
+    Hl7Rejection,
+)
+from adapters.hl7v2.header import Header
+from ehr_store import ArchivedMessage, Conflict, DomainError, Unavailable
+
+log = logging.getLogger("adapters.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Outcome of one message: the frames to send back in order (first = the ACK the
+    connection gets; in enhanced mode a second frame may carry the application ACK)."""
+
+    message_id: int | None
+    frames: tuple[bytes, ...]
+    ack_code: str
+    outcome: str
+    duplicate: bool = False
+    codec: str = "utf-8"
+
+    @property
+    def ack(self) -> bytes:
+        """The last frame: the application ACK when one is sent, else the only ACK."""
+        return self.frames[-1]
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A message past the accept step, ready for `IngestService.process`."""
+
+    header: Header
+    raw: bytes
+    message_id: int | None
+    codec: str
+    frames: list[bytes] = field(default_factory=list)
+    done: bool = False
+    outcome: str = ""
+    decoded: Decoded | None = None
+    message: Message | None = None
+    duplicate: bool = False
+
+
+def ack_wanted(condition: str, success: bool) -> bool:
+    """MSH-15/MSH-16 (HL7 Table 0155): AL always, NE never, ER on error, SU on success."""
+    cond = condition.upper()
+    return cond == "AL" or (cond == "ER" and not success) or (cond == "SU" and success)
+
+
+def replayable(earlier: ArchivedMessage, raw: bytes) -> bool:
+    """Whether a duplicate gets the earlier ACK: always after success; after an error only for
+    the same bytes and a non-transient error (207/206 are retried)."""
+    if earlier.status == "processed":
+        return True
+    transient = (earlier.error or "").startswith((APPLICATION_INTERNAL_ERROR, APPLICATION_RECORD_LOCKED))
+    return earlier.raw == raw and not transient
+
+
+def msa_code(frame: bytes) -> str:
+    """MSA-1 of an ACK we built."""
+    return read_ack(frame).code
+
+
+def error_text(exc: Hl7Error) -> str:
+    where = f" {exc.location.fhir_expression()}" if exc.location else ""
+    return f"{exc.code}{where}: {exc.text}"
+
+
+def as_hl7_error(exc: Exception) -> Hl7Error:
+    """Store and unexpected errors → Table 0357: validation → AE 102, lost race → AR 206,
+    unavailable or anything else → AR 207 (logged with its traceback)."""
+    if isinstance(exc, Conflict):
+        return Hl7Rejection(APPLICATION_RECORD_LOCKED, f"record locked, send again: {exc}")
+    if isinstance(exc, Unavailable):
+        return Hl7Rejection(
+            APPLICATION_INTERNAL_ERROR, "store unavailable; message kept, send again or replay"
+        )
+    if isinstance(exc, DomainError):
+        exprs = ", ".join(e for i in exc.issues for e in i.expression)
+        return Hl7ContentError(
+            DATA_TYPE_ERROR, f"resource does not validate: {exc}" + (f" ({exprs})" if exprs else "")
+        )
+    log.exception("unexpected error while processing a message")
+    return Hl7Rejection(APPLICATION_INTERNAL_ERROR, f"application internal error ({type(exc).__name__})")
