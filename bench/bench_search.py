@@ -46,7 +46,9 @@ GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "
 
 
 def resident_id(n: int) -> str:
-    first17 = f"441802{1950 + n % 60:04d}{1 + n % 12:02d}{1 + n % 28:02d}{n % 1000:03d}"
+    """A distinct valid 身份证号 per n (birth date and sequence number derived from n)."""
+    born = datetime(1950, 1, 1) + timedelta(days=n % 20000)
+    first17 = f"441802{born:%Y%m%d}{n // 20000 % 1000:03d}"
     return first17 + check_character(first17)
 
 
