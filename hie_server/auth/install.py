@@ -68,8 +68,12 @@ def install(app: FastAPI, settings: HieSettings, store: Store) -> None:
                              flush_interval=audit.flush_interval_seconds)
     app.state.audit_writer = writer
     app.state.token_verifier = verifier
-    if verifier is not None:
+    if verifier is not None:  # ahead of the generic `/{type}/{id}` routes
+        before = len(app.router.routes)
         app.include_router(smart_router(verifier, settings.http.base_path))
+        added = app.router.routes[before:]
+        del app.router.routes[before:]
+        app.router.routes[:0] = added
     app.add_middleware(
         AuthAuditMiddleware,
         base_path=settings.http.base_path,
