@@ -63,7 +63,8 @@ def map_adt(ctx: MappingContext, event: str) -> Mapped:
     for seg in ctx.message.all("IN1"):
         coverage_in1(ctx, seg, pat_id, out)
     card = pid.get(18)
-    if card and card != '""':
+    in1_cards = {r.resource.get("subscriberId") for r in out.resources if r.key[0] == "Coverage"}
+    if card and card != '""' and card not in in1_cards:  # IN1 already describes this card
         coverage_card(ctx, pid, pat_id, out)
     return out
 

@@ -226,3 +226,36 @@ def test_garbage_gets_an_ar_and_is_archived(ingest_store: Store) -> None:
     assert read_ack(result.ack).code == "AR" and result.message_id is not None
     with ingest_store.unit_of_work() as uow:
         assert uow.messages.get(result.message_id).raw == b"\x00\xff hello"
+
+
+def test_sample_feed_with_the_empi_identity_hook(
+    sample_feed: Path, sample_truth: list[dict[str, Any]], ingest_settings: IngestSettings
+) -> None:
+    from ehr_store.empi import EmpiService, is_golden
+
+    store = MemoryStore(StoreSettings(database_url="memory://"))
+    svc = IngestService(store, ingest_settings, identity_hooks=EmpiService())
+    for row in sample_truth:
+        result = svc.ingest((sample_feed / row["file"]).read_bytes(), transport="test")
+        expected = "reject" if row.get("expect", "").startswith("reject") else "AA"
+        assert (result.outcome == "AA") == (expected == "AA"), row["file"]
+    with store.unit_of_work() as uow:
+        patients = [
+            json_loads(p.content) for p in uow.resources.search("Patient", [("_count", "1000")]).matches
+        ]
+    golden = [p for p in patients if is_golden(p)]
+    sources = [p for p in patients if not is_golden(p)]
+    assert golden and len(golden) < len(sources)
+    # every source Patient refers to its resident's golden record
+    assert all(any(link["type"] in ("refer", "replaced-by") for link in p.get("link", [])) for p in sources)
+    merge = next(r for r in sample_truth if r["type"] == "ADT^A40")
+    old = next(p for p in sources if p["id"] == f"{merge['facility']}-{merge['merged']}")
+    assert old["active"] is False and any(link["type"] == "replaced-by" for link in old["link"])
+
+
+def test_conformance_check_reports_hl7apy_findings_as_warnings(ingest_store: Store) -> None:
+    settings = IngestSettings(facilities={"QYRMYY": FacilitySettings(conformance_check=True)})
+    no_evn = M.ADT_A01_FULL.replace("EVN|A01|20261002093000+0800\r", "")
+    info = read_ack(IngestService(ingest_store, settings).handle(no_evn.encode(), transport="test"))
+    assert info.code == "AA"
+    assert any(text.startswith("hl7apy:") and "EVN" in text for _c, text in info.errors)
