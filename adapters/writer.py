@@ -37,13 +37,15 @@ def _identifier_key(x: Json) -> object:
 _UNIONED: dict[str, Callable[[Json], object]] = {"link": _link_key, "identifier": _identifier_key}
 
 
-def merge_resource(stored: Json, new: Json, nulled: frozenset[str]) -> Json:
+def merge_resource(
+    stored: Json, new: Json, nulled: frozenset[str], defaults: frozenset[str] = frozenset()
+) -> Json:
     """`new` completed with what `stored` has and the message left empty (see module doc)."""
     out = dict(new)
     for key, value in stored.items():
         if key in _NEVER_KEPT or key in nulled:
             continue
-        if key not in out:
+        if key not in out or key in defaults:
             out[key] = value
         elif key in _UNIONED and isinstance(value, list):
             keyf = _UNIONED[key]
@@ -60,7 +62,7 @@ def _prepare(repo: ResourceRepository, item: MappedResource) -> Json:
         current = repo.read(rtype, rid)
     except (NotFound, Gone):
         return item.resource
-    return merge_resource(json_loads(current.content), item.resource, item.nulled)
+    return merge_resource(json_loads(current.content), item.resource, item.nulled, item.defaults)
 
 
 def write_mapped(
@@ -94,14 +96,14 @@ def write_mapped(
 
 
 class ReferenceCache:
-    """Digests of the resources this process last committed for Organization, Practitioner
-    and source Patient (as mapped, before merging), so one mapped identically again is not
+    """Digests of the resources this process last committed for Organization, Practitioner,
+    source Patient and Encounter (as mapped, before merging), so one mapped identically again is not
     rewritten by every message (a rewrite costs a read, a validation, a compare and, for a
     Patient, the identity hook; about half the Patients in a feed recur unchanged in later
     ORU/ORM/VXU messages). Bounded LRU; thread-safe. Consequence: a resource edited through
     the FHIR API is only overwritten by the next message that maps it differently."""
 
-    TYPES = frozenset({"Organization", "Practitioner", "Patient"})
+    TYPES = frozenset({"Organization", "Practitioner", "Patient", "Encounter"})
 
     def __init__(self, size: int = 50_000) -> None:
         self._size = size

@@ -171,7 +171,7 @@ def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
 
 
 def encounter(
-    ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: Mapped, status: str = "unknown"
+    ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: Mapped, status: str | None = None
 ) -> str | None:
     """PV1 → Encounter (id from facility + PV1-19 visit number); None when PV1 is absent or
     PV1-2 is ``N`` (not applicable). Class from PV1-2 (O/I/E and 门诊/住院/急诊)."""
@@ -189,7 +189,7 @@ def encounter(
         "resourceType": "Encounter",
         "id": enc_id,
         "meta": ctx.meta(),
-        "status": status,
+        "status": status or "unknown",
         "class": {"system": _ACT_CODE, "code": code, "display": display},
         "subject": {"reference": patient_ref},
         "serviceProvider": {"reference": organization(ctx, out)},
@@ -226,7 +226,9 @@ def encounter(
                 )
     if participants:
         res["participant"] = participants
-    out.add(res)
+    # Merged into the stored Encounter: an ORU/ORM/VXU/MDM/DFT (no `status` given) only
+    # supplies a default status, an ADT event's status is authoritative.
+    out.add(res, merge=True, defaults=frozenset() if status else frozenset({"status"}))
     return enc_id
 
 

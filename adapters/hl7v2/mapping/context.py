@@ -31,12 +31,14 @@ class MappedResource:
 
     `merge`: keep top-level elements of the stored version the message did not send
     (HL7 empty = no information), except those in `nulled` (sent as ``""`` = delete);
-    `link` arrays are unioned (EMPI links survive demographic updates).
+    `link` arrays are unioned (EMPI links survive demographic updates); elements in
+    `defaults` are only used when nothing is stored (e.g. an ORU's Encounter status).
     """
 
     resource: Json
     merge: bool = False
     nulled: frozenset[str] = frozenset()
+    defaults: frozenset[str] = frozenset()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -53,9 +55,16 @@ class Mapped:
     merges: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, ErrLocation | None]] = field(default_factory=list)
 
-    def add(self, resource: Json, *, merge: bool = False, nulled: frozenset[str] = frozenset()) -> Json:
+    def add(
+        self,
+        resource: Json,
+        *,
+        merge: bool = False,
+        nulled: frozenset[str] = frozenset(),
+        defaults: frozenset[str] = frozenset(),
+    ) -> Json:
         """Append (or replace an earlier one with the same type and id); returns `resource`."""
-        item = MappedResource(resource, merge, nulled)
+        item = MappedResource(resource, merge, nulled, defaults)
         for i, existing in enumerate(self.resources):
             if existing.key == item.key:
                 self.resources[i] = item

@@ -259,3 +259,14 @@ def test_conformance_check_reports_hl7apy_findings_as_warnings(ingest_store: Sto
     info = read_ack(IngestService(ingest_store, settings).handle(no_evn.encode(), transport="test"))
     assert info.code == "AA"
     assert any(text.startswith("hl7apy:") and "EVN" in text for _c, text in info.errors)
+
+
+def test_a_result_message_does_not_reset_the_encounter_status(ingest_store: Store) -> None:
+    svc = IngestService(ingest_store)
+    assert read_ack(svc.handle(M.ADT_A01_FULL.encode(), transport="test")).code == "AA"
+    assert read_json(ingest_store, "Encounter", "QYRMYY-enc-V900001")["status"] == "in-progress"
+    assert read_ack(svc.handle(M.ORU_VALUE_TYPES.encode(), transport="test")).code == "AA"
+    assert read_json(ingest_store, "Encounter", "QYRMYY-enc-V900001")["status"] == "in-progress"
+    discharge = M.ADT_A01_FULL.replace("ADT^A01^ADT_A01|M1001", "ADT^A03^ADT_A03|M5001")
+    assert read_ack(svc.handle(discharge.encode(), transport="test")).code == "AA"
+    assert read_json(ingest_store, "Encounter", "QYRMYY-enc-V900001")["status"] == "finished"
