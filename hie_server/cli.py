@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from ehr_store import DomainError, Store
-from hie_server import cli_hl7, cli_ops, cli_terminology
+from hie_server import cli_auth, cli_hl7, cli_ops, cli_terminology
 from hie_server.operations.terminology import terminology_modules
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
@@ -27,6 +27,7 @@ app.add_typer(db_app, name="db")
 cli_ops.register(app)
 cli_terminology.register(app)
 cli_hl7.register(app)
+cli_auth.register(app)
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
@@ -73,16 +74,17 @@ def serve_command(
     """Serve the FHIR API at http://HOST:PORT/fhir (flags override HIE_* settings)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = with_overrides(HieSettings(), host=host, port=port, database_url=database_url)
-    if settings.http.host not in LOOPBACK_HOSTS:
-        raise _fail(
-            f"refusing to listen on {settings.http.host}: no identity provider is configured, so the "
-            "exchange serves only on loopback (127.0.0.1, ::1, localhost)"
+    if not settings.auth.enabled:
+        if settings.http.host not in LOOPBACK_HOSTS:
+            raise _fail(
+                f"refusing to listen on {settings.http.host}: no identity provider is configured, so the "
+                "exchange serves only on loopback (127.0.0.1, ::1, localhost); set HIE_AUTH__ISSUER"
+            )
+        typer.secho(
+            "warning: no identity provider configured; serving on loopback only, without authentication",
+            err=True,
+            fg=typer.colors.YELLOW,
         )
-    typer.secho(
-        "warning: no identity provider configured; serving on loopback only, without authentication",
-        err=True,
-        fg=typer.colors.YELLOW,
-    )
     store = open_checked_store(settings)
     try:
         services = background_services(settings, store, mllp_port)
