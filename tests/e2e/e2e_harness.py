@@ -27,11 +27,16 @@ HIE = [str(_HIE_SCRIPT)] if _HIE_SCRIPT.exists() else [sys.executable, "-c",
                                                          "from hie_server.cli import main; main()"]
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on 127.0.0.1 right now (all bound at once, then released)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def hie(*args: str, env: dict[str, str] | None = None,
@@ -74,7 +79,7 @@ def start_server(workdir: Path, env: dict[str, str], database_url: str | None = 
     url = database_url or f"sqlite:///{workdir / 'hie.db'}"
     upgraded = hie("db", "upgrade", "--database-url", url, env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    port, mllp_port = free_port(), free_port()
+    port, mllp_port = free_ports(2)
     log = workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from e2e_harness import free_port, hie
+from e2e_harness import free_ports, hie
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,9 @@ def _row(output: str, label: str) -> str:
 
 
 def test_demo_runs_the_main_job_and_reports_what_the_truth_file_expects(tmp_path: Path) -> None:
-    run = hie("demo", "--residents", "25", "--seed", "9", "--port", str(free_port()),
-              "--mllp-port", str(free_port()), "--database-url", f"sqlite:///{tmp_path / 'demo.db'}",
+    port, mllp_port = free_ports(2)
+    run = hie("demo", "--residents", "25", "--seed", "9", "--port", str(port),
+              "--mllp-port", str(mllp_port), "--database-url", f"sqlite:///{tmp_path / 'demo.db'}",
               "--workdir", str(tmp_path / "var"), "--exit", env={"COLUMNS": "200"}, timeout=900)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
