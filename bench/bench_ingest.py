@@ -87,14 +87,16 @@ def cycled(messages: list[bytes], count: int, start: int = 0) -> list[bytes]:
 
 
 @contextmanager
-def running_server(store: Store, settings: IngestSettings, empi: bool) -> Iterator[int]:
+def running_server(store: Store, settings: IngestSettings, empi: bool, writers: int = 1) -> Iterator[int]:
     """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop."""
     hooks = None
     if empi:
         from ehr_store.empi import EmpiService
 
         hooks = EmpiService()
-    server = MllpServer(IngestService(store, settings, identity_hooks=hooks), MllpSettings(port=0))
+    server = MllpServer(
+        IngestService(store, settings, identity_hooks=hooks), MllpSettings(port=0, writers=writers)
+    )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -209,6 +211,7 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--empi", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--feed", type=Path, default=None)
+    ap.add_argument("--writers", type=int, default=1, help="concurrent batches (PostgreSQL can use 2+)")
     ap.add_argument("--residents", type=int, default=300)
     args = ap.parse_args()
     feed, settings = load_feed(args.feed, args.residents)
@@ -223,7 +226,7 @@ def main() -> None:
             with backend_url(backend) as url:
                 upgrade_schema(url)
                 store = SqlStore(StoreSettings(database_url=url))
-                with running_server(store, settings, args.empi) as port:
+                with running_server(store, settings, args.empi, args.writers) as port:
                     throughput(port, cycled(feed, 100, start=10_000_000), 2)  # warm-up (caches, plans)
                     rate, codes = throughput(port, cycled(feed, args.messages), args.connections)
                     n_lat = int(100 * args.rate_seconds)

@@ -270,3 +270,37 @@ def test_a_result_message_does_not_reset_the_encounter_status(ingest_store: Stor
     discharge = M.ADT_A01_FULL.replace("ADT^A01^ADT_A01|M1001", "ADT^A03^ADT_A03|M5001")
     assert read_ack(svc.handle(discharge.encode(), transport="test")).code == "AA"
     assert read_json(ingest_store, "Encounter", "QYRMYY-enc-V900001")["status"] == "finished"
+
+
+class FailingHooks:
+    """Identity hooks that fail for one MRN, as an EMPI outage for that resident would."""
+
+    def __init__(self, bad_patient: str) -> None:
+        self.bad_patient = bad_patient
+        self.seen: list[str] = []
+
+    def on_source_patient(self, repo: Any, stored_patient: Any) -> None:
+        if stored_patient.id == self.bad_patient:
+            raise Unavailable("EMPI index unavailable")
+        self.seen.append(stored_patient.id)
+
+    def on_merge(self, repo: Any, survivor: Any, merged: Any) -> None:
+        raise AssertionError("no merge expected")
+
+
+def test_group_commit_isolates_a_failing_message(ingest_store: Store) -> None:
+    svc = IngestService(ingest_store, identity_hooks=FailingHooks("QYRMYY-QY0200002"))
+    raws = [
+        M.ADT_A01_FULL.replace("|M1001|", f"|G{i}|").replace("QY0200001", f"QY020000{i}").encode()
+        for i in (1, 2, 3)
+    ]
+    accs = svc.accept_many(raws, transport="test")
+    results = svc.process_many(accs)
+    codes = [read_ack(frames[-1]).code for frames in results]
+    assert codes == ["AA", "AR", "AA"]
+    assert read_ack(results[1][-1]).errors[0][0] == "207"
+    with ingest_store.unit_of_work() as uow:
+        assert uow.resources.read("Patient", "QYRMYY-QY0200001").version_id == 1
+        assert uow.resources.read("Patient", "QYRMYY-QY0200003").version_id == 1
+        assert not uow.resources.read_many([("Patient", "QYRMYY-QY0200002")])
+    assert [m.control_id for m in svc.error_queue()] == ["G2"]
