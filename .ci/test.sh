@@ -31,9 +31,10 @@ HIE_TEST_POSTGRES_URL="$("$V/python" -c 'import json, sys; print(json.load(open(
 export HIE_TEST_POSTGRES_URL
 
 echo "== pytest"
+log="$(dirname "$state")/pytest.log"
 set +e
-timeout --kill-after=60 80m "$V/python" -m pytest -ra -p no:cacheprovider --durations=20 "$@"
-rc=$?
+timeout --kill-after=60 80m "$V/python" -m pytest -ra -p no:cacheprovider --durations=20 "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
 set -e
 case $rc in
   0) ;;
@@ -42,9 +43,13 @@ case $rc in
   *) failed+=("pytest (exit $rc)") ;;
 esac
 
+"$V/python" .ci/pg.py stop "$state"
 echo "== done in $((SECONDS - started)) s"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED steps: ${failed[*]}"
-  exit 1
+else
+  echo "all steps passed"
 fi
-echo "all steps passed"
+# pytest's own closing line last, so whoever reads the tail sees the test counts.
+grep -E '(passed|failed|errors?|no tests ran).* in [0-9.]+s' "$log" | tail -n 1 || true
+[ ${#failed[@]} -eq 0 ]
