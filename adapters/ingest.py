@@ -166,7 +166,7 @@ class IngestService:
             acc.message,
             header.sending_facility or "",
             header.control_id or "",
-            self._clock(),
+            acc.received_at or self._clock(),
             self.settings.offset_for(header.sending_facility),
             fac.mrn_system,
             self._codes,
@@ -238,6 +238,7 @@ class IngestService:
             archived = uow.messages.get(message_id)
         header = read_header(archived.raw)
         acc = Accepted(header, archived.raw, archived.id, python_codec(header.charset) or "utf-8")
+        acc.received_at = archived.received_at
         try:
             self._decode(acc)
         except Hl7Error as exc:
@@ -274,7 +275,7 @@ class IngestService:
                         acc.frames, acc.done, acc.duplicate = [earlier.ack], True, True
                         acc.message_id, acc.outcome = earlier.id, earlier.ack_code or ""
                         continue
-                acc.message_id = uow.messages.add(
+                row = uow.messages.add(
                     acc.raw,
                     transport=transport,
                     peer=peer,
@@ -283,7 +284,8 @@ class IngestService:
                     control_id=h.control_id,
                     message_type=h.message_code,
                     charset=h.charset,
-                ).id
+                )
+                acc.message_id, acc.received_at = row.id, row.received_at
             uow.commit()
 
     def _decode(self, acc: Accepted) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from adapters.hl7v2.ack import read_ack
 from adapters.hl7v2.charset import Decoded
@@ -59,6 +60,7 @@ class Accepted:
     decoded: Decoded | None = None
     message: Message | None = None
     duplicate: bool = False
+    received_at: datetime | None = None
 
 
 def ack_wanted(condition: str, success: bool) -> bool:
