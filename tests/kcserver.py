@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -57,14 +58,17 @@ class KeycloakServer:
         return f"{self.url}/realms/{self.realm}"
 
     def stop(self) -> None:
-        """Terminate the server we started (SIGTERM, then SIGKILL after 30 s)."""
+        """Terminate the server we started (SIGTERM to its process group, SIGKILL after 30 s)."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        group = self.process.pid  # started in its own session: kc.sh and its java child
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
             self.process.wait(timeout=10)
 
 
