@@ -54,6 +54,7 @@ class Server:
     base: str
     mllp_port: int
     log: Path
+    database_url: str
 
     def log_tail(self) -> str:
         """The last 3000 characters the server wrote (for assertion messages)."""
@@ -86,7 +87,7 @@ def start_server(workdir: Path, env: dict[str, str], database_url: str | None = 
             [*HIE, "serve", "--host", "127.0.0.1", "--port", str(port), "--mllp-port", str(mllp_port),
              "--database-url", url],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **env})
-    server = Server(process, f"http://127.0.0.1:{port}/fhir", mllp_port, log)
+    server = Server(process, f"http://127.0.0.1:{port}/fhir", mllp_port, log, url)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         assert process.poll() is None, f"hie serve exited {process.returncode}:\n{server.log_tail()}"

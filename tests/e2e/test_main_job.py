@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -162,3 +163,14 @@ def test_diagnoses_become_conditions_per_visit(synthetic: tuple[Server, Path, st
     with httpx.Client(base_url=server.base, timeout=30) as client:
         found = {code: search(client, "/Condition", code=code, _summary="count")["total"] for code in by_code}
     assert found == by_code
+
+
+def test_rejected_messages_wait_in_the_error_queue(fed: tuple[Server, Path, str]) -> None:
+    server, feed, _ = fed
+    exp = expected_from_feed(feed)
+    listed = hie("errors", "list", "--database-url", server.database_url, "--limit", "500",
+                 env={"COLUMNS": "250"})
+    assert listed.returncode == 0, listed.stderr
+    shown = re.search(r"error queue \((\d+) shown\)", listed.stdout)
+    assert shown, listed.stdout[-2000:]
+    assert int(shown.group(1)) == len(exp.rejected_files), listed.stdout[-3000:]
