@@ -21,6 +21,8 @@ step() {
   if "$@"; then echo "-- $name ok ($((SECONDS - t0)) s)"; else echo "-- $name FAILED"; failed+=("$name"); fi
 }
 
+# Services the integration tests start themselves need their distributions fetched first.
+if [ -f .ci/keycloak.sh ]; then step "Keycloak distribution" bash .ci/keycloak.sh; fi
 step "ruff" "$V/ruff" check .
 step "mypy" "$V/mypy"
 step "import-linter" "$V/lint-imports" --no-cache
