@@ -42,8 +42,12 @@ def login_command(
     issuer: Annotated[str | None, typer.Option(help="Realm URL (default HIE_AUTH__ISSUER)")] = None,
     client_id: Annotated[str, typer.Option("--client-id", help="OIDC client")] = "hie-cli",
     username: Annotated[str | None, typer.Option(help="User (password grant)")] = None,
-    client_secret: Annotated[str | None, typer.Option(
-        "--client-secret", envvar="HIE_CLIENT_SECRET", help="Client secret (client credentials grant)")] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--client-secret", envvar="HIE_CLIENT_SECRET", help="Client secret (client credentials grant)"
+        ),
+    ] = None,
     scope: Annotated[str, typer.Option(help="Requested scopes")] = "openid",
     print_token: Annotated[bool, typer.Option("--print-token", help="Print the access token only")] = False,
 ) -> None:
@@ -53,12 +57,21 @@ def login_command(
     if username is not None:
         password = os.environ.get("HIE_PASSWORD") or typer.prompt("password", hide_input=True)
     elif client_secret is None:
-        typer.secho("pass --username (password grant) or --client-secret (client credentials)",
-                    err=True, fg=typer.colors.RED)
+        typer.secho(
+            "pass --username (password grant) or --client-secret (client credentials)",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise typer.Exit(2)
     try:
-        tokens = keycloak_admin.login(realm_url, client_id, username=username, password=password,
-                                      client_secret=client_secret, scope=scope)
+        tokens = keycloak_admin.login(
+            realm_url,
+            client_id,
+            username=username,
+            password=password,
+            client_secret=client_secret,
+            scope=scope,
+        )
     except DomainError as exc:
         typer.secho(f"login failed: {exc.diagnostics}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
@@ -74,16 +87,26 @@ def login_command(
 
 @keycloak_app.command("provision")
 def provision_command(
-    server: Annotated[str | None, typer.Option(help="Keycloak base URL (default: from HIE_AUTH__ISSUER)")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Keycloak base URL (default: from HIE_AUTH__ISSUER)")
+    ] = None,
     admin_user: Annotated[str, typer.Option("--admin-user", envvar="HIE_KEYCLOAK_ADMIN")] = "admin",
-    realm_file: Annotated[Path, typer.Option("--realm-file", exists=True, dir_okay=False)] = DEFAULT_REALM_FILE,
+    realm_file: Annotated[
+        Path, typer.Option("--realm-file", exists=True, dir_okay=False)
+    ] = DEFAULT_REALM_FILE,
     realm: Annotated[str | None, typer.Option(help="Realm name (default: the file's)")] = None,
-    demo_users: Annotated[bool, typer.Option("--demo-users/--no-demo-users",
-                                             help="Also create the synthetic demo users and dev secrets")] = False,
+    demo_users: Annotated[
+        bool,
+        typer.Option(
+            "--demo-users/--no-demo-users", help="Also create the synthetic demo users and dev secrets"
+        ),
+    ] = False,
 ) -> None:
     """Create or update the realm, roles, clients, mappers (and demo users) in Keycloak."""
     base = server or keycloak_admin.split_issuer(_issuer(None))[0]
-    password = os.environ.get("HIE_KEYCLOAK_ADMIN_PASSWORD") or typer.prompt("admin password", hide_input=True)
+    password = os.environ.get("HIE_KEYCLOAK_ADMIN_PASSWORD") or typer.prompt(
+        "admin password", hide_input=True
+    )
     doc = json.loads(realm_file.read_text(encoding="utf-8"))
     if realm:
         doc["realm"] = realm
@@ -94,7 +117,9 @@ def provision_command(
         raise typer.Exit(1) from None
     for verb, table in (("created", report.created), ("updated", report.updated)):
         for kind, names in table.items():
-            typer.echo(f"{verb} {len(names)} {kind}(s): {', '.join(names[:8])}{' …' if len(names) > 8 else ''}")
+            typer.echo(
+                f"{verb} {len(names)} {kind}(s): {', '.join(names[:8])}{' …' if len(names) > 8 else ''}"
+            )
 
 
 def register(app: typer.Typer) -> None:

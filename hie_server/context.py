@@ -35,7 +35,9 @@ T = TypeVar("T")
 
 #: Called with (unit of work, work's result) just before a writing unit of work commits; set per
 #: request by the audit middleware (hie_server.auth) so a write and its AuditEvent commit together.
-before_commit: ContextVar[Callable[[UnitOfWork, object], None] | None] = ContextVar("before_commit", default=None)
+before_commit: ContextVar[Callable[[UnitOfWork, object], None] | None] = ContextVar(
+    "before_commit", default=None
+)
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 

@@ -91,7 +91,7 @@ async def serve(
         finally:
             if watcher is not None:
                 watcher.cancel()
-            writer = getattr(server.config.app.state, "audit_writer", None)
+            writer = getattr(getattr(server.config.app, "state", None), "audit_writer", None)
             if writer is not None:  # flush queued AuditEvents before the store closes
                 await asyncio.to_thread(writer.close)
     finally:

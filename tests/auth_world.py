@@ -26,10 +26,14 @@ def _src(fac: str) -> Json:
 
 def source_patient(fac: str, key: str, district: str, family: str) -> Json:
     return {
-        "resourceType": "Patient", "id": f"{fac}-{key}", "meta": _src(fac),
+        "resourceType": "Patient",
+        "id": f"{fac}-{key}",
+        "meta": _src(fac),
         "identifier": [{"system": f"urn:qyhie:facility:{fac}:mrn", "value": f"{key}001"}],
         "managingOrganization": {"reference": f"{ORG}{fac}"},
-        "name": [{"family": family, "given": ["测"]}], "gender": "female", "birthDate": "1980-01-01",
+        "name": [{"family": family, "given": ["测"]}],
+        "gender": "female",
+        "birthDate": "1980-01-01",
         "address": [{"district": district, "city": "清远市"}],
         "link": [{"other": {"reference": f"Patient/G-{key}"}, "type": "refer"}],
     }
@@ -37,18 +41,25 @@ def source_patient(fac: str, key: str, district: str, family: str) -> Json:
 
 def golden(key: str, sources: list[str], family: str) -> Json:
     return {
-        "resourceType": "Patient", "id": f"G-{key}",
+        "resourceType": "Patient",
+        "id": f"G-{key}",
         "meta": {"tag": [{"system": EMPI_TAG_SYSTEM, "code": "golden"}]},
-        "name": [{"family": family, "given": ["测"]}], "gender": "female", "birthDate": "1980-01-01",
+        "name": [{"family": family, "given": ["测"]}],
+        "gender": "female",
+        "birthDate": "1980-01-01",
         "link": [{"other": {"reference": f"Patient/{s}"}, "type": "seealso"} for s in sources],
     }
 
 
 def observation(oid: str, fac: str, patient: str) -> Json:
     return {
-        "resourceType": "Observation", "id": oid, "meta": _src(fac), "status": "final",
+        "resourceType": "Observation",
+        "id": oid,
+        "meta": _src(fac),
+        "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-        "subject": {"reference": f"Patient/{patient}"}, "valueQuantity": {"value": 72, "unit": "/min"},
+        "subject": {"reference": f"Patient/{patient}"},
+        "valueQuantity": {"value": 72, "unit": "/min"},
     }
 
 
@@ -57,30 +68,59 @@ def resources() -> list[Json]:
     for fac in ("TTWSY", "QYRMYY"):
         out.append({"resourceType": "Organization", "id": f"org-{fac}", "meta": _src(fac), "name": fac})
     out += [
-        source_patient("TTWSY", "A", "441821", "甲"), source_patient("QYRMYY", "A", "441821", "甲"),
+        source_patient("TTWSY", "A", "441821", "甲"),
+        source_patient("QYRMYY", "A", "441821", "甲"),
         golden("A", ["TTWSY-A", "QYRMYY-A"], "甲"),
-        source_patient("QYRMYY", "B", "441802", "乙"), golden("B", ["QYRMYY-B"], "乙"),
-        source_patient("TTWSY", "D", "441821", "丁"), source_patient("QYRMYY", "D", "441821", "丁"),
+        source_patient("QYRMYY", "B", "441802", "乙"),
+        golden("B", ["QYRMYY-B"], "乙"),
+        source_patient("TTWSY", "D", "441821", "丁"),
+        source_patient("QYRMYY", "D", "441821", "丁"),
         golden("D", ["TTWSY-D", "QYRMYY-D"], "丁"),
-        observation("obs-A-TT", "TTWSY", "TTWSY-A"), observation("obs-A-QY", "QYRMYY", "QYRMYY-A"),
+        observation("obs-A-TT", "TTWSY", "TTWSY-A"),
+        observation("obs-A-QY", "QYRMYY", "QYRMYY-A"),
         observation("obs-B-QY", "QYRMYY", "QYRMYY-B"),
-        observation("obs-D-TT", "TTWSY", "TTWSY-D"), observation("obs-D-QY", "QYRMYY", "QYRMYY-D"),
-        {"resourceType": "ServiceRequest", "id": "ref-A", "meta": _src("TTWSY"), "status": "active",
-         "intent": "order", "subject": {"reference": "Patient/TTWSY-A"},
-         "requester": {"reference": f"{ORG}TTWSY"}, "performer": [{"reference": f"{ORG}QYRMYY"}]},
-        consent("consent-A", "TTWSY-A", "permit"), consent("consent-D", "TTWSY-D", "deny"),
+        observation("obs-D-TT", "TTWSY", "TTWSY-D"),
+        observation("obs-D-QY", "QYRMYY", "QYRMYY-D"),
+        {
+            "resourceType": "ServiceRequest",
+            "id": "ref-A",
+            "meta": _src("TTWSY"),
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/TTWSY-A"},
+            "requester": {"reference": f"{ORG}TTWSY"},
+            "performer": [{"reference": f"{ORG}QYRMYY"}],
+        },
+        consent("consent-A", "TTWSY-A", "permit"),
+        consent("consent-D", "TTWSY-D", "deny"),
     ]
     return out
 
 
 def consent(cid: str, patient: str, kind: str) -> Json:
     return {
-        "resourceType": "Consent", "id": cid, "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "resourceType": "Consent",
+        "id": cid,
+        "status": "active",
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+            ]
+        },
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient}"},
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN" if kind == "permit" else "OPTOUT"}]},
-        "provision": {"type": kind, "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]},
+        "policyRule": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "OPTIN" if kind == "permit" else "OPTOUT",
+                }
+            ]
+        },
+        "provision": {
+            "type": kind,
+            "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}],
+        },
     }
 
 

@@ -151,7 +151,9 @@ def start(cache: Path | None = None, timeout: float = 240.0) -> KeycloakServer:
     jdk = java_home()
     if jdk is None and shutil.which("java") is None:
         raise KeycloakUnavailable("no Java runtime found (JAVA_HOME, /usr/lib/jvm, PATH)")
-    home = unpack(cache or Path(os.environ.get("HIE_KEYCLOAK_CACHE", Path.home() / ".cache" / "hie-keycloak")))
+    home = unpack(
+        cache or Path(os.environ.get("HIE_KEYCLOAK_CACHE", Path.home() / ".cache" / "hie-keycloak"))
+    )
     data = home / "data"
     shutil.rmtree(data, ignore_errors=True)  # a fresh dev database: the realm is imported anew
     (data / "import").mkdir(parents=True)
@@ -166,11 +168,20 @@ def start(cache: Path | None = None, timeout: float = 240.0) -> KeycloakServer:
     if jdk:
         env["JAVA_HOME"] = jdk
     log_path = home / "hie-test-keycloak.log"
-    command = [str(home / "bin" / "kc.sh"), "start-dev", "--http-host=127.0.0.1", f"--http-port={port}",
-               "--import-realm", "--health-enabled=false", "--http-management-port", str(free_port())]
+    command = [
+        str(home / "bin" / "kc.sh"),
+        "start-dev",
+        "--http-host=127.0.0.1",
+        f"--http-port={port}",
+        "--import-realm",
+        "--health-enabled=false",
+        "--http-management-port",
+        str(free_port()),
+    ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     server = KeycloakServer(f"http://127.0.0.1:{port}", process=process, log_path=log_path, home=home)
     try:
         wait_ready(server.url, REALM, timeout, process)

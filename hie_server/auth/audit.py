@@ -39,9 +39,23 @@ ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 ROLE_SYSTEM = "urn:qyhie:role"
 POLICY = "urn:qyhie:policy:"
-ACTION = {"create": "C", "read": "R", "vread": "R", "search": "E", "history": "R", "everything": "E",
-          "operation-read": "E", "update": "U", "patch": "U", "delete": "D", "transaction": "E",
-          "hl7v2": "C", "operation-write": "E", "capabilities": "R", "login": "E"}
+ACTION = {
+    "create": "C",
+    "read": "R",
+    "vread": "R",
+    "search": "E",
+    "history": "R",
+    "everything": "E",
+    "operation-read": "E",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+    "transaction": "E",
+    "hl7v2": "C",
+    "operation-write": "E",
+    "capabilities": "R",
+    "login": "E",
+}
 MAX_ENTITIES = 200
 
 
@@ -86,19 +100,32 @@ def _purpose(record: AccessRecord) -> str:
 def _agent(record: AccessRecord, purpose: Json) -> Json:
     p = record.principal
     agent: Json = {
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                             "code": "IRCP", "display": "information recipient"}]},
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                    "code": "IRCP",
+                    "display": "information recipient",
+                }
+            ]
+        },
         "requestor": True,
         "purposeOfUse": [purpose],
     }
     if p is None:
         agent["who"] = {"display": "unauthenticated"}
     else:
-        agent["who"] = {"identifier": {"system": "urn:qyhie:keycloak:sub", "value": p.subject}, "display": p.display}
+        agent["who"] = {
+            "identifier": {"system": "urn:qyhie:keycloak:sub", "value": p.subject},
+            "display": p.display,
+        }
         agent["altId"] = p.client_id or "-"
         agent["name"] = p.username
-        agent["role"] = [{"coding": [{"system": ROLE_SYSTEM, "code": r}]} for r in sorted(p.roles)
-                         if r != "default-roles-qingyuan"]
+        agent["role"] = [
+            {"coding": [{"system": ROLE_SYSTEM, "code": r}]}
+            for r in sorted(p.roles)
+            if r != "default-roles-qingyuan"
+        ]
         if p.facility:
             agent["location"] = {"reference": f"Location/facility-{p.facility}", "display": p.facility}
     policies = [f"{POLICY}{record.rule}"] if record.rule else []
@@ -115,18 +142,28 @@ def _agent(record: AccessRecord, purpose: Json) -> Json:
 
 def _entities(record: AccessRecord) -> list[Json]:
     entities: list[Json] = [
-        {"what": {"reference": f"Patient/{pid}"}, "type": {"system": ENTITY_TYPE, "code": "1"},
-         "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}}
+        {
+            "what": {"reference": f"Patient/{pid}"},
+            "type": {"system": ENTITY_TYPE, "code": "1"},
+            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+        }
         for pid in sorted(record.patients)[:MAX_ENTITIES]
     ]
     for ref in list(dict.fromkeys(record.resources))[:MAX_ENTITIES]:
         if not ref.startswith("Patient/") or ref.split("/", 1)[1] not in record.patients:
-            entities.append({"what": {"reference": ref}, "type": {"system": ENTITY_TYPE, "code": "2"},
-                             "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}})
+            entities.append(
+                {
+                    "what": {"reference": ref},
+                    "type": {"system": ENTITY_TYPE, "code": "2"},
+                    "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+                }
+            )
     if record.query or record.interaction in ("search", "everything", "operation-read"):
-        query = {"type": {"system": ENTITY_TYPE, "code": "2"},
-                 "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
-                 "description": f"{record.method} {record.path}"}
+        query = {
+            "type": {"system": ENTITY_TYPE, "code": "2"},
+            "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+            "description": f"{record.method} {record.path}",
+        }
         if record.query:
             query["query"] = base64.b64encode(record.query.encode("utf-8")).decode("ascii")
         entities.append(query)
@@ -135,7 +172,7 @@ def _entities(record: AccessRecord) -> list[Json]:
 
 def audit_event(record: AccessRecord, site: str) -> Json:
     """One AuditEvent for one request (FHIR R4B AuditEvent; IHE BALP RESTful/query patterns)."""
-    purpose = {"coding": [{"system": ACT_REASON, "code": _purpose(record)}]}
+    purpose: Json = {"coding": [{"system": ACT_REASON, "code": _purpose(record)}]}
     if record.break_glass_reason:
         purpose["text"] = record.break_glass_reason[:500]
     event: Json = {
@@ -147,16 +184,23 @@ def audit_event(record: AccessRecord, site: str) -> Json:
         "outcome": _outcome(record.status),
         "purposeOfEvent": [purpose],
         "agent": [_agent(record, purpose)],
-        "source": {"site": site, "observer": {"display": "hie-server"},
-                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
+        "source": {
+            "site": site,
+            "observer": {"display": "hie-server"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}],
+        },
     }
     desc = f"HTTP {record.status}" + (f": {record.outcome_text[:500]}" if record.outcome_text else "")
     event["outcomeDesc"] = desc + (f" (request {record.request_id})" if record.request_id else "")
     if record.interaction == "login":
-        event["type"] = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114",
-                         "display": "User Authentication"}
-        event["subtype"] = [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122",
-                             "display": "Login"}]
+        event["type"] = {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110114",
+            "display": "User Authentication",
+        }
+        event["subtype"] = [
+            {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122", "display": "Login"}
+        ]
     entities = _entities(record)
     if entities:
         event["entity"] = entities
@@ -166,8 +210,9 @@ def audit_event(record: AccessRecord, site: str) -> Json:
 class AuditWriter:
     """Background batched writer of AuditEvents (see module docstring)."""
 
-    def __init__(self, store: Store, *, queue_size: int = 10_000, batch_size: int = 200,
-                 flush_interval: float = 0.05) -> None:
+    def __init__(
+        self, store: Store, *, queue_size: int = 10_000, batch_size: int = 200, flush_interval: float = 0.05
+    ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval = flush_interval

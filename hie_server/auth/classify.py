@@ -14,10 +14,20 @@ from hie_server.auth.policy import Action
 
 _TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
 _SEGMENT_SPLIT = re.compile(rb"\r\n|\r|\n")
-READ_OPERATIONS = frozenset({
-    "$everything", "$match", "$lookup", "$validate-code", "$subsumes", "$expand", "$translate",
-    "$closure", "$meta", "$validate",
-})
+READ_OPERATIONS = frozenset(
+    {
+        "$everything",
+        "$match",
+        "$lookup",
+        "$validate-code",
+        "$subsumes",
+        "$expand",
+        "$translate",
+        "$closure",
+        "$meta",
+        "$validate",
+    }
+)
 
 
 def classify(method: str, path: str) -> Action:
@@ -39,8 +49,17 @@ def classify(method: str, path: str) -> Action:
         return _operation(method, None, None, head, "system")
     rtype = head if _TYPE.match(head) else None
     if len(parts) == 1:
-        return Action({"GET": "search", "HEAD": "search", "POST": "create", "PUT": "update",
-                       "DELETE": "delete", "PATCH": "patch"}.get(method, "search"), rtype)
+        return Action(
+            {
+                "GET": "search",
+                "HEAD": "search",
+                "POST": "create",
+                "PUT": "update",
+                "DELETE": "delete",
+                "PATCH": "patch",
+            }.get(method, "search"),
+            rtype,
+        )
     second = parts[1]
     if len(parts) == 2 and second == "_search":
         return Action("search", rtype)
@@ -50,8 +69,14 @@ def classify(method: str, path: str) -> Action:
         return _operation(method, rtype, None, second, "type")
     rid = second
     if len(parts) == 2:
-        return Action({"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch",
-                       "DELETE": "delete"}.get(method, "read"), rtype, rid, "instance")
+        return Action(
+            {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                method, "read"
+            ),
+            rtype,
+            rid,
+            "instance",
+        )
     third = parts[2]
     if third == "_history":
         return Action("vread" if len(parts) > 3 else "history", rtype, rid, "instance")

@@ -25,10 +25,15 @@ from typing import Any, TypeVar
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from ehr_store import Forbidden, InvalidInput, Store, json_loads_resource
+from ehr_store import InvalidInput, Store, json_loads_resource
 from hie_server.auth.audit import AccessRecord
 from hie_server.auth.classify import hl7_sending_facilities
-from hie_server.auth.compartment import in_patient_compartment, own_patient_id, patient_refs, resource_facility
+from hie_server.auth.compartment import (
+    in_patient_compartment,
+    own_patient_id,
+    patient_refs,
+    resource_facility,
+)
 from hie_server.auth.policy import (
     BREAK_GLASS_ROLES,
     Action,
@@ -47,7 +52,9 @@ Json = dict[str, Any]
 T = TypeVar("T")
 BREAK_GLASS_HEADER = "x-break-glass-reason"
 PATIENT_PARAMS = frozenset({"patient", "subject", "_id", "beneficiary"})
-WIDEN_ELEMENTS = "subject,patient,beneficiary,link,managingOrganization,serviceProvider,target,participant,meta"
+WIDEN_ELEMENTS = (
+    "subject,patient,beneficiary,link,managingOrganization,serviceProvider,target,participant,meta"
+)
 FILTERED = frozenset({"read", "vread", "search", "history", "everything", "operation-read"})
 
 
@@ -74,6 +81,7 @@ class AccessGuard:
         def run() -> T:
             with self.store.unit_of_work() as uow:
                 return work(uow.resources)
+
         return await run_in_threadpool(run)
 
     async def facts(self, patient_ids: set[str]) -> dict[str, ResidentFacts]:
@@ -98,8 +106,10 @@ class AccessGuard:
         if a.interaction == "hl7v2":
             senders = set(hl7_sending_facilities(body))
             if not senders or senders != {p.facility}:
-                deny("feed-own-facility", f"MSH-4 {sorted(senders)} must be the feed's own facility "
-                     f"{p.facility!r}").require()
+                deny(
+                    "feed-own-facility",
+                    f"MSH-4 {sorted(senders)} must be the feed's own facility {p.facility!r}",
+                ).require()
         elif a.interaction in ("create", "update", "patch", "transaction"):
             await self._check_write(state, body)
         elif a.interaction == "everything" and a.resource_id:
@@ -118,7 +128,9 @@ class AccessGuard:
         count_only = any(k == "_summary" and v == "count" for k, v in pairs) or ("_count", "0") in pairs
         if not count_only:
             return
-        named = {v.split("/")[-1] for k, v in pairs if k.split(":")[0] in PATIENT_PARAMS for v in v.split(",")}
+        named = {
+            v.split("/")[-1] for k, v in pairs if k.split(":")[0] in PATIENT_PARAMS for v in v.split(",")
+        }
         if not named:
             deny("count-needs-patient", "counts are answered only for named residents you may see").require()
         for pid in named:
@@ -217,8 +229,10 @@ class AccessGuard:
 
     async def _check_resources(self, state: RequestState, resources: list[Json], single: bool) -> set[int]:
         p = state.principal
-        refs = {r_id: own_patient_id(r) if r.get("resourceType") == "Patient" else patient_refs(r)
-                for r_id, r in ((id(r), r) for r in resources)}
+        refs = {
+            r_id: own_patient_id(r) if r.get("resourceType") == "Patient" else patient_refs(r)
+            for r_id, r in ((id(r), r) for r in resources)
+        }
         wanted = {pid for ids in refs.values() for pid in ids} - set(state.decisions)
         facts = await self.facts(wanted)
         for pid in wanted:
@@ -237,8 +251,15 @@ class AccessGuard:
             else:
                 decisions = [state.decisions[i] for i in ids]
                 ok = all(resource_visible(p, d, resource) for d in decisions)
-                refusal = refusal or next((d for d in decisions if not d.allowed), None) or (
-                    None if ok else deny("consent-opt-out", "the resident's sharing choice hides this record"))
+                refusal = (
+                    refusal
+                    or next((d for d in decisions if not d.allowed), None)
+                    or (
+                        None
+                        if ok
+                        else deny("consent-opt-out", "the resident's sharing choice hides this record")
+                    )
+                )
             if ok:
                 visible.add(id(resource))
         if single and not visible and refusal is not None:
@@ -250,4 +271,6 @@ class AccessGuard:
         for r in resources:
             if r.get("resourceType") and r.get("id"):
                 record.resources.append(f"{r['resourceType']}/{r['id']}")
-            record.patients.update(own_patient_id(r) if r.get("resourceType") == "Patient" else patient_refs(r))
+            record.patients.update(
+                own_patient_id(r) if r.get("resourceType") == "Patient" else patient_refs(r)
+            )

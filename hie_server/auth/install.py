@@ -42,8 +42,9 @@ def smart_router(verifier: TokenVerifier, base_path: str) -> APIRouter:
         return JSONResponse(cached["doc"], headers={"Cache-Control": "public, max-age=300"})
 
     for prefix in ("", base_path.rstrip("/")):
-        router.add_api_route(f"{prefix}/.well-known/smart-configuration", document, methods=["GET"],
-                             include_in_schema=False)
+        router.add_api_route(
+            f"{prefix}/.well-known/smart-configuration", document, methods=["GET"], include_in_schema=False
+        )
     return router
 
 
@@ -64,8 +65,12 @@ def install(app: FastAPI, settings: HieSettings, store: Store) -> None:
     writer = None
     if audit_enabled(settings):
         audit = settings.audit
-        writer = AuditWriter(store, queue_size=audit.queue_size, batch_size=audit.batch_size,
-                             flush_interval=audit.flush_interval_seconds)
+        writer = AuditWriter(
+            store,
+            queue_size=audit.queue_size,
+            batch_size=audit.batch_size,
+            flush_interval=audit.flush_interval_seconds,
+        )
     app.state.audit_writer = writer
     app.state.token_verifier = verifier
     if verifier is not None:  # ahead of the generic `/{type}/{id}` routes

@@ -51,8 +51,15 @@ def discover(issuer: str) -> Json:
     return doc
 
 
-def login(issuer: str, client_id: str, *, username: str | None = None, password: str | None = None,
-          client_secret: str | None = None, scope: str = "openid") -> Json:
+def login(
+    issuer: str,
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    client_secret: str | None = None,
+    scope: str = "openid",
+) -> Json:
     """Tokens (`access_token`, `expires_in`, `refresh_token`, ...) from the realm's token endpoint.
 
     With `client_secret` and no username: client credentials grant (feed clients); else the
@@ -116,9 +123,12 @@ def _client_scopes(kc: KeycloakAdmin, doc: Json, report: ProvisionReport) -> dic
             continue
         sid = found["id"]
         kc.update_client_scope(sid, {**{k: v for k, v in scope.items() if k != "protocolMappers"}, "id": sid})
-        _sync_mappers(kc.get_mappers_from_client_scope(sid), scope.get("protocolMappers", []),
-                      lambda m, s=sid: kc.add_mapper_to_client_scope(s, m),
-                      lambda mid, m, s=sid: kc.update_mapper_in_client_scope(s, mid, m))
+        _sync_mappers(
+            kc.get_mappers_from_client_scope(sid),
+            scope.get("protocolMappers", []),
+            lambda m, s=sid: kc.add_mapper_to_client_scope(s, m),
+            lambda mid, m, s=sid: kc.update_mapper_in_client_scope(s, mid, m),
+        )
         report.note("client scope", scope["name"], False)
     ids = {s["name"]: s["id"] for s in kc.get_client_scopes()}
     default = {s["name"] for s in kc.get_default_default_client_scopes()}
@@ -128,8 +138,9 @@ def _client_scopes(kc: KeycloakAdmin, doc: Json, report: ProvisionReport) -> dic
     return ids
 
 
-def _clients(kc: KeycloakAdmin, doc: Json, scope_ids: dict[str, str], demo: bool,
-             report: ProvisionReport) -> None:
+def _clients(
+    kc: KeycloakAdmin, doc: Json, scope_ids: dict[str, str], demo: bool, report: ProvisionReport
+) -> None:
     for client in doc.get("clients", []):
         payload = dict(client) if demo else {k: v for k, v in client.items() if k != "secret"}
         uuid = kc.get_client_id(client["clientId"])
@@ -139,9 +150,12 @@ def _clients(kc: KeycloakAdmin, doc: Json, scope_ids: dict[str, str], demo: bool
             uuid = kc.get_client_id(client["clientId"])
         else:
             kc.update_client(uuid, {k: v for k, v in payload.items() if k not in (*_NESTED, "secret")})
-            _sync_mappers(kc.get_mappers_from_client(uuid), client.get("protocolMappers", []),
-                          lambda m, c=uuid: kc.add_mapper_to_client(c, m),
-                          lambda mid, m, c=uuid: kc.update_client_mapper(c, mid, m))
+            _sync_mappers(
+                kc.get_mappers_from_client(uuid),
+                client.get("protocolMappers", []),
+                lambda m, c=uuid: kc.add_mapper_to_client(c, m),
+                lambda mid, m, c=uuid: kc.update_client_mapper(c, mid, m),
+            )
         assert uuid is not None
         have_default = {s["name"] for s in kc.get_client_default_client_scopes(uuid)}
         for name in client.get("defaultClientScopes", []):
@@ -177,8 +191,15 @@ def _users(kc: KeycloakAdmin, doc: Json, demo: bool, report: ProvisionReport) ->
         report.note("user", user["username"], not found)
 
 
-def provision(server_url: str, admin_user: str, admin_password: str, doc: Json, *,
-              demo_users: bool = True, admin_realm: str = "master") -> ProvisionReport:
+def provision(
+    server_url: str,
+    admin_user: str,
+    admin_password: str,
+    doc: Json,
+    *,
+    demo_users: bool = True,
+    admin_realm: str = "master",
+) -> ProvisionReport:
     """Create or update the realm described by `doc` (see module docstring).
 
     Raises: Unauthenticated (admin login refused), Unavailable (Keycloak unreachable or an
@@ -187,13 +208,20 @@ def provision(server_url: str, admin_user: str, admin_password: str, doc: Json, 
     realm = doc["realm"]
     report = ProvisionReport(realm)
     try:
-        kc = KeycloakAdmin(server_url=server_url, username=admin_user, password=admin_password,
-                           realm_name=admin_realm, user_realm_name=admin_realm)
+        kc = KeycloakAdmin(
+            server_url=server_url,
+            username=admin_user,
+            password=admin_password,
+            realm_name=admin_realm,
+            user_realm_name=admin_realm,
+        )
         if realm not in {r["realm"] for r in kc.get_realms()}:
             payload = dict(doc)
             if not demo_users:
                 payload["users"] = [u for u in doc.get("users", []) if u.get("serviceAccountClientId")]
-                payload["clients"] = [{k: v for k, v in c.items() if k != "secret"} for c in doc.get("clients", [])]
+                payload["clients"] = [
+                    {k: v for k, v in c.items() if k != "secret"} for c in doc.get("clients", [])
+                ]
             kc.create_realm(payload)
             report.note("realm", realm, True)
             return report
@@ -211,5 +239,7 @@ def provision(server_url: str, admin_user: str, admin_password: str, doc: Json, 
     except KeycloakError as exc:
         if exc.response_code == 401:
             raise Unauthenticated("Keycloak refused the admin login") from None
-        raise Unavailable(f"Keycloak admin call failed ({exc.response_code}): {exc.error_message!r:.200}") from None
+        raise Unavailable(
+            f"Keycloak admin call failed ({exc.response_code}): {exc.error_message!r:.200}"
+        ) from None
     return report

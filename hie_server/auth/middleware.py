@@ -43,9 +43,18 @@ ANONYMOUS = Principal("anonymous", "anonymous", "-", frozenset({"hie-admin"}))
 class AuthAuditMiddleware:
     """See module docstring. `verifier`/`guard` None: no identity provider (audit only)."""
 
-    def __init__(self, app: ASGIApp, *, base_path: str, verifier: TokenVerifier | None,
-                 guard: AccessGuard | None, writer: AuditWriter | None, site: str,
-                 public_paths: tuple[str, ...], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        base_path: str,
+        verifier: TokenVerifier | None,
+        guard: AccessGuard | None,
+        writer: AuditWriter | None,
+        site: str,
+        public_paths: tuple[str, ...],
+        max_body_bytes: int,
+    ) -> None:
         self.app = app
         self.base = base_path.rstrip("/")
         self.verifier = verifier
@@ -66,10 +75,15 @@ class AuthAuditMiddleware:
             return
         path, method = scope["path"], scope["method"]
         query = scope.get("query_string", b"").decode("latin-1")
-        action = Action("hl7v2") if path.startswith("/hl7v2") else classify(method, path[len(self.base):])
-        record = AccessRecord(action.interaction, method, path, query,
-                              address=(scope.get("client") or ("-",))[0],
-                              request_id=(scope.get("state") or {}).get("request_id"))
+        action = Action("hl7v2") if path.startswith("/hl7v2") else classify(method, path[len(self.base) :])
+        record = AccessRecord(
+            action.interaction,
+            method,
+            path,
+            query,
+            address=(scope.get("client") or ("-",))[0],
+            request_id=(scope.get("state") or {}).get("request_id"),
+        )
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         try:
             principal = await self._authenticate(headers)
@@ -109,8 +123,16 @@ class AuthAuditMiddleware:
                 break
         return b"".join(chunks)
 
-    async def _refuse(self, status: int, exc: DomainError, record: AccessRecord, scope: Scope,
-                      receive: Receive, send: Send, interaction: str | None = None) -> None:
+    async def _refuse(
+        self,
+        status: int,
+        exc: DomainError,
+        record: AccessRecord,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        interaction: str | None = None,
+    ) -> None:
         record.status, record.outcome_text = status, exc.diagnostics
         if interaction:
             record.interaction = interaction
@@ -118,8 +140,10 @@ class AuthAuditMiddleware:
         self._queue(record)
         headers = {}
         if status == 401:
-            headers["WWW-Authenticate"] = (f'Bearer realm="hie", error="invalid_token", '
-                                           f'error_description="{exc.diagnostics[:120]}"'.replace("\n", " "))
+            headers["WWW-Authenticate"] = (
+                f'Bearer realm="hie", error="invalid_token", '
+                f'error_description="{exc.diagnostics[:120]}"'.replace("\n", " ")
+            )
         issues = exc.issues or [Issue("error", "forbidden" if status == 403 else "login", exc.diagnostics)]
         await outcome_response(status, issues, headers)(scope, receive, send)
 
@@ -134,9 +158,12 @@ class AuthAuditMiddleware:
             record.status = record.status or 200
             write_events(uow, [audit_event(record, self.site)])
             written.append(True)
+
         return hook
 
-    async def _run(self, scope: Scope, body: bytes, send: Send, state: RequestState, record: AccessRecord) -> None:
+    async def _run(
+        self, scope: Scope, body: bytes, send: Send, state: RequestState, record: AccessRecord
+    ) -> None:
         guard = self.guard
         filtering = scope["method"] in ("GET", "HEAD", "POST") and state.action.interaction in FILTERED
         if guard is not None:
@@ -179,17 +206,22 @@ class AuthAuditMiddleware:
         if not written or record.status >= 400:
             self._queue(record)
 
-    async def _finish(self, start: dict[str, Any], body: bytes, send: Send, state: RequestState,
-                      record: AccessRecord) -> None:
+    async def _finish(
+        self, start: dict[str, Any], body: bytes, send: Send, state: RequestState, record: AccessRecord
+    ) -> None:
         status = start.get("status", 500)
         if self.guard is not None and status == 200 and body[:1] == b"{":
             try:
                 changed = await self.guard.after(state, body, record)
             except Forbidden as exc:
-                record.status, record.outcome_text, record.rule = 403, exc.diagnostics, _rule_of(exc.diagnostics)
+                record.status, record.outcome_text, record.rule = (
+                    403,
+                    exc.diagnostics,
+                    _rule_of(exc.diagnostics),
+                )
                 response = outcome_response(403, exc.issues)
                 start = {"type": "http.response.start", "status": 403, "headers": response.raw_headers}
-                changed = response.body
+                changed = bytes(response.body)
             if changed is not None:
                 body = changed
                 headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]

@@ -95,8 +95,10 @@ def authorize(principal: Principal, action: Action) -> Decision:
     """Endpoint-level rule (question 1 of the module docstring), then SMART scope narrowing."""
     decision = _role_rule(principal, action)
     if decision.allowed and not scope_allows(principal.scopes, action.resource_type, action.interaction):
-        return deny("smart-scope", f"the token's scopes do not grant {action.interaction} on "
-                    f"{action.resource_type or 'the system'}")
+        return deny(
+            "smart-scope",
+            f"the token's scopes do not grant {action.interaction} on {action.resource_type or 'the system'}",
+        )
     return decision
 
 
@@ -106,11 +108,17 @@ def _role_rule(p: Principal, a: Action) -> Decision:
     if a.resource_type == "AuditEvent":
         if a.interaction in WRITES:
             return deny("audit-immutable", "AuditEvents cannot be changed or deleted")
-        return allow("hie-admin") if p.is_admin else deny("audit-admin-only", "only hie-admin reads AuditEvents")
+        return (
+            allow("hie-admin") if p.is_admin else deny("audit-admin-only", "only hie-admin reads AuditEvents")
+        )
     if p.is_admin:
         return allow("hie-admin")
     if a.interaction == "hl7v2":
-        return allow("feed-hl7v2") if p.has("clinic-feed") else deny("feed-hl7v2", "only feed clients send HL7 v2")
+        return (
+            allow("feed-hl7v2")
+            if p.has("clinic-feed")
+            else deny("feed-hl7v2", "only feed clients send HL7 v2")
+        )
     if a.interaction == "history" and a.level != "instance":
         return deny("history-admin-only", "type and system history are for hie-admin")
     if a.operation in ADMIN_OPERATIONS:
@@ -152,8 +160,10 @@ def resident_decision(principal: Principal, facts: ResidentFacts, break_glass: b
         return allow("specialist-referral-consent")
     if break_glass and p.roles & BREAK_GLASS_ROLES:
         return allow("break-glass", break_glass=True)
-    if p.has("cdc-staff") and p.county and (
-        p.county == CITY_COUNTY or any(c.startswith(p.county) for c in f.counties)
+    if (
+        p.has("cdc-staff")
+        and p.county
+        and (p.county == CITY_COUNTY or any(c.startswith(p.county) for c in f.counties))
     ):
         return allow("cdc-county")
     return _refusal(p, f)
@@ -162,14 +172,18 @@ def resident_decision(principal: Principal, facts: ResidentFacts, break_glass: b
 def _refusal(p: Principal, f: ResidentFacts) -> Decision:
     if p.has("specialist"):
         if f.opted_out:
-            return deny("consent-opt-out", "the resident opted out of cross-facility sharing (break-glass only)")
+            return deny(
+                "consent-opt-out", "the resident opted out of cross-facility sharing (break-glass only)"
+            )
         if p.facility not in f.consulting:
             return deny("specialist-needs-referral", "no active referral/consultation to your facility")
         return deny("specialist-needs-consent", "no active consent of the resident")
     if p.roles & DOCTOR_ROLES:
         if f.opted_out and p.facility in f.referred_from:
             return deny("consent-opt-out", "the resident opted out of cross-facility sharing")
-        return deny("doctor-own-facility", "the resident is neither registered at nor referred from your facility")
+        return deny(
+            "doctor-own-facility", "the resident is neither registered at nor referred from your facility"
+        )
     if p.has("cdc-staff"):
         return deny("cdc-county", "the resident does not live in your county")
     if p.has("clinic-feed"):
@@ -198,8 +212,11 @@ def write_decision(principal: Principal, resource: dict[str, Any], facts: Reside
         return allow("hie-admin")
     if principal.has("clinic-feed"):
         if facility != principal.facility:
-            return deny("feed-own-facility", f"a feed of {principal.facility} writes only as its own "
-                        f"facility (meta.source urn:qyhie:facility:{principal.facility}), not {facility!r}")
+            return deny(
+                "feed-own-facility",
+                f"a feed of {principal.facility} writes only as its own "
+                f"facility (meta.source urn:qyhie:facility:{principal.facility}), not {facility!r}",
+            )
         return allow("feed-own-facility")
     if facts is None:
         if resource.get("resourceType") == "Patient" and facility not in (None, principal.facility):

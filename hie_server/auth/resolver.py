@@ -52,13 +52,17 @@ def _is_golden(patient: Json) -> bool:
     return any(t.get("code") == _GOLDEN_TAG for t in (patient.get("meta") or {}).get("tag", []))
 
 
-def _records(repo: ResourceRepository, patient_ids: Iterable[str]) -> tuple[dict[str, frozenset[str]], dict[str, Json]]:
+def _records(
+    repo: ResourceRepository, patient_ids: Iterable[str]
+) -> tuple[dict[str, frozenset[str]], dict[str, Json]]:
     """({requested id: ids of all the resident's Patients}, {id: Patient JSON})."""
     patients: dict[str, Json] = {}
     requested = list(dict.fromkeys(patient_ids))
     _load(repo, requested, patients)
-    heads = {pid: ([pid] if _is_golden(patients[pid]) else _links(patients[pid], "refer", "replaced-by"))
-             for pid in requested}
+    heads = {
+        pid: ([pid] if _is_golden(patients[pid]) else _links(patients[pid], "refer", "replaced-by"))
+        for pid in requested
+    }
     _load(repo, [h for hs in heads.values() for h in hs], patients)
     members = {h: _links(patients[h], "seealso", "replaces") for hs in heads.values() for h in hs}
     _load(repo, [m for ms in members.values() for m in ms], patients)
@@ -71,8 +75,9 @@ def _records(repo: ResourceRepository, patient_ids: Iterable[str]) -> tuple[dict
     return records, patients
 
 
-def _search_all(repo: ResourceRepository, rtype: str, param: str, ids: Iterable[str],
-                extra: list[tuple[str, str]]) -> list[Json]:
+def _search_all(
+    repo: ResourceRepository, rtype: str, param: str, ids: Iterable[str], extra: list[tuple[str, str]]
+) -> list[Json]:
     refs = sorted(f"Patient/{i}" for i in ids)
     found: list[Json] = []
     for start in range(0, len(refs), _MAX_REFS):
@@ -107,15 +112,25 @@ def resident_facts(repo: ResourceRepository, patient_ids: Iterable[str]) -> dict
         subject_refs = {f"Patient/{i}" for i in ids}
         mine = [sr for sr in requests if (sr.get("subject") or {}).get("reference") in subject_refs]
         referred = {_requester_facility(sr) for sr in mine} - {None}
-        consulting = {facility_of_reference(str(p.get("reference", "")))
-                      for sr in mine if sr.get("status") == "active" for p in sr.get("performer", [])} - {None}
-        own = [c for c in consents if (c.get("patient") or {}).get("reference") in subject_refs and _active(c, now)]
+        consulting = {
+            facility_of_reference(str(p.get("reference", "")))
+            for sr in mine
+            if sr.get("status") == "active"
+            for p in sr.get("performer", [])
+        } - {None}
+        own = [
+            c
+            for c in consents
+            if (c.get("patient") or {}).get("reference") in subject_refs and _active(c, now)
+        ]
         kinds = {(c.get("provision") or {}).get("type") for c in own}
         docs = [patients[i] for i in ids if patients.get(i)]
         out[pid] = ResidentFacts(
             patient_ids=ids,
             facilities=frozenset(f for f in (resource_facility(d) for d in docs if not _is_golden(d)) if f),
-            counties=frozenset(str(a["district"]) for d in docs for a in d.get("address", []) if a.get("district")),
+            counties=frozenset(
+                str(a["district"]) for d in docs for a in d.get("address", []) if a.get("district")
+            ),
             referred_from=frozenset(f for f in referred if f),
             consulting=frozenset(f for f in consulting if f),
             consent_permit="permit" in kinds,

@@ -19,10 +19,17 @@ from typing import Any
 _SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.(read|write|\*|[cruds]+)(?:\?.*)?$")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 INTERACTION_LETTER = {
-    "read": "r", "vread": "r", "history": "r", "everything": "r", "operation-read": "r",
+    "read": "r",
+    "vread": "r",
+    "history": "r",
+    "everything": "r",
+    "operation-read": "r",
     "search": "s",
-    "create": "c", "hl7v2": "c",
-    "update": "u", "patch": "u", "operation-write": "u",
+    "create": "c",
+    "hl7v2": "c",
+    "update": "u",
+    "patch": "u",
+    "operation-write": "u",
     "delete": "d",
 }
 
@@ -68,9 +75,19 @@ def scope_allows(scopes: Iterable[str], resource_type: str | None, interaction: 
 
 
 SUPPORTED_SCOPES = (
-    "openid", "profile", "offline_access",
-    "patient/*.rs", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
-    "patient/*.read", "user/*.read", "user/*.write", "system/*.read", "system/*.write",
+    "openid",
+    "profile",
+    "offline_access",
+    "patient/*.rs",
+    "user/*.rs",
+    "user/*.cruds",
+    "system/*.rs",
+    "system/*.cruds",
+    "patient/*.read",
+    "user/*.read",
+    "user/*.write",
+    "system/*.read",
+    "system/*.write",
 )
 
 
@@ -90,13 +107,23 @@ def smart_configuration(issuer: str, discovery: dict[str, Any] | None = None) ->
         "introspection_endpoint": doc.get("introspection_endpoint", f"{oidc}/token/introspect"),
         "revocation_endpoint": doc.get("revocation_endpoint", f"{oidc}/revoke"),
         "grant_types_supported": ["authorization_code", "client_credentials", "password"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ],
         "scopes_supported": list(SUPPORTED_SCOPES),
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": [
-            "sso-openid-connect", "client-public", "client-confidential-symmetric",
-            "client-confidential-asymmetric", "context-standalone-patient", "permission-v1",
-            "permission-v2", "permission-user", "permission-patient",
+            "sso-openid-connect",
+            "client-public",
+            "client-confidential-symmetric",
+            "client-confidential-asymmetric",
+            "context-standalone-patient",
+            "permission-v1",
+            "permission-v2",
+            "permission-user",
+            "permission-patient",
         ],
     }

@@ -129,7 +129,9 @@ class TokenVerifier:
             raise Unauthenticated("the bearer token is not a JWS compact serialisation") from None
         alg = header.get("alg")
         if alg not in self.settings.algorithms:
-            raise Unauthenticated(f"token algorithm {alg!r} is not accepted (only {', '.join(self.settings.algorithms)})")
+            raise Unauthenticated(
+                f"token algorithm {alg!r} is not accepted (only {', '.join(self.settings.algorithms)})"
+            )
         return header
 
     def needs_fetch(self, token: str) -> bool:

@@ -20,17 +20,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import kcserver  # noqa: E402
-from auth_world import seed  # noqa: E402
-from conftest import service_unavailable, truncate_postgres  # noqa: E402
+import kcserver
+from auth_world import seed
+from conftest import service_unavailable, truncate_postgres
 
-from ehr_store import SqlStore, StoreSettings  # noqa: E402
-from ehr_store.empi import EmpiService  # noqa: E402
-from hie_server.app import create_app  # noqa: E402
-from hie_server.auth import AuthSettings  # noqa: E402
-from hie_server.auth.keycloak_admin import login, provision  # noqa: E402
-from hie_server.operations.empi import empi_module  # noqa: E402
-from hie_server.settings import HieSettings  # noqa: E402
+from ehr_store import SqlStore, StoreSettings
+from ehr_store.empi import EmpiService
+from hie_server.app import create_app
+from hie_server.auth import AuthSettings
+from hie_server.auth.keycloak_admin import login, provision
+from hie_server.operations.empi import empi_module
+from hie_server.settings import HieSettings
 
 pytestmark = pytest.mark.slow
 USERS = ("doctor.ttwsy", "doctor.dwcwss", "specialist.qyrmyy", "cdc.fogang", "cdc.city", "admin")
@@ -52,13 +52,21 @@ def keycloak() -> Iterator[kcserver.KeycloakServer]:
 
 @pytest.fixture(scope="module")
 def tokens(keycloak: kcserver.KeycloakServer) -> dict[str, str]:
-    out = {u: login(keycloak.issuer, "hie-cli", username=u, password=kcserver.DEMO_PASSWORD)["access_token"]
-           for u in USERS}
+    out = {
+        u: login(keycloak.issuer, "hie-cli", username=u, password=kcserver.DEMO_PASSWORD)["access_token"]
+        for u in USERS
+    }
     for fac in ("ttwsy", "qyrmyy"):
-        out[f"feed-{fac}"] = login(keycloak.issuer, f"feed-{fac}",
-                                   client_secret=f"dev-only-feed-secret-{fac}")["access_token"]
-    out["doctor.ttwsy:patient-rs"] = login(keycloak.issuer, "hie-cli", username="doctor.ttwsy",
-                                           password=kcserver.DEMO_PASSWORD, scope="openid patient/*.rs")["access_token"]
+        out[f"feed-{fac}"] = login(
+            keycloak.issuer, f"feed-{fac}", client_secret=f"dev-only-feed-secret-{fac}"
+        )["access_token"]
+    out["doctor.ttwsy:patient-rs"] = login(
+        keycloak.issuer,
+        "hie-cli",
+        username="doctor.ttwsy",
+        password=kcserver.DEMO_PASSWORD,
+        scope="openid patient/*.rs",
+    )["access_token"]
     return out
 
 
@@ -77,34 +85,40 @@ def client(keycloak: kcserver.KeycloakServer, postgres_url: str) -> Iterator[Tes
         store.close()
 
 
-def call(client: TestClient, tokens: dict[str, str], who: str, method: str, url: str, **kw: object) -> httpx.Response:
+def call(
+    client: TestClient, tokens: dict[str, str], who: str, method: str, url: str, **kw: object
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {tokens[who]}", **kw.pop("headers", {})}  # type: ignore[dict-item]
     return client.request(method, url, headers=headers, **kw)  # type: ignore[arg-type]
 
 
 def entry_ids(response: httpx.Response) -> set[str]:
-    return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response.json().get("entry", [])}
+    return {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response.json().get("entry", [])
+    }
 
 
-HL7_TTWSY = b"MSH|^~\\&|HIS|TTWSY|HIE|QY|20260901082300||ADT^A01^ADT_A01|KC0001|P|2.5\r" \
-            b"EVN|A01|20260901082300\rPID|1||TT0000777^^^TTWSY^MR||\xe6\xb5\x8b^\xe8\xaf\x95||19800101|F\r" \
-            b"PV1|1|O\r"
+HL7_TTWSY = (
+    b"MSH|^~\\&|HIS|TTWSY|HIE|QY|20260901082300||ADT^A01^ADT_A01|KC0001|P|2.5\r"
+    b"EVN|A01|20260901082300\rPID|1||TT0000777^^^TTWSY^MR||\xe6\xb5\x8b^\xe8\xaf\x95||19800101|F\r"
+    b"PV1|1|O\r"
+)
 
 MATRIX = [
     # who, method, url, expected status
     ("doctor.ttwsy", "GET", "/fhir/Patient/TTWSY-A", 200),
-    ("doctor.ttwsy", "GET", "/fhir/Patient/QYRMYY-A", 200),       # same resident, registered here too
+    ("doctor.ttwsy", "GET", "/fhir/Patient/QYRMYY-A", 200),  # same resident, registered here too
     ("doctor.ttwsy", "GET", "/fhir/Patient/QYRMYY-B", 403),
-    ("doctor.ttwsy", "GET", "/fhir/Observation/obs-D-QY", 403),   # opted out of cross-facility sharing
+    ("doctor.ttwsy", "GET", "/fhir/Observation/obs-D-QY", 403),  # opted out of cross-facility sharing
     ("doctor.ttwsy", "GET", "/fhir/Patient/TTWSY-A/$everything", 200),
     ("doctor.ttwsy", "GET", "/fhir/Patient/QYRMYY-B/$everything", 403),
     ("doctor.ttwsy", "GET", "/fhir/AuditEvent", 403),
     ("doctor.ttwsy", "DELETE", "/fhir/Observation/obs-A-TT", 403),
     ("doctor.dwcwss", "GET", "/fhir/Patient/TTWSY-A", 403),
-    ("specialist.qyrmyy", "GET", "/fhir/Patient/TTWSY-A", 200),   # referral + consent
+    ("specialist.qyrmyy", "GET", "/fhir/Patient/TTWSY-A", 200),  # referral + consent
     ("specialist.qyrmyy", "GET", "/fhir/Patient/QYRMYY-B", 403),  # no referral
-    ("cdc.fogang", "GET", "/fhir/Patient/TTWSY-A", 200),          # lives in 441821
-    ("cdc.fogang", "GET", "/fhir/Patient/QYRMYY-B", 403),         # lives in 441802
+    ("cdc.fogang", "GET", "/fhir/Patient/TTWSY-A", 200),  # lives in 441821
+    ("cdc.fogang", "GET", "/fhir/Patient/QYRMYY-B", 403),  # lives in 441802
     ("cdc.city", "GET", "/fhir/Patient/QYRMYY-B", 200),
     ("cdc.fogang", "GET", "/fhir/Patient/TTWSY-A/$everything", 403),
     ("feed-ttwsy", "GET", "/fhir/Patient/TTWSY-A", 200),
@@ -128,23 +142,38 @@ def test_no_token_and_bad_tokens(client, tokens):
     r = client.get("/fhir/Patient/TTWSY-A")
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     head, payload, sig = tokens["doctor.ttwsy"].split(".")
-    assert client.get("/fhir/Patient/TTWSY-A", headers={"Authorization": f"Bearer {head}.{payload}.{sig[:-4]}AAAA"}).status_code == 401
+    assert (
+        client.get(
+            "/fhir/Patient/TTWSY-A", headers={"Authorization": f"Bearer {head}.{payload}.{sig[:-4]}AAAA"}
+        ).status_code
+        == 401
+    )
     assert client.get("/fhir/metadata").status_code == 200
     smart = client.get("/fhir/.well-known/smart-configuration").json()
     assert smart["token_endpoint"].endswith("/realms/qingyuan/protocol/openid-connect/token")
 
 
 def test_search_with_include_and_totals_do_not_leak(client, tokens):
-    r = call(client, tokens, "doctor.ttwsy", "GET", "/fhir/Observation",
-             params={"_include": "Observation:subject", "_total": "accurate"})
+    r = call(
+        client,
+        tokens,
+        "doctor.ttwsy",
+        "GET",
+        "/fhir/Observation",
+        params={"_include": "Observation:subject", "_total": "accurate"},
+    )
     found = entry_ids(r)
     assert {"Observation/obs-A-TT", "Patient/TTWSY-A", "Observation/obs-D-TT"} <= found
     assert not {"Observation/obs-B-QY", "Patient/QYRMYY-B", "Observation/obs-D-QY"} & found
     assert "total" not in r.json()
     admin = call(client, tokens, "admin", "GET", "/fhir/Observation", params={"_total": "accurate"})
     assert admin.json()["total"] >= 5
-    assert call(client, tokens, "doctor.ttwsy", "GET", "/fhir/Observation",
-                params={"_summary": "count"}).status_code == 403
+    assert (
+        call(
+            client, tokens, "doctor.ttwsy", "GET", "/fhir/Observation", params={"_summary": "count"}
+        ).status_code
+        == 403
+    )
     cdc = call(client, tokens, "cdc.fogang", "GET", "/fhir/Patient", params={"_count": "100"})
     assert "Patient/TTWSY-A" in entry_ids(cdc) and "Patient/QYRMYY-B" not in entry_ids(cdc)
 
@@ -156,21 +185,41 @@ def test_everything_filters_opted_out_data(client, tokens):
 
 
 def test_smart_scope_narrows(client, tokens):
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
-           "subject": {"reference": "Patient/TTWSY-A"}, "meta": {"source": "urn:qyhie:facility:TTWSY"}}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "pulse"},
+        "subject": {"reference": "Patient/TTWSY-A"},
+        "meta": {"source": "urn:qyhie:facility:TTWSY"},
+    }
     r = call(client, tokens, "doctor.ttwsy:patient-rs", "POST", "/fhir/Observation", json=obs, headers=FHIR)
     assert r.status_code == 403 and "smart-scope" in r.text
     assert call(client, tokens, "doctor.ttwsy:patient-rs", "GET", "/fhir/Patient/TTWSY-A").status_code == 200
-    assert call(client, tokens, "doctor.ttwsy", "POST", "/fhir/Observation", json=obs, headers=FHIR).status_code == 201
+    assert (
+        call(client, tokens, "doctor.ttwsy", "POST", "/fhir/Observation", json=obs, headers=FHIR).status_code
+        == 201
+    )
 
 
 def test_feed_writes_as_its_own_facility(client, tokens):
-    other = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-             "subject": {"reference": "Patient/TTWSY-A"}, "meta": {"source": "urn:qyhie:facility:QYRMYY"}}
+    other = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/TTWSY-A"},
+        "meta": {"source": "urn:qyhie:facility:QYRMYY"},
+    }
     r = call(client, tokens, "feed-ttwsy", "POST", "/fhir/Observation", json=other, headers=FHIR)
     assert r.status_code == 403 and "feed-own-facility" in r.text
-    r = call(client, tokens, "feed-qyrmyy", "POST", "/hl7v2", content=HL7_TTWSY,
-             headers={"Content-Type": "x-application/hl7-v2+er7"})
+    r = call(
+        client,
+        tokens,
+        "feed-qyrmyy",
+        "POST",
+        "/hl7v2",
+        content=HL7_TTWSY,
+        headers={"Content-Type": "x-application/hl7-v2+er7"},
+    )
     assert r.status_code == 403 and "MSH-4" in r.text
     assert call(client, tokens, "doctor.ttwsy", "POST", "/hl7v2", content=HL7_TTWSY).status_code == 403
 
@@ -179,15 +228,26 @@ def test_every_access_is_audited(client, tokens):
     call(client, tokens, "specialist.qyrmyy", "GET", "/fhir/Patient/TTWSY-A")
     call(client, tokens, "specialist.qyrmyy", "GET", "/fhir/Patient/QYRMYY-B")
     client.app.state.audit_writer.flush()
-    r = call(client, tokens, "admin", "GET", "/fhir/AuditEvent",
-             params={"agent-name": "specialist.qyrmyy", "_count": "50"})
+    r = call(
+        client,
+        tokens,
+        "admin",
+        "GET",
+        "/fhir/AuditEvent",
+        params={"agent-name": "specialist.qyrmyy", "_count": "50"},
+    )
     events = [e["resource"] for e in r.json().get("entry", [])]
     outcomes = {(e["entity"][0]["what"]["reference"], e["outcome"]) for e in events if e.get("entity")}
     assert ("Patient/TTWSY-A", "0") in outcomes
     refused = [e for e in events if e["outcome"] == "4"]
-    assert refused and any("specialist-needs-referral" in p for e in refused for p in e["agent"][0].get("policy", []))
+    assert refused and any(
+        "specialist-needs-referral" in p for e in refused for p in e["agent"][0].get("policy", [])
+    )
     agent = events[0]["agent"][0]
-    assert agent["altId"] == "hie-cli" and {"coding": [{"system": "urn:qyhie:role", "code": "specialist"}]} in agent["role"]
+    assert (
+        agent["altId"] == "hie-cli"
+        and {"coding": [{"system": "urn:qyhie:role", "code": "specialist"}]} in agent["role"]
+    )
     audit_id = events[0]["id"]
     assert call(client, tokens, "admin", "DELETE", f"/fhir/AuditEvent/{audit_id}").status_code == 403
 

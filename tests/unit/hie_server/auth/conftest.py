@@ -33,8 +33,11 @@ class LocalIssuer:
 
     def add_key(self, alg: str = "RS256") -> str:
         kid = uuid.uuid4().hex[:12]
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if alg == "RS256" \
+        key = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if alg == "RS256"
             else ec.generate_private_key(ec.SECP256R1())
+        )
         self.keys.insert(0, (kid, key, alg))
         return kid
 
@@ -53,10 +56,20 @@ class LocalIssuer:
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
-        base = {"iss": self.issuer, "aud": "hie-api", "sub": "u-1", "azp": "hie-cli", "typ": "Bearer",
-                "iat": now, "exp": now + 300, "preferred_username": "doctor.ttwsy",
-                "realm_access": {"roles": ["township-doctor"]}, "facility": "TTWSY", "county": "441821",
-                "scope": "openid profile"}
+        base = {
+            "iss": self.issuer,
+            "aud": "hie-api",
+            "sub": "u-1",
+            "azp": "hie-cli",
+            "typ": "Bearer",
+            "iat": now,
+            "exp": now + 300,
+            "preferred_username": "doctor.ttwsy",
+            "realm_access": {"roles": ["township-doctor"]},
+            "facility": "TTWSY",
+            "county": "441821",
+            "scope": "openid profile",
+        }
         base.update(overrides)
         return {k: v for k, v in base.items() if v is not None}
 
@@ -71,11 +84,14 @@ def local_issuer() -> Iterator[LocalIssuer]:
     state.add_key()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             state.requests.append(self.path)
             if self.path.endswith("/.well-known/openid-configuration"):
-                body = {"issuer": state.issuer, "jwks_uri": f"{state.issuer}/certs",
-                        "token_endpoint": f"{state.issuer}/token"}
+                body = {
+                    "issuer": state.issuer,
+                    "jwks_uri": f"{state.issuer}/certs",
+                    "token_endpoint": f"{state.issuer}/token",
+                }
             elif self.path.endswith("/certs"):
                 body = state.jwks()
             else:

@@ -18,18 +18,41 @@ from hie_server.auth import AuthSettings
 from hie_server.settings import HieSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from auth_world import seed  # noqa: E402
+from auth_world import seed
 
-DOCTOR = {"preferred_username": "doctor.ttwsy", "realm_access": {"roles": ["township-doctor"]},
-          "facility": "TTWSY", "county": "441821"}
-SPECIALIST = {"preferred_username": "specialist.qyrmyy", "realm_access": {"roles": ["specialist"]},
-              "facility": "QYRMYY", "county": "441802", "sub": "u-spec"}
-CDC = {"preferred_username": "cdc.fogang", "realm_access": {"roles": ["cdc-staff"]}, "facility": None,
-       "county": "441821", "sub": "u-cdc"}
-FEED = {"preferred_username": "service-account-feed-ttwsy", "realm_access": {"roles": ["clinic-feed"]},
-        "azp": "feed-ttwsy", "sub": "u-feed"}
-ADMIN = {"preferred_username": "admin", "realm_access": {"roles": ["hie-admin"]}, "facility": None,
-         "county": None, "sub": "u-admin"}
+DOCTOR = {
+    "preferred_username": "doctor.ttwsy",
+    "realm_access": {"roles": ["township-doctor"]},
+    "facility": "TTWSY",
+    "county": "441821",
+}
+SPECIALIST = {
+    "preferred_username": "specialist.qyrmyy",
+    "realm_access": {"roles": ["specialist"]},
+    "facility": "QYRMYY",
+    "county": "441802",
+    "sub": "u-spec",
+}
+CDC = {
+    "preferred_username": "cdc.fogang",
+    "realm_access": {"roles": ["cdc-staff"]},
+    "facility": None,
+    "county": "441821",
+    "sub": "u-cdc",
+}
+FEED = {
+    "preferred_username": "service-account-feed-ttwsy",
+    "realm_access": {"roles": ["clinic-feed"]},
+    "azp": "feed-ttwsy",
+    "sub": "u-feed",
+}
+ADMIN = {
+    "preferred_username": "admin",
+    "realm_access": {"roles": ["hie-admin"]},
+    "facility": None,
+    "county": None,
+    "sub": "u-admin",
+}
 
 
 @pytest.fixture
@@ -50,7 +73,9 @@ def call(world, claims, method, url, **kw):
 
 
 def ids(response) -> set[str]:
-    return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response.json().get("entry", [])}
+    return {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in response.json().get("entry", [])
+    }
 
 
 def audit_events(world, **params) -> list[dict]:
@@ -87,19 +112,33 @@ def test_doctor_reads_own_residents_only(world):
 
 
 def test_search_include_and_total_do_not_leak(world):
-    r = call(world, DOCTOR, "GET", "/fhir/Observation",
-             params={"_include": "Observation:subject", "_total": "accurate"})
+    r = call(
+        world,
+        DOCTOR,
+        "GET",
+        "/fhir/Observation",
+        params={"_include": "Observation:subject", "_total": "accurate"},
+    )
     assert r.status_code == 200
     found = ids(r)
-    assert {"Observation/obs-A-TT", "Observation/obs-A-QY", "Patient/TTWSY-A", "Observation/obs-D-TT"} <= found
-    assert not {"Observation/obs-B-QY", "Patient/QYRMYY-B", "Observation/obs-D-QY", "Patient/QYRMYY-D"} & found
+    assert {
+        "Observation/obs-A-TT",
+        "Observation/obs-A-QY",
+        "Patient/TTWSY-A",
+        "Observation/obs-D-TT",
+    } <= found
+    assert (
+        not {"Observation/obs-B-QY", "Patient/QYRMYY-B", "Observation/obs-D-QY", "Patient/QYRMYY-D"} & found
+    )
     assert "total" not in r.json()
     r = call(world, DOCTOR, "GET", "/fhir/Patient", params={"_revinclude": "Observation:subject"})
     assert not {"Patient/QYRMYY-B", "Observation/obs-B-QY", "Patient/G-B"} & ids(r)
     assert "Patient/G-A" in ids(r)
     counted = call(world, DOCTOR, "GET", "/fhir/Observation", params={"_summary": "count"})
     assert counted.status_code == 403 and "count-needs-patient" in counted.text
-    named = call(world, DOCTOR, "GET", "/fhir/Observation", params={"subject": "Patient/TTWSY-A", "_summary": "count"})
+    named = call(
+        world, DOCTOR, "GET", "/fhir/Observation", params={"subject": "Patient/TTWSY-A", "_summary": "count"}
+    )
     assert named.status_code == 200 and named.json()["total"] == 1
 
 
@@ -116,12 +155,23 @@ def test_opt_out_limits_doctor_to_own_facility_data(world):
 
 def test_break_glass_opens_for_a_while_and_is_flagged(world):
     assert call(world, DOCTOR, "GET", "/fhir/Patient/QYRMYY-B").status_code == 403
-    r = call(world, DOCTOR, "GET", "/fhir/Patient/QYRMYY-B", headers={"X-Break-Glass-Reason": "unconscious at the ER"})
+    r = call(
+        world,
+        DOCTOR,
+        "GET",
+        "/fhir/Patient/QYRMYY-B",
+        headers={"X-Break-Glass-Reason": "unconscious at the ER"},
+    )
     assert r.status_code == 200
     assert call(world, DOCTOR, "GET", "/fhir/Observation/obs-B-QY").status_code == 200  # window still open
     events = audit_events(world, policy="urn:qyhie:policy:break-glass")
     assert events and events[0]["purposeOfEvent"][0]["coding"][0]["code"] == "BTG"
-    assert call(world, CDC, "GET", "/fhir/Patient/QYRMYY-B", headers={"X-Break-Glass-Reason": "outbreak!!"}).status_code == 403
+    assert (
+        call(
+            world, CDC, "GET", "/fhir/Patient/QYRMYY-B", headers={"X-Break-Glass-Reason": "outbreak!!"}
+        ).status_code
+        == 403
+    )
 
 
 def test_specialist_needs_referral_and_consent(world):
@@ -133,17 +183,33 @@ def test_specialist_needs_referral_and_consent(world):
 def test_cdc_sees_its_county(world):
     r = call(world, CDC, "GET", "/fhir/Patient", params={"_count": "50"})
     assert "Patient/TTWSY-A" in ids(r) and "Patient/QYRMYY-B" not in ids(r)
-    assert call(world, CDC, "POST", "/fhir/Observation", json={"resourceType": "Observation"}).status_code == 403
+    assert (
+        call(world, CDC, "POST", "/fhir/Observation", json={"resourceType": "Observation"}).status_code == 403
+    )
 
 
 def test_feed_writes_only_as_its_facility_and_write_is_audited(world):
     feed = {**FEED, "facility": "TTWSY", "county": "441821"}
-    other = {"resourceType": "Observation", "meta": {"source": "urn:qyhie:facility:QYRMYY"}, "status": "final",
-             "code": {"text": "x"}, "subject": {"reference": "Patient/TTWSY-A"}}
-    r = call(world, feed, "POST", "/fhir/Observation", json=other, headers={"Content-Type": "application/fhir+json"})
+    other = {
+        "resourceType": "Observation",
+        "meta": {"source": "urn:qyhie:facility:QYRMYY"},
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/TTWSY-A"},
+    }
+    r = call(
+        world,
+        feed,
+        "POST",
+        "/fhir/Observation",
+        json=other,
+        headers={"Content-Type": "application/fhir+json"},
+    )
     assert r.status_code == 403 and "feed-own-facility" in r.text
     own = {**other, "meta": {"source": "urn:qyhie:facility:TTWSY"}}
-    r = call(world, feed, "POST", "/fhir/Observation", json=own, headers={"Content-Type": "application/fhir+json"})
+    r = call(
+        world, feed, "POST", "/fhir/Observation", json=own, headers={"Content-Type": "application/fhir+json"}
+    )
     assert r.status_code == 201
     new_id = r.json()["id"]
     events = audit_events(world, entity=f"Observation/{new_id}")
@@ -167,7 +233,10 @@ def test_audit_events_are_admin_only_and_immutable(world):
 
 
 def test_batch_reads_refused_for_clinicians(world):
-    bundle = {"resourceType": "Bundle", "type": "batch",
-              "entry": [{"request": {"method": "GET", "url": "Patient/QYRMYY-B"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Patient/QYRMYY-B"}}],
+    }
     r = call(world, DOCTOR, "POST", "/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 403 and "batch-entries" in r.text

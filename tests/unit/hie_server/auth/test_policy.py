@@ -9,12 +9,25 @@ from hie_server.auth.classify import classify, hl7_sending_facilities
 from hie_server.auth.policy import resource_visible
 
 
-def who(role: str, facility: str | None = "TTWSY", county: str | None = "441821", scopes: str = "") -> Principal:
-    return Principal(f"sub-{role}", role, "hie-cli", frozenset({role}), frozenset(scopes.split()), facility, county)
+def who(
+    role: str, facility: str | None = "TTWSY", county: str | None = "441821", scopes: str = ""
+) -> Principal:
+    return Principal(
+        f"sub-{role}", role, "hie-cli", frozenset({role}), frozenset(scopes.split()), facility, county
+    )
 
 
-DOCTOR, VILLAGE, SPECIALIST = who("township-doctor"), who("village-doctor", "DWCWSS", "441802"), who("specialist", "QYRMYY", "441802")
-CDC, CITY_CDC, FEED, ADMIN = who("cdc-staff", None), who("cdc-staff", None, "4418"), who("clinic-feed"), who("hie-admin", None, None)
+DOCTOR, VILLAGE, SPECIALIST = (
+    who("township-doctor"),
+    who("village-doctor", "DWCWSS", "441802"),
+    who("specialist", "QYRMYY", "441802"),
+)
+CDC, CITY_CDC, FEED, ADMIN = (
+    who("cdc-staff", None),
+    who("cdc-staff", None, "4418"),
+    who("clinic-feed"),
+    who("hie-admin", None, None),
+)
 
 ENDPOINTS = [
     # principal, method, path, allowed, rule
@@ -50,7 +63,10 @@ def test_endpoint_rules(p, method, path, allowed, rule):
 
 def test_hl7v2_only_feeds():
     assert authorize(FEED, Action("hl7v2")).allowed
-    assert authorize(DOCTOR, Action("hl7v2")).rule == "feed-hl7v2" and not authorize(DOCTOR, Action("hl7v2")).allowed
+    assert (
+        authorize(DOCTOR, Action("hl7v2")).rule == "feed-hl7v2"
+        and not authorize(DOCTOR, Action("hl7v2")).allowed
+    )
 
 
 SCOPES = [
@@ -80,14 +96,38 @@ def facts(**kw):
 
 RESIDENTS = [
     (DOCTOR, facts(facilities=frozenset({"TTWSY"})), False, True, "doctor-registered-here"),
-    (DOCTOR, facts(facilities=frozenset({"QYRMYY"}), referred_from=frozenset({"TTWSY"})), False, True, "doctor-referred-from"),
+    (
+        DOCTOR,
+        facts(facilities=frozenset({"QYRMYY"}), referred_from=frozenset({"TTWSY"})),
+        False,
+        True,
+        "doctor-referred-from",
+    ),
     (DOCTOR, facts(facilities=frozenset({"QYRMYY"})), False, False, "doctor-own-facility"),
     (DOCTOR, facts(facilities=frozenset({"QYRMYY"})), True, True, "break-glass"),
-    (DOCTOR, facts(facilities=frozenset({"QYRMYY"}), referred_from=frozenset({"TTWSY"}), opted_out=True), False, False, "consent-opt-out"),
-    (SPECIALIST, facts(consulting=frozenset({"QYRMYY"}), consent_permit=True), False, True, "specialist-referral-consent"),
+    (
+        DOCTOR,
+        facts(facilities=frozenset({"QYRMYY"}), referred_from=frozenset({"TTWSY"}), opted_out=True),
+        False,
+        False,
+        "consent-opt-out",
+    ),
+    (
+        SPECIALIST,
+        facts(consulting=frozenset({"QYRMYY"}), consent_permit=True),
+        False,
+        True,
+        "specialist-referral-consent",
+    ),
     (SPECIALIST, facts(consulting=frozenset({"QYRMYY"})), False, False, "specialist-needs-consent"),
     (SPECIALIST, facts(consent_permit=True), False, False, "specialist-needs-referral"),
-    (SPECIALIST, facts(consulting=frozenset({"QYRMYY"}), consent_permit=True, opted_out=True), False, False, "consent-opt-out"),
+    (
+        SPECIALIST,
+        facts(consulting=frozenset({"QYRMYY"}), consent_permit=True, opted_out=True),
+        False,
+        False,
+        "consent-opt-out",
+    ),
     (SPECIALIST, facts(), True, True, "break-glass"),
     (CDC, facts(counties=frozenset({"441821"})), False, True, "cdc-county"),
     (CDC, facts(counties=frozenset({"441802"})), False, False, "cdc-county"),
@@ -132,18 +172,27 @@ def test_clinician_write_needs_visible_resident():
 
 
 def test_msh4_read_from_raw_bytes():
-    body = b"MSH|^~\\&|HIS|TTWSY^1.2.3^ISO|HIE|QY|20260901||ADT^A01|1|P|2.5\rPID|1\r" \
-           b"MSH|^~\\&|HIS|QYRMYY|HIE|QY|20260901||ADT^A01|2|P|2.5\r"
+    body = (
+        b"MSH|^~\\&|HIS|TTWSY^1.2.3^ISO|HIE|QY|20260901||ADT^A01|1|P|2.5\rPID|1\r"
+        b"MSH|^~\\&|HIS|QYRMYY|HIE|QY|20260901||ADT^A01|2|P|2.5\r"
+    )
     assert hl7_sending_facilities(body) == ["TTWSY", "QYRMYY"]
-    assert hl7_sending_facilities("MSH|^~\\&|HIS|TTWSY|HIE|QY|x||ADT^A01|1|P|2.4|||||||GB18030\rPID|1||||张三".encode("gb18030")) == ["TTWSY"]
+    assert hl7_sending_facilities(
+        "MSH|^~\\&|HIS|TTWSY|HIE|QY|x||ADT^A01|1|P|2.4|||||||GB18030\rPID|1||||张三".encode("gb18030")
+    ) == ["TTWSY"]
 
 
 CLASSIFY = [
-    ("GET", "", "search", None, None), ("POST", "", "transaction", None, None),
-    ("GET", "Patient", "search", "Patient", None), ("POST", "Patient/_search", "search", "Patient", None),
-    ("GET", "Patient/1", "read", "Patient", "1"), ("GET", "Patient/1/_history/2", "vread", "Patient", "1"),
-    ("GET", "Patient/1/$everything", "everything", "Patient", "1"), ("POST", "Patient/$match", "operation-read", "Patient", None),
-    ("PATCH", "Observation/9", "patch", "Observation", "9"), ("PUT", "Observation", "update", "Observation", None),
+    ("GET", "", "search", None, None),
+    ("POST", "", "transaction", None, None),
+    ("GET", "Patient", "search", "Patient", None),
+    ("POST", "Patient/_search", "search", "Patient", None),
+    ("GET", "Patient/1", "read", "Patient", "1"),
+    ("GET", "Patient/1/_history/2", "vread", "Patient", "1"),
+    ("GET", "Patient/1/$everything", "everything", "Patient", "1"),
+    ("POST", "Patient/$match", "operation-read", "Patient", None),
+    ("PATCH", "Observation/9", "patch", "Observation", "9"),
+    ("PUT", "Observation", "update", "Observation", None),
 ]
 
 

@@ -36,8 +36,11 @@ def test_es256_accepted(local_issuer):
 
 
 def test_expired(local_issuer):
-    refused(verifier(local_issuer.issuer, clock_skew_seconds=5),
-            local_issuer.token(exp=int(time.time()) - 60), "expired")
+    refused(
+        verifier(local_issuer.issuer, clock_skew_seconds=5),
+        local_issuer.token(exp=int(time.time()) - 60),
+        "expired",
+    )
 
 
 def test_clock_skew_tolerated(local_issuer):
@@ -46,18 +49,26 @@ def test_clock_skew_tolerated(local_issuer):
 
 
 def test_not_yet_valid(local_issuer):
-    refused(verifier(local_issuer.issuer, clock_skew_seconds=5),
-            local_issuer.token(nbf=int(time.time()) + 600), "not yet valid")
+    refused(
+        verifier(local_issuer.issuer, clock_skew_seconds=5),
+        local_issuer.token(nbf=int(time.time()) + 600),
+        "not yet valid",
+    )
 
 
 def test_issued_in_the_future(local_issuer):
     now = int(time.time())
-    refused(verifier(local_issuer.issuer, clock_skew_seconds=5),
-            local_issuer.token(iat=now + 600, exp=now + 900), "not yet valid")
+    refused(
+        verifier(local_issuer.issuer, clock_skew_seconds=5),
+        local_issuer.token(iat=now + 600, exp=now + 900),
+        "not yet valid",
+    )
 
 
 def test_wrong_issuer(local_issuer):
-    refused(verifier(local_issuer.issuer), local_issuer.token(iss=local_issuer.url + "/realms/other"), "issuer")
+    refused(
+        verifier(local_issuer.issuer), local_issuer.token(iss=local_issuer.url + "/realms/other"), "issuer"
+    )
 
 
 def test_wrong_audience(local_issuer):
@@ -81,16 +92,28 @@ def test_hs256_signed_with_public_key_refused(local_issuer):
     v = verifier(local_issuer.issuer)
     v.verify(local_issuer.token())  # load the keys
     kid = local_issuer.keys[0][0]
-    public_pem = local_issuer.keys[0][1].public_key().public_bytes(
-        encoding=__import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.PEM,
-        format=__import__("cryptography.hazmat.primitives.serialization", fromlist=["PublicFormat"])
-        .PublicFormat.SubjectPublicKeyInfo)
-    header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode()).rstrip(b"=")
+    public_pem = (
+        local_issuer.keys[0][1]
+        .public_key()
+        .public_bytes(
+            encoding=__import__(
+                "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
+            ).Encoding.PEM,
+            format=__import__(
+                "cryptography.hazmat.primitives.serialization", fromlist=["PublicFormat"]
+            ).PublicFormat.SubjectPublicKeyInfo,
+        )
+    )
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode()).rstrip(
+        b"="
+    )
     payload = base64.urlsafe_b64encode(json.dumps(local_issuer.claims()).encode()).rstrip(b"=")
     import hashlib
     import hmac
+
     signature = base64.urlsafe_b64encode(
-        hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest()).rstrip(b"=")
+        hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest()
+    ).rstrip(b"=")
     refused(v, b".".join([header, payload, signature]).decode(), "'HS256' is not accepted")
 
 
