@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from ehr_store import DomainError, Store
 from hie_server.auth.audit import AuditWriter
 from hie_server.auth.guard import AccessGuard
+from hie_server.auth.keycloak_admin import Introspector
 from hie_server.auth.middleware import AuthAuditMiddleware
 from hie_server.auth.smart import smart_configuration
 from hie_server.auth.tokens import TokenVerifier
@@ -88,4 +89,15 @@ def install(app: FastAPI, settings: HieSettings, store: Store) -> None:
         site=settings.audit.site,
         public_paths=tuple({*auth.public_paths, f"{settings.http.base_path.rstrip('/')}/metadata"}),
         max_body_bytes=settings.http.max_body_bytes,
+        introspector=_introspector(settings),
     )
+
+
+def _introspector(settings: HieSettings) -> Introspector | None:
+    auth = settings.auth
+    if not (auth.enabled and auth.introspection):
+        return None
+    if not auth.client_secret:
+        raise ValueError("auth.introspection needs auth.client_secret (HIE_AUTH__CLIENT_SECRET)")
+    assert auth.issuer is not None
+    return Introspector(auth.issuer, auth.client_id, auth.client_secret, auth.introspection_cache_seconds)

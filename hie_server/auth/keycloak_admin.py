@@ -243,3 +243,27 @@ def provision(
             f"Keycloak admin call failed ({exc.response_code}): {exc.error_message!r:.200}"
         ) from None
     return report
+
+
+class Introspector:
+    """RFC 7662 introspection with a short cache (`introspection_cache_seconds`, 0 = ask every time)."""
+
+    def __init__(self, issuer: str, client_id: str, client_secret: str, cache_seconds: float) -> None:
+        self.issuer, self.client_id, self.client_secret = issuer, client_id, client_secret
+        self.cache_seconds = cache_seconds
+        self._seen: dict[str, tuple[float, bool]] = {}
+
+    def active(self, token: str) -> bool:
+        """True when the issuer says the token is active. Raises: Unavailable."""
+        import time
+
+        now = time.monotonic()
+        cached = self._seen.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = introspect(self.issuer, self.client_id, self.client_secret, token)
+        if self.cache_seconds > 0:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[token] = (now + self.cache_seconds, answer)
+        return answer

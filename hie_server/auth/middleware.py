@@ -30,6 +30,7 @@ from ehr_store import DomainError, Forbidden, Issue, StoredResource, Unauthentic
 from hie_server.auth.audit import AccessRecord, AuditWriter, audit_event, write_events
 from hie_server.auth.classify import classify
 from hie_server.auth.guard import FILTERED, AccessGuard, RequestState
+from hie_server.auth.keycloak_admin import Introspector
 from hie_server.auth.policy import Action
 from hie_server.auth.principal import Principal
 from hie_server.auth.tokens import TokenVerifier, bearer_token
@@ -54,6 +55,7 @@ class AuthAuditMiddleware:
         site: str,
         public_paths: tuple[str, ...],
         max_body_bytes: int,
+        introspector: Introspector | None = None,
     ) -> None:
         self.app = app
         self.base = base_path.rstrip("/")
@@ -63,6 +65,7 @@ class AuthAuditMiddleware:
         self.site = site
         self.public = public_paths
         self.max_body = max_body_bytes
+        self.introspector = introspector
 
     def _protected(self, path: str) -> bool:
         if any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.public):
@@ -107,8 +110,12 @@ class AuthAuditMiddleware:
             return ANONYMOUS
         token = bearer_token(headers.get("authorization"))
         if self.verifier.needs_fetch(token):
-            return await run_in_threadpool(self.verifier.verify, token)
-        return self.verifier.verify(token)
+            principal = await run_in_threadpool(self.verifier.verify, token)
+        else:
+            principal = self.verifier.verify(token)
+        if self.introspector is not None and not await run_in_threadpool(self.introspector.active, token):
+            raise Unauthenticated("the token is no longer active (revoked or logged out)")
+        return principal
 
     async def _body(self, receive: Receive) -> bytes:
         chunks, size = [], 0

@@ -264,3 +264,26 @@ def test_provision_is_idempotent_and_creates_a_realm(keycloak):
     claims = json.loads(__import__("base64").urlsafe_b64decode(token.split(".")[1] + "=="))
     assert claims["facility"] == "TTWSY" and claims["aud"] == "hie-api"
     assert "township-doctor" in claims["realm_access"]["roles"]
+
+
+def test_introspection_refuses_a_token_after_logout(keycloak, postgres_url, client):
+    from keycloak import KeycloakOpenID
+
+    store = SqlStore(StoreSettings(database_url=postgres_url, pool_size=2))
+    settings = HieSettings(
+        auth=AuthSettings(issuer=keycloak.issuer, introspection=True, client_secret="dev-only-hie-api-secret")
+    )
+    app = create_app(settings, store)
+    tokens = login(keycloak.issuer, "hie-cli", username="doctor.ttwsy", password=kcserver.DEMO_PASSWORD)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            assert c.get("/fhir/Patient/TTWSY-A", headers=bearer).status_code == 200
+            KeycloakOpenID(server_url=keycloak.url, realm_name="qingyuan", client_id="hie-cli").logout(
+                tokens["refresh_token"]
+            )
+            r = c.get("/fhir/Patient/TTWSY-A", headers=bearer)
+            assert r.status_code == 401 and "no longer active" in r.text
+    finally:
+        app.state.audit_writer.close()
+        store.close()
