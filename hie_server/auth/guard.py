@@ -55,6 +55,10 @@ PATIENT_PARAMS = frozenset({"patient", "subject", "_id", "beneficiary"})
 WIDEN_ELEMENTS = (
     "subject,patient,beneficiary,link,managingOrganization,serviceProvider,target,participant,meta"
 )
+FACT_TYPES = ("Patient", "Consent", "ServiceRequest")
+WRITE_INTERACTIONS = frozenset(
+    {"create", "update", "patch", "delete", "transaction", "operation-write", "hl7v2"}
+)
 FILTERED = frozenset({"read", "vread", "search", "history", "everything", "operation-read"})
 
 
@@ -72,10 +76,12 @@ class RequestState:
 class AccessGuard:
     """Policy enforcement around the app for one store (see module docstring)."""
 
-    def __init__(self, store: Store, break_glass_minutes: int = 60) -> None:
+    def __init__(self, store: Store, break_glass_minutes: int = 60, facts_cache_seconds: float = 5.0) -> None:
         self.store = store
         self.break_glass_seconds = break_glass_minutes * 60
+        self.facts_cache_seconds = facts_cache_seconds
         self._break_glass: dict[tuple[str, str], tuple[float, str]] = {}
+        self._facts: dict[str, tuple[float, ResidentFacts]] = {}
 
     async def _read(self, work: Callable[[Any], T]) -> T:
         def run() -> T:
@@ -85,9 +91,24 @@ class AccessGuard:
         return await run_in_threadpool(run)
 
     async def facts(self, patient_ids: set[str]) -> dict[str, ResidentFacts]:
-        if not patient_ids:
-            return {}
-        return await self._read(lambda repo: resident_facts(repo, patient_ids))
+        """Facts per Patient id, cached `facts_cache_seconds` (a write through this API to a
+        Patient, Consent or ServiceRequest empties the cache; other changes show within the TTL)."""
+        now = time.monotonic()
+        found = {pid: hit[1] for pid in patient_ids if (hit := self._facts.get(pid)) and hit[0] > now}
+        missing = patient_ids - found.keys()
+        if missing:
+            fresh = await self._read(lambda repo: resident_facts(repo, missing))
+            if self.facts_cache_seconds > 0:
+                if len(self._facts) > 50_000:
+                    self._facts.clear()
+                for pid, facts in fresh.items():
+                    self._facts[pid] = (now + self.facts_cache_seconds, facts)
+            found.update(fresh)
+        return found
+
+    def forget_facts(self) -> None:
+        """Drop cached resident facts (after a write that may change who may see whom)."""
+        self._facts.clear()
 
     # -- before ---------------------------------------------------------------------------
     async def before(self, state: RequestState, headers: dict[str, str], body: bytes) -> None:
@@ -101,6 +122,8 @@ class AccessGuard:
             if len(reason) < 8:
                 deny("break-glass", "state the emergency in X-Break-Glass-Reason (8+ characters)").require()
             state.break_glass_reason = reason
+        if a.interaction in WRITE_INTERACTIONS and a.resource_type in (None, *FACT_TYPES):
+            self.forget_facts()
         if p.is_admin:
             return
         if a.interaction == "hl7v2":

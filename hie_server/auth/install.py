@@ -62,7 +62,7 @@ def install(app: FastAPI, settings: HieSettings, store: Store) -> None:
     if not auth.enabled and not audit_enabled(settings):
         return
     verifier = TokenVerifier(auth) if auth.enabled else None
-    guard = AccessGuard(store, auth.break_glass_minutes) if auth.enabled else None
+    guard = AccessGuard(store, auth.break_glass_minutes, auth.facts_cache_seconds) if auth.enabled else None
     writer = None
     if audit_enabled(settings):
         audit = settings.audit

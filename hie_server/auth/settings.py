@@ -25,6 +25,8 @@ class AuthSettings(BaseModel):
     `client_id`/`client_secret`: the API client's credentials for introspection and
     `hie keycloak provision` (secret never logged).
     `break_glass_minutes`: how long a recorded break-glass reason opens a resident's record.
+    `facts_cache_seconds`: how long what the rules know of a resident (registrations, referrals,
+    consents) is reused; writes through the API to Patient/Consent/ServiceRequest clear it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -41,6 +43,7 @@ class AuthSettings(BaseModel):
     client_id: str = "hie-api"
     client_secret: str | None = Field(default=None, repr=False)
     break_glass_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    facts_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     public_paths: tuple[str, ...] = ("/fhir/metadata", "/fhir/.well-known/", "/.well-known/")
 
     @property
