@@ -124,6 +124,8 @@ class AccessGuard:
             state.break_glass_reason = reason
         if a.interaction in WRITE_INTERACTIONS and a.resource_type in (None, *FACT_TYPES):
             self.forget_facts()
+        if a.interaction == "transaction" and _touches_audit(body):
+            deny("audit-immutable", "AuditEvents cannot be written through a batch/transaction").require()
         if p.is_admin:
             return
         if a.interaction == "hl7v2":
@@ -297,3 +299,17 @@ class AccessGuard:
             record.patients.update(
                 own_patient_id(r) if r.get("resourceType") == "Patient" else patient_refs(r)
             )
+
+
+def _touches_audit(body: bytes) -> bool:
+    """True when a batch/transaction Bundle has an entry on AuditEvent (by resource or URL)."""
+    try:
+        bundle = json_loads_resource(body)
+    except InvalidInput:
+        return False
+    for entry in bundle.get("entry", []) if isinstance(bundle.get("entry"), list) else []:
+        url = str((entry.get("request") or {}).get("url", "")).lstrip("/")
+        resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else {}
+        if url.startswith("AuditEvent") or resource.get("resourceType") == "AuditEvent":
+            return True
+    return False

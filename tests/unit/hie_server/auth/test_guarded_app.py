@@ -240,3 +240,16 @@ def test_batch_reads_refused_for_clinicians(world):
     }
     r = call(world, DOCTOR, "POST", "/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 403 and "batch-entries" in r.text
+
+
+def test_audit_events_cannot_be_written_through_a_transaction(world):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "AuditEvent"}, "request": {"method": "POST", "url": "AuditEvent"}}
+        ],
+    }
+    for who in (ADMIN, DOCTOR):
+        r = call(world, who, "POST", "/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
+        assert r.status_code == 403 and "audit-immutable" in r.text
