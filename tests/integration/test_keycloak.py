@@ -26,6 +26,7 @@ from conftest import service_unavailable, truncate_postgres
 
 from ehr_store import SqlStore, StoreSettings
 from ehr_store.empi import EmpiService
+from hie_server import cli_hl7
 from hie_server.app import create_app
 from hie_server.auth import AuthSettings
 from hie_server.auth.keycloak_admin import login, provision
@@ -76,7 +77,12 @@ def client(keycloak: kcserver.KeycloakServer, postgres_url: str) -> Iterator[Tes
     store = SqlStore(StoreSettings(database_url=postgres_url, pool_size=4))
     seed(store)
     settings = HieSettings(auth=AuthSettings(issuer=keycloak.issuer))
-    app = create_app(settings, store, modules=[empi_module(EmpiService())])
+    app = create_app(
+        settings,
+        store,
+        modules=[empi_module(EmpiService())],
+        root_routers=cli_hl7.http_routers(settings, store),
+    )
     try:
         with TestClient(app, raise_server_exceptions=False) as test_client:
             yield test_client
@@ -222,6 +228,16 @@ def test_feed_writes_as_its_own_facility(client, tokens):
     )
     assert r.status_code == 403 and "MSH-4" in r.text
     assert call(client, tokens, "doctor.ttwsy", "POST", "/hl7v2", content=HL7_TTWSY).status_code == 403
+    r = call(
+        client,
+        tokens,
+        "feed-ttwsy",
+        "POST",
+        "/hl7v2",
+        content=HL7_TTWSY,
+        headers={"Content-Type": "x-application/hl7-v2+er7"},
+    )
+    assert r.status_code == 200 and "MSA|AA|KC0001" in r.text
 
 
 def test_every_access_is_audited(client, tokens):
