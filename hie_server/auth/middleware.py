@@ -146,10 +146,13 @@ class AuthAuditMiddleware:
         record.rule = _rule_of(exc.diagnostics)
         self._queue(record)
         headers = {}
-        if status == 401:
+        if status == 401:  # RFC 6750 §3: no error code when no credentials were presented
+            presented = any(k == b"authorization" for k, _ in scope.get("headers", []))
+            description = exc.diagnostics[:120].replace('"', "'").replace("\n", " ")
             headers["WWW-Authenticate"] = (
-                f'Bearer realm="hie", error="invalid_token", '
-                f'error_description="{exc.diagnostics[:120]}"'.replace("\n", " ")
+                f'Bearer realm="hie", error="invalid_token", error_description="{description}"'
+                if presented
+                else 'Bearer realm="hie"'
             )
         issues = exc.issues or [Issue("error", "forbidden" if status == 403 else "login", exc.diagnostics)]
         await outcome_response(status, issues, headers)(scope, receive, send)
