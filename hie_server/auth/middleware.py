@@ -35,7 +35,7 @@ from hie_server.auth.policy import Action
 from hie_server.auth.principal import Principal
 from hie_server.auth.tokens import TokenVerifier, bearer_token
 from hie_server.context import before_commit
-from hie_server.errors import outcome_response
+from hie_server.errors import outcome_response, status_for
 
 log = logging.getLogger("hie_server.auth")
 ANONYMOUS = Principal("anonymous", "anonymous", "-", frozenset({"hie-admin"}))
@@ -91,7 +91,7 @@ class AuthAuditMiddleware:
         try:
             principal = await self._authenticate(headers)
         except Unauthenticated as exc:
-            await self._refuse(401, exc, record, scope, receive, send, "login")
+            await self._refuse(status_for(exc), exc, record, scope, receive, send, "login")
             return
         record.principal = principal
         body = await self._body(receive) if method in ("POST", "PUT", "PATCH") else b""
@@ -100,7 +100,7 @@ class AuthAuditMiddleware:
             if self.guard is not None:
                 await self.guard.before(state, headers, body)
         except DomainError as exc:
-            await self._refuse(403 if isinstance(exc, Forbidden) else 400, exc, record, scope, receive, send)
+            await self._refuse(status_for(exc), exc, record, scope, receive, send)
             return
         record.break_glass_reason = state.break_glass_reason
         await self._run(scope, body, send, state, record)
