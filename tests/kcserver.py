@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class KeycloakServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
             self.process.wait(timeout=10)
+        if self.home is not None and self.home.parent.name.startswith("hie-keycloak-"):
+            shutil.rmtree(self.home.parent, ignore_errors=True)
 
 
 def distribution_zip() -> Path:
@@ -151,11 +154,13 @@ def start(cache: Path | None = None, timeout: float = 240.0) -> KeycloakServer:
     jdk = java_home()
     if jdk is None and shutil.which("java") is None:
         raise KeycloakUnavailable("no Java runtime found (JAVA_HOME, /usr/lib/jvm, PATH)")
-    home = unpack(
+    pristine = unpack(
         cache or Path(os.environ.get("HIE_KEYCLOAK_CACHE", Path.home() / ".cache" / "hie-keycloak"))
     )
+    # a private copy per session: concurrent test sessions never share Keycloak's dev database
+    home = Path(tempfile.mkdtemp(prefix="hie-keycloak-")) / pristine.name
+    shutil.copytree(pristine, home, symlinks=True, ignore=shutil.ignore_patterns("data", "*.log"))
     data = home / "data"
-    shutil.rmtree(data, ignore_errors=True)  # a fresh dev database: the realm is imported anew
     (data / "import").mkdir(parents=True)
     shutil.copy(REALM_FILE, data / "import" / REALM_FILE.name)
     port = free_port()
@@ -186,7 +191,7 @@ def start(cache: Path | None = None, timeout: float = 240.0) -> KeycloakServer:
     try:
         wait_ready(server.url, REALM, timeout, process)
     except KeycloakUnavailable as exc:
-        server.stop()
         tail = log_path.read_text(errors="replace")[-2000:]
+        server.stop()
         raise KeycloakUnavailable(f"{exc}\n--- keycloak log tail ---\n{tail}") from None
     return server
