@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
+from adapters.coding import feed_coding, persist_unmapped
 from adapters.hl7v2.ack import AckCode, AckError, build_ack, encode_ack
 from adapters.hl7v2.charset import decode_message, python_codec
 from adapters.hl7v2.er7 import split_message
@@ -49,6 +50,7 @@ from adapters.outcome import (
 from adapters.settings import IngestSettings
 from adapters.writer import ReferenceCache, write_mapped
 from ehr_store import ArchivedMessage, ArchiveStatus, Store
+from terminology import TerminologyService
 
 log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -64,8 +66,10 @@ class IngestService:
         settings: IngestSettings | None = None,
         identity_hooks: IdentityHooks | None = None,
         clock: Callable[[], datetime] | None = None,
+        terminology: TerminologyService | None = None,
     ) -> None:
         self.store = store
+        self.terminology = terminology  # standard codes added to coded elements (adapters.coding)
         self.settings = settings or IngestSettings()
         self.hooks = identity_hooks
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -162,6 +166,7 @@ class IngestService:
         assert acc.message is not None and acc.decoded is not None
         header = acc.header
         fac = self.settings.facility_settings(header.sending_facility)
+        coding = feed_coding(self.terminology, header.sending_facility) if self.terminology else None
         ctx = MappingContext(
             acc.message,
             header.sending_facility or "",
@@ -170,11 +175,13 @@ class IngestService:
             self.settings.offset_for(header.sending_facility),
             fac.mrn_system,
             self._codes,
+            coding,
         )
         warnings: list[AckError] = []
         if acc.decoded.note:
             warnings.append(AckError("0", acc.decoded.note, ErrLocation("MSH", 1, 18), "W"))
         mapped = map_message(ctx)
+        mapped.coding_log = coding.log if coding is not None else None
         warnings += [AckError("0", text, loc, "W") for text, loc in mapped.warnings]
         if fac.conformance_check:
             from adapters.hl7v2.parse import conformance_problems
@@ -199,6 +206,8 @@ class IngestService:
                     resources=[f"{t}/{i}" for t, i in (r.key for r in mapped.resources)],
                 )
                 results.append(frames)
+            if self.terminology is not None:
+                persist_unmapped(self.terminology, uow.resources, (m.coding_log for _i, _a, m, _w in ready))
             uow.commit()
         for _i, _acc, mapped, _w in ready:
             self._reference_cache.remember(mapped)

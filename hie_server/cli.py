@@ -3,7 +3,7 @@ other modules register (`hie_server.cli_hl7`, `hie_server.cli_ops`: `register(ap
 
 Settings are built here (the entry point) from `HIE_*` and the flags, then passed down.
 
-May import: typer, `ehr_store`, `hie_server.*`.
+May import: typer, `ehr_store`, `ehr_store.empi`, `terminology`, `adapters` (public APIs), `hie_server.*`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from typing import Annotated
 
 import typer
 
+from adapters import IngestService
 from ehr_store import DomainError, Store
-from hie_server import cli_auth, cli_hl7, cli_ops, cli_terminology
-from hie_server.operations.terminology import terminology_modules
+from ehr_store.empi import EmpiService, load_rules
+from hie_server import cli_auth, cli_empi, cli_hl7, cli_ops, cli_terminology
+from hie_server.operations.empi import empi_module
+from hie_server.operations.terminology import terminology_module
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
+from hie_server.startup import ensure_terminology
+from terminology import TerminologyService
 
 app = typer.Typer(no_args_is_help=True, help="Qingyuan regional health information exchange")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands")
@@ -28,6 +33,7 @@ cli_ops.register(app)
 cli_terminology.register(app)
 cli_hl7.register(app)
 cli_auth.register(app)
+cli_empi.register(app)
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
@@ -58,10 +64,10 @@ def open_checked_store(settings: HieSettings) -> Store:
 
 
 def background_services(
-    settings: HieSettings, store: Store, mllp_port: int | None
+    settings: HieSettings, store: Store, mllp_port: int | None, ingest: IngestService | None = None
 ) -> Sequence[BackgroundService]:
     """Services sharing the server's event loop. The HL7 module adds its MLLP listener here."""
-    return cli_hl7.mllp_services(settings, store, mllp_port)
+    return cli_hl7.mllp_services(settings, store, mllp_port, ingest)
 
 
 @app.command("serve")
@@ -87,14 +93,18 @@ def serve_command(
         )
     store = open_checked_store(settings)
     try:
-        services = background_services(settings, store, mllp_port)
+        # One terminology service and one EMPI for the REST operations and ingestion alike.
+        terminology = TerminologyService(store, settings.terminology)
+        ensure_terminology(store, terminology)
+        empi = EmpiService(load_rules(settings.empi))
+        ingest = cli_hl7.build_ingest_service(settings, store, terminology=terminology, empi=empi)
         asyncio.run(
             serve(
                 settings,
                 store,
-                extra_services=services,
-                root_routers=cli_hl7.http_routers(settings, store),
-                modules=terminology_modules(settings, store),
+                extra_services=background_services(settings, store, mllp_port, ingest),
+                root_routers=cli_hl7.http_routers(settings, store, ingest),
+                modules=[terminology_module(terminology), empi_module(empi)],
             )
         )
     finally:
@@ -103,15 +113,25 @@ def serve_command(
 
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None) -> None:
-    """Bring the database to the current schema (idempotent)."""
-    from ehr_store import upgrade_schema
+    """Bring the database to the current schema and load the shipped terminology content
+    when it is missing (both idempotent)."""
+    from ehr_store import open_store, upgrade_schema
 
     settings = with_overrides(HieSettings(), database_url=database_url)
     try:
         revision = upgrade_schema(settings.store.database_url)
+        store = open_store(settings.store)
+        try:
+            loaded = ensure_terminology(store)
+        finally:
+            store.close()
     except DomainError as exc:
         raise _fail(f"upgrade failed: {exc.diagnostics}") from None
     typer.echo(f"database at schema revision {revision}")
+    if loaded is not None:
+        typer.echo(
+            f"terminology content loaded: {len(loaded.created)} created, {len(loaded.updated)} updated"
+        )
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ with FHS/BHS, or several MSH in one file); it prints a progress bar and a summar
 codes (`AA 230  AE 4 …`) and exits 1 when any message was not accepted (AA, or CA in
 enhanced mode without an application ACK), 2 when it cannot connect.
 
-May import: typer, rich, `ehr_store` and `adapters` (public modules), `hie_server.settings`.
+May import: typer, rich, `ehr_store`, `ehr_store.empi`, `terminology` and `adapters` (public
+modules), `hie_server.settings`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from rich.table import Table
 from adapters import IngestService, MllpClient, MllpError, MllpServer, python_codec, read_ack, split_batch
 from adapters.http import hl7v2_router
 from ehr_store import DomainError, NotFound, Store, open_store
+from ehr_store.empi import EmpiService, load_rules
 from hie_server.settings import HieSettings, with_overrides
+from terminology import TerminologyService
 
 MESSAGE_SUFFIXES = {".hl7", ".er7", ".msg", ".txt", ".hl7v2", ".batch"}
 ACCEPTED = {"AA", "CA"}
@@ -111,7 +114,7 @@ def _service(database_url: str | None) -> tuple[Store, IngestService]:
         store.close()
         console.print(f"[red]{exc.diagnostics}[/red]\nrun `hie db upgrade` first")
         raise typer.Exit(1) from None
-    return store, IngestService(store, settings.ingest)
+    return store, build_ingest_service(settings, store)
 
 
 @errors_app.command("list")
@@ -205,11 +208,22 @@ def replay(
         raise typer.Exit(1)
 
 
-def build_ingest_service(settings: HieSettings, store: Store) -> IngestService:
-    """The ingest service of `hie serve`, with the EMPI as identity hook."""
-    from ehr_store.empi import EmpiService
-
-    return IngestService(store, settings.ingest, identity_hooks=EmpiService())
+def build_ingest_service(
+    settings: HieSettings,
+    store: Store,
+    *,
+    terminology: TerminologyService | None = None,
+    empi: EmpiService | None = None,
+) -> IngestService:
+    """The ingest service of `hie serve` (and `hie replay`): the EMPI as identity hook, the
+    terminology service translating coded elements (issue 5). Pass the server's own
+    `terminology`/`empi` instances to share their caches; new ones are made otherwise."""
+    return IngestService(
+        store,
+        settings.ingest,
+        identity_hooks=empi or EmpiService(load_rules(settings.empi)),
+        terminology=terminology or TerminologyService(store, settings.terminology),
+    )
 
 
 def mllp_services(

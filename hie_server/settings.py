@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters import IngestSettings, MllpSettings
 from ehr_store import StoreSettings
+from ehr_store.empi import EmpiSettings
 from hie_server.auth.settings import AuditSettings, AuthSettings
 from terminology import TerminologySettings
 
@@ -67,6 +68,7 @@ class HieSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     terminology: TerminologySettings = Field(default_factory=TerminologySettings)
+    empi: EmpiSettings = Field(default_factory=EmpiSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from terminology import canonical
 from terminology.canonical import conceptmap_url, local_system, normalize_system
 from terminology.conceptmap import COLUMNS as CSV_COLUMNS
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
-from terminology.content import shipped_resources
+from terminology.content import shipped_resources, shipped_senders
 from terminology.expand import codes_below, valueset_codes
 from terminology.icd10 import Rollup, rollup
 from terminology.index import TerminologyIndex
@@ -57,6 +57,7 @@ __all__ = [
     "rows_from_conceptmap",
     "rows_from_csv",
     "shipped_resources",
+    "shipped_senders",
     "source_system",
     "standard_codings",
     "subsumes",

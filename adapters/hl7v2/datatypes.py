@@ -25,6 +25,17 @@ INVALID_RESIDENT_ID_SYSTEM = "urn:qyhie:resident-id:invalid"
 RESIDENT_ID_CHECK_URL = "urn:qyhie:fhir:extension:resident-id-check"
 """Extension on such an Identifier: valueString = why the GB 11643 check failed."""
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+EXTENSION_BASE = "https://hie.gdqy.gov.cn/fhir/StructureDefinition"
+"""Where the platform's extensions live (the terminology service's canonical base)."""
+SEX_EXT = f"{EXTENSION_BASE}/patient-sex"
+"""Patient extension, valueCodeableConcept: PID-8 as sent plus GB/T 2261.1 生理性别
+(`urn:oid:2.16.156.10011.2.3.3.4`); `Patient.gender` stays FHIR administrative-gender."""
+ETHNICITY_EXT = f"{EXTENSION_BASE}/patient-ethnicity"
+"""Patient extension, valueCodeableConcept: PID-22 as sent plus GB/T 3304 民族
+(`urn:oid:2.16.156.10011.2.3.3.3`)."""
+PATIENT_CLASS_EXT = f"{EXTENSION_BASE}/encounter-patient-class"
+"""Encounter extension, valueCodeableConcept: PV1-2 as sent (``O``, ``住院``…) plus its
+standard coding; `Encounter.class` holds the v3 ActCode (AMB/IMP/EMER)."""
 UCUM = "http://unitsofmeasure.org"
 
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")

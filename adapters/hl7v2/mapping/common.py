@@ -43,6 +43,7 @@ _CLASS = {
     "P": ("PRENC", "pre-admission"),
 }
 _ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+_ADMINISTRATIVE_GENDER = "http://hl7.org/fhir/administrative-gender"
 _PID_ELEMENTS = {
     5: "name",
     7: "birthDate",
@@ -50,6 +51,7 @@ _PID_ELEMENTS = {
     11: "address",
     13: "telecom",
     14: "telecom",
+    16: "maritalStatus",
     29: "deceasedDateTime",
 }
 
@@ -149,6 +151,12 @@ def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
     gender = _GENDER.get(pid.get(8).upper())
     if gender:
         res["gender"] = gender
+    extensions = _coded_extensions(ctx, pid)
+    if extensions:
+        res["extension"] = extensions
+    marital = ctx.table_concept(pid, 16, "HL70002")
+    if marital:
+        res["maritalStatus"] = marital
     addresses = [a for a in (dt.address(x) for x in ctx.all_components(pid, 11)) if a]
     if addresses:
         res["address"] = addresses
@@ -170,6 +178,35 @@ def patient(ctx: MappingContext, pid: Segment, out: Mapped) -> str:
     return pat_id
 
 
+def _coded_extensions(ctx: MappingContext, pid: Segment) -> list[Json]:
+    """PID-8 sex → `SEX_EXT` (GB/T 2261.1 added by the terminology service) and PID-22 ethnic
+    group → `ETHNICITY_EXT` (GB/T 3304), each a CodeableConcept keeping the code as sent.
+    The sex extension is only written when the terminology added a coding other than
+    administrative-gender (`Patient.gender` already says that much)."""
+    out: list[Json] = []
+    sex = ctx.table_code(pid.get(8), "HL70001")
+    if sex and any(c.get("system") != _ADMINISTRATIVE_GENDER for c in sex["coding"][1:]):
+        sex["coding"] = [c for c in sex["coding"] if c.get("system") != _ADMINISTRATIVE_GENDER]
+        out.append({"url": dt.SEX_EXT, "valueCodeableConcept": sex})
+    ethnicity = ctx.table_concept(pid, 22, "HL70189")
+    if ethnicity:
+        out.append({"url": dt.ETHNICITY_EXT, "valueCodeableConcept": ethnicity})
+    return out
+
+
+def _patient_class(ctx: MappingContext, pclass: str) -> tuple[Json, Json | None]:
+    """PV1-2 → (Encounter.class Coding, the `PATIENT_CLASS_EXT` extension or None): the
+    terminology's v3 ActCode when it maps the code, else the built-in table (O/I/E, 门诊/住院/急诊)."""
+    sent = ctx.table_code(pclass, "HL70004")
+    act = next((c for c in (sent or {}).get("coding", [])[1:] if c.get("system") == _ACT_CODE), None)
+    if act is None:
+        code, display = _CLASS.get(pclass.upper() if pclass.isascii() else pclass, ("AMB", "ambulatory"))
+        act = {"system": _ACT_CODE, "code": code, "display": display}
+    if ctx.terminology is None or sent is None:
+        return act, None
+    return act, {"url": dt.PATIENT_CLASS_EXT, "valueCodeableConcept": sent}
+
+
 def encounter(
     ctx: MappingContext, pv1: Segment | None, patient_ref: str, out: Mapped, status: str | None = None
 ) -> str | None:
@@ -184,16 +221,18 @@ def encounter(
     enc_id = (
         dt.fhir_id(ctx.facility, "enc", visit) if visit else dt.fhir_id(ctx.facility, "enc", ctx.control_id)
     )
-    code, display = _CLASS.get(pclass.upper() if pclass.isascii() else pclass, ("AMB", "ambulatory"))
+    act, class_ext = _patient_class(ctx, pclass)
     res: Json = {
         "resourceType": "Encounter",
         "id": enc_id,
         "meta": ctx.meta(),
         "status": status or "unknown",
-        "class": {"system": _ACT_CODE, "code": code, "display": display},
+        "class": act,
         "subject": {"reference": patient_ref},
         "serviceProvider": {"reference": organization(ctx, out)},
     }
+    if class_ext:
+        res["extension"] = [class_ext]
     if visit:
         res["identifier"] = [
             {"use": "official", "system": f"urn:qyhie:facility:{ctx.facility}:visit", "value": visit}

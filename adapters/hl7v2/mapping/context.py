@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from adapters.hl7v2 import datatypes as dt
 from adapters.hl7v2.er7 import Message, Segment
@@ -23,6 +23,22 @@ from adapters.hl7v2.errors import (
 from adapters.hl7v2.mapping.codes import CodeTables
 
 Json = dict[str, Any]
+
+
+class CodeTranslation(Protocol):
+    """The terminology service as the mapping sees it (one per message; pure lookups, no I/O
+    beyond what the implementation hides): translation of coded elements to standard codes
+    and UCUM checks. The ingest service supplies it (`adapters.coding.FeedCoding`)."""
+
+    def translate(self, system: str | None, code: str, display: str | None) -> tuple[str | None, list[Json]]:
+        """(system URI for the original coding, or None to keep the mapping's own; standard
+        codings to add next to it). `system` is the coding's URI as mapped or a field label
+        such as ``HL70001``. Records the code as unmapped when no map covers it."""
+        ...
+
+    def ucum(self, unit: str) -> bool:
+        """True when `unit` (as sent in OBX-6) is valid UCUM."""
+        ...
 
 
 @dataclass(slots=True)
@@ -54,6 +70,9 @@ class Mapped:
     source_patients: list[str] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, ErrLocation | None]] = field(default_factory=list)
+    coding_log: Any = None
+    """The `CodeTranslation`'s unmapped-code log for this message (persisted by the ingest
+    service in the write's unit of work); None when mapped without terminology."""
 
     def add(
         self,
@@ -84,6 +103,7 @@ class MappingContext:
     assume_offset: str | None = None
     mrn_system: str | None = None
     codes: CodeTables | None = None
+    terminology: CodeTranslation | None = None
 
     @property
     def message_code(self) -> str:
@@ -152,9 +172,65 @@ class MappingContext:
             return None
         comps = [sub[0] for sub in reps[repetition - 1]]
         cc = dt.codeable_concept(comps, self.facility)
+        if self.terminology is not None:
+            return self.standardise(cc)
         if table and self.codes is not None:
             cc = self.codes.normalise(cc, self.facility, table)
         return cc
+
+    def standardise(self, cc: Json | None) -> Json | None:
+        """`cc` with the standard codings of each sent coding added after the sent ones
+        (issue 5: the original is kept, never replaced); the originals get the terminology's
+        system URI. Unchanged without a terminology service."""
+        if not cc or self.terminology is None:
+            return cc
+        sent: list[Json] = []
+        added: list[Json] = []
+        for coding in cc.get("coding", []):
+            origin, extra = self.terminology.translate(
+                coding.get("system"), str(coding.get("code", "")), coding.get("display")
+            )
+            sent.append({**coding, "system": origin} if origin else coding)
+            added += extra
+        seen: set[tuple[Any, Any]] = set()
+        codings = []
+        for coding in [*sent, *added]:
+            key = (coding.get("system"), coding.get("code"))
+            if key not in seen:
+                seen.add(key)
+                codings.append({k: v for k, v in coding.items() if v is not None})
+        return {**cc, "coding": codings}
+
+    def table_code(self, code: str, label: str, display: str | None = None) -> Json | None:
+        """A plain code from an HL7-table field (PID-8 ``M``/``男``, PV1-2 ``住院``) as a
+        CodeableConcept: the code as sent under the table's system, plus its standard
+        codings when a terminology service is wired. None when empty."""
+        code = code.strip()
+        if not code or code == '""':
+            return None
+        coding: Json = {"system": dt.code_system(label, self.facility), "code": code}
+        if display:
+            coding["display"] = display
+        return self.standardise({"coding": [coding]})
+
+    def table_concept(self, seg: Segment, n: int, label: str) -> Json | None:
+        """A CE/CWE field bound to an HL7 table (PID-16 → ``HL70002``, PID-22 → ``HL70189``):
+        a code sent without CWE-3 is read as a code of that table (Chinese HIS send ``20^已婚``
+        or ``已婚``); with CWE-3 it is an ordinary coded element (`concept`)."""
+        comps = self.components(seg, n)
+        if not comps or (not dt.c(comps, 1) and not dt.c(comps, 2)):
+            return None
+        if dt.c(comps, 3):
+            return self.concept(seg, n)
+        code = dt.c(comps, 1) or dt.c(comps, 2)
+        cc = self.table_code(code, label, dt.c(comps, 2) or None)
+        if cc is not None and dt.c(comps, 2):
+            cc["text"] = dt.c(comps, 2)
+        return cc
+
+    def valid_ucum(self, unit: str) -> bool:
+        """True when the terminology service says `unit` is UCUM (False without one)."""
+        return bool(unit) and self.terminology is not None and self.terminology.ucum(unit)
 
     def components(self, seg: Segment, n: int, repetition: int = 1) -> list[str]:
         """Components (first subcomponent each) of one repetition of field n."""

@@ -193,6 +193,8 @@ def _observation(ctx: MappingContext, obx: Segment, report: Json, index: int, ou
     rng = _range(obx, unit)
     if rng:
         res["referenceRange"] = [rng]
+    if unit and ctx.terminology is not None:
+        _ucum_codes(ctx, res)
     interp = obx.values(8)
     if interp:
         res["interpretation"] = [
@@ -246,6 +248,26 @@ def _value(ctx: MappingContext, obx: Segment, unit: str, res: Json) -> None:
         raise Hl7ContentError(
             DATA_TYPE_ERROR, f"OBX-5 ({vtype}): {exc}", ErrLocation("OBX", obx.sequence, 5)
         ) from None
+
+
+_QUANTITY_HOLDERS = frozenset(
+    {"valueQuantity", "valueRange", "valueRatio", "referenceRange", "low", "high", "numerator", "denominator"}
+)
+
+
+def _ucum_codes(ctx: MappingContext, node: Any) -> None:
+    """Give each Quantity whose unit the built-in table does not know, but the terminology
+    service validates as UCUM, its UCUM system and code (the unit as sent stays in `unit`)."""
+    if isinstance(node, dict):
+        unit = node.get("unit")
+        if "value" in node and isinstance(unit, str) and "code" not in node and ctx.valid_ucum(unit):
+            node["system"], node["code"] = dt.UCUM, unit
+        for key, value in node.items():
+            if key in _QUANTITY_HOLDERS:
+                _ucum_codes(ctx, value)
+    elif isinstance(node, list):
+        for item in node:
+            _ucum_codes(ctx, item)
 
 
 def _range(obx: Segment, unit: str) -> Json | None:
