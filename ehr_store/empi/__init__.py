@@ -11,7 +11,7 @@ sql_index), `ehr_store` modules.
 
 from ehr_store.empi.config import EmpiSettings, MatchRules, load_rules
 from ehr_store.empi.features import Features, extract
-from ehr_store.empi.golden import EMPI_TAG_SYSTEM, is_golden
+from ehr_store.empi.golden import EMPI_TAG_SYSTEM, SOURCE_IDENTIFIER_EXT, is_golden
 from ehr_store.empi.importer import ImportReport, import_residents, read_rows, row_to_patient
 from ehr_store.empi.index import EmpiIndex, LinkRecord, ReviewItem
 from ehr_store.empi.operations import EverythingPage, everything, match, match_bundle, record_patient_ids
@@ -20,6 +20,7 @@ from ehr_store.empi.service import EmpiService, GoldenScore
 
 __all__ = [
     "EMPI_TAG_SYSTEM",
+    "SOURCE_IDENTIFIER_EXT",
     "Comparison",
     "EmpiIndex",
     "EmpiService",

@@ -1,10 +1,12 @@
 """The golden Patient (resident record): best-known demographics from its source Patients.
 
 Pure functions over Patient dicts. A golden Patient carries the tag
-`EMPI_TAG_SYSTEM|golden`, every identifier of its sources (valid 身份证号s in canonical form,
-invalid ones left out), `link.type = seealso` to each source, and keeps `replaces` links
-from earlier merges of resident records. Sources link back with `link.type = refer`
-(INTERFACES.md data conventions).
+`EMPI_TAG_SYSTEM|golden`, every identifier of its sources — the resident's own (valid
+身份证号s in canonical form, invalid ones left out) in `identifier`, the facility-assigned
+ones (MRNs…) in `SOURCE_IDENTIFIER_EXT` extensions, so that `Patient?identifier=<MRN>` finds
+exactly the source Patient of that MRN (INTERFACES.md) — `link.type = seealso` to each
+source, and keeps `replaces` links from earlier merges of resident records. Sources link
+back with `link.type = refer` (INTERFACES.md data conventions).
 
 May import: the standard library, `ehr_store.resident_id`, `ehr_store.empi.features`.
 """
@@ -20,6 +22,10 @@ from ehr_store.resident_id import RESIDENT_ID_SYSTEM, parse_resident_id
 
 EMPI_TAG_SYSTEM = "http://qingyuan-hie.cn/fhir/CodeSystem/empi"
 """meta.tag system marking EMPI-made resources (code `golden`)."""
+
+SOURCE_IDENTIFIER_EXT = "http://qingyuan-hie.cn/fhir/StructureDefinition/source-identifier"
+"""Golden Patient extension (valueIdentifier, repeating): an identifier a facility assigned
+to one of the resident's source Patients (not searchable as `Patient.identifier`)."""
 
 GOLDEN_TAG = {"system": EMPI_TAG_SYSTEM, "code": "golden", "display": "resident record (golden Patient)"}
 
@@ -106,8 +112,12 @@ def compose_golden(golden_id: str, sources: Sequence[Json], *, replaces: Sequenc
     golden: Json = {"resourceType": "Patient", "id": golden_id, "meta": {"tag": [GOLDEN_TAG]}}
     golden["active"] = bool(sources)
     idents = _identifiers(sources)
-    if idents:
-        golden["identifier"] = idents
+    own = [i for i in idents if i.get("system") == RESIDENT_ID_SYSTEM]
+    if own:
+        golden["identifier"] = own
+    assigned = [{"url": SOURCE_IDENTIFIER_EXT, "valueIdentifier": i} for i in idents if i not in own]
+    if assigned:
+        golden["extension"] = assigned
     names = [s["name"][0] for s in sources if s.get("name")]
     best_name = _most_common(
         [{k: v for k, v in n.items() if k in ("use", "text", "family", "given")} for n in names]

@@ -251,6 +251,9 @@ def test_golden_carries_valid_identifiers_only() -> None:
     )
     golden = compose_golden("g", [src])
     values = [(i["system"], i["value"]) for i in golden["identifier"]]
-    assert values == [("urn:qingyuan-hie:mrn:TEST", "1"), (RESIDENT_ID_SYSTEM, good)]
+    assert values == [(RESIDENT_ID_SYSTEM, good)]
+    # the facility MRN is kept on the resident record, but not as a searchable identifier
+    assigned = [(e["valueIdentifier"]["system"], e["valueIdentifier"]["value"]) for e in golden["extension"]]
+    assert assigned == [("urn:qingyuan-hie:mrn:TEST", "1")]
     assert golden["birthDate"] == "1990-01-02"  # from the 身份证号, correcting the typo
     assert golden["link"] == [{"other": {"reference": "Patient/a"}, "type": "seealso"}]
