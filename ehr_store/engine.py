@@ -1,9 +1,18 @@
 """The one per-dialect module: building SQLAlchemy engines for SQLite and PostgreSQL.
 
-SQLite: WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout, the parent
+SQLite: WAL journal, `synchronous=FULL`, foreign keys on, a busy timeout, the parent
 directory of the file created; the driver's own transaction handling is turned off so
 that a unit of work can open with `BEGIN IMMEDIATE` (writers serialise up front instead
-of failing on lock upgrade). PostgreSQL: psycopg 3 with the pool sizes from
+of failing on lock upgrade).
+
+Durability: in WAL mode `synchronous=NORMAL` does not sync the WAL at commit, so a power
+loss can undo the last commits — an HL7 message could have been acknowledged (AA, or CA
+"durable") and be gone. `FULL` syncs the WAL at every commit; measured on this machine a
+commit costs ~0.15 ms (NORMAL) against ~0.4 ms (FULL), and ingestion shares one commit
+among a batch of messages, so the guarantee is kept. WAL checkpoints (copying the WAL
+into the database file, ~10-50 ms each) are taken off the committing writer by
+`WalCheckpointer` (a background thread with its own connection, PASSIVE mode, so it never
+blocks writers); the writers' automatic checkpoint stays as a backstop at a larger size. PostgreSQL: psycopg 3 with the pool sizes from
 `StoreSettings`. Nothing is built at import time.
 
 May import: sqlalchemy, psycopg (through SQLAlchemy), the standard library,
@@ -12,6 +21,9 @@ May import: sqlalchemy, psycopg (through SQLAlchemy), the standard library,
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +34,14 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from ehr_store.errors import InvalidInput
 from ehr_store.settings import StoreSettings
 
-__all__ = ["BEGIN_MODE_KEY", "dialect_name", "make_engine", "normalise_url"]
+__all__ = ["BEGIN_MODE_KEY", "WalCheckpointer", "dialect_name", "make_engine", "normalise_url", "sqlite_file"]
 
 BEGIN_MODE_KEY = "hie_begin_mode"
 """`Connection.info` key: "IMMEDIATE" makes the next SQLite transaction `BEGIN IMMEDIATE`."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_AUTOCHECKPOINT_PAGES = 16_000
+"""Backstop: a writer checkpoints itself once the WAL holds this many pages (~64 MB)."""
 
 
 def normalise_url(database_url: str) -> URL:
@@ -68,7 +82,8 @@ def _sqlite_engine(url: URL, settings: StoreSettings) -> Engine:
         try:
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=FULL")  # see module doc: durable before ACK
+            cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA cache_size=-65536")
@@ -82,6 +97,58 @@ def _sqlite_engine(url: URL, settings: StoreSettings) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    """The database file of a file-based SQLite engine, else None (memory or PostgreSQL)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return None
+    return str(Path(database).expanduser().resolve())
+
+
+class WalCheckpointer:
+    """Background PASSIVE checkpoints of one SQLite WAL database (see module doc).
+
+    A daemon thread with its own connection checkpoints every `interval_s` seconds; it
+    stops on `stop()` or when `owner` is garbage collected. A passive checkpoint never
+    waits for or blocks writers and readers; what it cannot copy yet is copied next time.
+    """
+
+    def __init__(self, path: str, owner: object, interval_s: float = 0.2) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(path, interval_s, self._stop), name="sqlite-checkpoint", daemon=True
+        )
+        weakref.finalize(owner, self._stop.set)
+        self._thread.start()
+
+    @staticmethod
+    def _run(path: str, interval_s: float, stop: threading.Event) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while not stop.wait(interval_s):
+                if conn is None:
+                    if not Path(path).exists():  # not created yet: never create it from here
+                        continue
+                    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                    conn.execute("PRAGMA synchronous=FULL")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:  # locked or busy: the next round (or the backstop) catches up
+                    continue
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def stop(self) -> None:
+        """End the thread (waits for a checkpoint in progress)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
 
 
 def _postgres_engine(url: URL, settings: StoreSettings) -> Engine:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ehr_store.engine import BEGIN_MODE_KEY, make_engine
+from ehr_store.engine import BEGIN_MODE_KEY, WalCheckpointer, make_engine, sqlite_file
 from ehr_store.errors import Conflict, DomainError, Unavailable
 from ehr_store.indexing import PendingIndex, SqlIndexer
 from ehr_store.model import SearchResult, StoredResource
@@ -128,6 +128,8 @@ class SqlStore:
         self.settings = settings
         self.engine: Engine = make_engine(settings)
         self.indexer = SqlIndexer(settings)
+        path = sqlite_file(self.engine)
+        self._checkpointer = WalCheckpointer(path, self) if path is not None else None
 
     @contextmanager
     def unit_of_work(self, *, write: bool = False) -> Iterator[SqlUnitOfWork]:
@@ -150,5 +152,8 @@ class SqlStore:
         check_schema(self.engine)
 
     def close(self) -> None:
-        """Dispose of the connection pool."""
+        """Stop the WAL checkpointer (SQLite) and dispose of the connection pool."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.engine.dispose()

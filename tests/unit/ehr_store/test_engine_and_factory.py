@@ -21,7 +21,7 @@ def test_sqlite_pragmas_and_parent_dir(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert path.parent.is_dir()
-    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 30000}
+    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 30000}
 
 
 def test_postgres_urls_use_psycopg3() -> None:
