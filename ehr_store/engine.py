@@ -12,8 +12,9 @@ commit costs ~0.15 ms (NORMAL) against ~0.4 ms (FULL), and ingestion shares one 
 among a batch of messages, so the guarantee is kept. WAL checkpoints (copying the WAL
 into the database file, ~10-50 ms each) are taken off the committing writer by
 `WalCheckpointer` (a background thread with its own connection, PASSIVE mode, so it never
-blocks writers); the writers' automatic checkpoint stays as a backstop at a larger size. PostgreSQL: psycopg 3 with the pool sizes from
-`StoreSettings`. Nothing is built at import time.
+blocks writers); the writers' automatic checkpoint stays as a backstop at a larger size.
+
+PostgreSQL: psycopg 3 with the pool sizes from `StoreSettings`. Nothing is built at import time.
 
 May import: sqlalchemy, psycopg (through SQLAlchemy), the standard library,
 `ehr_store.settings`, `ehr_store.errors`.
