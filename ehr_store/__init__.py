@@ -21,6 +21,7 @@ from ehr_store.errors import (
     Unprocessable,
     VersionConflict,
 )
+from ehr_store.export import ExportJob, ExportJobStore, ExportRow, ResourceMatcher, export_jobs, stream_snapshot
 from ehr_store.factory import open_store
 from ehr_store.jsonio import dumps as json_dumps
 from ehr_store.jsonio import loads as json_loads
@@ -47,6 +48,9 @@ __all__ = [
     "ArchivedMessage",
     "Conflict",
     "DomainError",
+    "ExportJob",
+    "ExportJobStore",
+    "ExportRow",
     "Forbidden",
     "Gone",
     "HistoryMethod",
@@ -58,6 +62,7 @@ __all__ = [
     "NotFound",
     "NotSupported",
     "PreconditionFailed",
+    "ResourceMatcher",
     "ResourceRepository",
     "SearchParams",
     "SearchResult",
@@ -78,6 +83,7 @@ __all__ = [
     "conditional_delete",
     "conditional_update",
     "current_revision",
+    "export_jobs",
     "format_instant",
     "head_revision",
     "json_dumps",
@@ -85,6 +91,7 @@ __all__ = [
     "json_loads_resource",
     "open_store",
     "parse_criteria",
+    "stream_snapshot",
     "upgrade_schema",
     "validate_resource",
 ]
