@@ -29,14 +29,21 @@ def test_serve_translates_codes_and_serves_empi_operations(tmp_path: Path) -> No
     try:
         again = hie("db", "upgrade", "--database-url", server.database_url, env=env)
         assert again.returncode == 0 and "terminology content loaded" not in again.stdout, again.stdout
-        sent = hie("send", "--host", "127.0.0.1", "--port", str(server.mllp_port), str(FEED / "feeds" / "TTWSY"))
+        sent = hie(
+            "send", "--host", "127.0.0.1", "--port", str(server.mllp_port), str(FEED / "feeds" / "TTWSY")
+        )
         assert sent.returncode == 0, sent.stdout + sent.stderr
-        with httpx.Client(base_url=server.base, timeout=30, headers={"Accept": "application/fhir+json"}) as fhir:
+        with httpx.Client(
+            base_url=server.base, timeout=30, headers={"Accept": "application/fhir+json"}
+        ) as fhir:
             hgb = fhir.get("/Observation", params={"code": f"{LOINC}|718-7", "_count": "5"}).json()
             assert hgb.get("total", len(hgb.get("entry", []))) > 0, hgb
             codes = hgb["entry"][0]["resource"]["code"]["coding"]
             assert codes[0]["code"] == "HGB" and codes[1] == {
-                "system": LOINC, "code": "718-7", "display": "Hemoglobin [Mass/volume] in Blood"}
+                "system": LOINC,
+                "code": "718-7",
+                "display": "Hemoglobin [Mass/volume] in Blood",
+            }
             lookup = fhir.get("/CodeSystem/$lookup", params={"system": LOINC, "code": "718-7"})
             assert lookup.status_code == 200, lookup.text
             mrn = hgb["entry"][0]["resource"]["subject"]["reference"].split("-", 1)[1]
@@ -48,8 +55,9 @@ def test_serve_translates_codes_and_serves_empi_operations(tmp_path: Path) -> No
             assert everything.status_code == 200, everything.text
             types = {e["resource"]["resourceType"] for e in everything.json()["entry"]}
             assert {"Patient", "Observation", "DiagnosticReport"} <= types
-        unmapped = hie("terminology", "unmapped", "--database-url", server.database_url,
-                       env={**env, "COLUMNS": "250"})
+        unmapped = hie(
+            "terminology", "unmapped", "--database-url", server.database_url, env={**env, "COLUMNS": "250"}
+        )
         assert unmapped.returncode == 0 and "DX-CHEST" in unmapped.stdout, unmapped.stdout
     finally:
         server.stop()
