@@ -192,10 +192,15 @@ class IngestService:
     def _write(self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]) -> list[list[bytes]]:
         """Write mapped messages and finish their archive rows in one unit of work, then commit."""
         results = []
+        skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
         with self.store.unit_of_work(write=True) as uow:
-            for _i, acc, mapped, warnings in ready:
+            uow.resources.prefetch(  # the batch's current rows in one round-trip (locked)
+                r.key for (_i, _a, mapped, _w), skip in zip(ready, skips, strict=True)
+                for r in mapped.resources if r.key not in skip
+            )
+            for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
                 assert acc.message_id is not None
-                write_mapped(uow.resources, mapped, self.hooks, skip=self._reference_cache.fresh(mapped))
+                write_mapped(uow.resources, mapped, self.hooks, skip=skip)
                 frames = self._success_frames(acc, warnings)
                 uow.messages.finish(
                     acc.message_id,

@@ -50,6 +50,13 @@ class ResourceRepository(Protocol):
         """Current, non-deleted versions of many resources in one round-trip; missing ones are absent."""
         ...
 
+    def prefetch(self, references: Iterable[tuple[str, str]]) -> None:
+        """Load the current rows of resources this unit of work is about to write, in one
+        round-trip (locked on PostgreSQL, `SELECT ... FOR UPDATE`), so that later reads and
+        writes of them in the unit need no statement of their own. An optimisation only:
+        results are the same with or without it."""
+        ...
+
     def update(
         self,
         resource_type: str,

@@ -6,6 +6,15 @@ busy timeout instead of failing on lock upgrade), `unit_of_work(write=True)` doe
 front. Database errors become domain errors here: lost connection → `Unavailable`, a
 lock lost to a concurrent writer → `Conflict`.
 
+Write-behind: the unit knows the current rows it has locked (`SELECT ... FOR UPDATE` on
+PostgreSQL; SQLite's write lock) or written, so later reads and writes of them need no
+statement; rows written on a known row are queued and written in bulk (one executemany
+INSERT and one UPDATE, several writes of one resource coalesced into one row change)
+together with the queued history and index rows, before any statement that may read
+them (search, count, history, vread, `read_many`) and at commit. A queued insert that
+meets a row created concurrently fails there with `VersionConflict`, as it would have
+at the write.
+
 May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_store.memory`).
 """
 
@@ -19,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ehr_store.engine import BEGIN_MODE_KEY, WalCheckpointer, make_engine, sqlite_file
-from ehr_store.errors import Conflict, DomainError, Unavailable
+from ehr_store.errors import Conflict, DomainError, Unavailable, VersionConflict
 from ehr_store.indexing import PendingIndex, SqlIndexer
 from ehr_store.model import SearchResult, StoredResource
 from ehr_store.repository import MessageArchive, ResourceRepository, SearchParams
@@ -28,10 +37,20 @@ from ehr_store.settings import StoreSettings
 from ehr_store.sql_messages import SqlMessageArchive
 from ehr_store.sql_resources import SqlResourceRepository
 from ehr_store.tables import resource_history_table
+from ehr_store.tables import resource_table as R
 
 __all__ = ["SqlStore", "SqlUnitOfWork", "translate_db_error"]
 
 Json = dict[str, Any]
+Key = tuple[str, str]
+_ROW_INSERT = sa.insert(R)
+_ROW_REPLACE = (
+    sa.update(R)
+    .where(R.c.resource_type == sa.bindparam("b_rt"), R.c.id == sa.bindparam("b_id"),
+           R.c.version_id == sa.bindparam("b_prev"))
+    .values(version_id=sa.bindparam("n_vid"), last_updated=sa.bindparam("n_lu"),
+            deleted=sa.bindparam("n_del"), content=sa.bindparam("n_content"))
+)
 
 
 def translate_db_error(exc: sa.exc.DBAPIError) -> DomainError | None:
@@ -55,6 +74,9 @@ class SqlUnitOfWork:
         self._conn: Connection | None = None
         self._index = PendingIndex(store.indexer)
         self._history: list[dict[str, Any]] = []
+        self._known: dict[Key, StoredResource | None] = {}
+        self._inserts: dict[Key, dict[str, Any]] = {}
+        self._replaces: dict[Key, dict[str, Any]] = {}
         self.resources: ResourceRepository = SqlResourceRepository(self)
         self.messages: MessageArchive = SqlMessageArchive(self)
 
@@ -72,9 +94,48 @@ class SqlUnitOfWork:
         """Queue a `resource_history` row; written in bulk by `flushed_connection`/commit."""
         self._history.append(row)
 
+    # -- current rows known to this unit (see module doc) ------------------------------------
+    def known_current(self, key: Key) -> tuple[bool, StoredResource | None]:
+        """(True, current row or None when absent) if this unit holds `key`'s current row."""
+        if key in self._known:
+            return True, self._known[key]
+        return False, None
+
+    def remember_current(self, key: Key, current: StoredResource | None) -> None:
+        """Record `key`'s current row as locked or written by this unit (None: absent)."""
+        self._known[key] = current
+
+    def queue_row(self, version: StoredResource, previous: int | None) -> None:
+        """Queue the current-row write of `version` on a known row (`previous` None: insert)."""
+        key = (version.resource_type, version.id)
+        values = {"version_id": version.version_id, "last_updated": version.last_updated,
+                  "deleted": version.deleted, "content": version.content or None}
+        if key in self._inserts:
+            self._inserts[key].update(values)
+        elif previous is None:
+            self._inserts[key] = {"resource_type": key[0], "id": key[1], **values}
+        else:
+            prev = self._replaces[key]["b_prev"] if key in self._replaces else previous
+            self._replaces[key] = {"b_rt": key[0], "b_id": key[1], "b_prev": prev,
+                                   "n_vid": values["version_id"], "n_lu": values["last_updated"],
+                                   "n_del": values["deleted"], "n_content": values["content"]}
+
+    def _flush_rows(self, conn: Connection) -> None:
+        inserts, self._inserts = list(self._inserts.values()), {}
+        replaces, self._replaces = list(self._replaces.values()), {}
+        if inserts:
+            try:
+                conn.execute(_ROW_INSERT, inserts)
+            except sa.exc.IntegrityError:
+                raise VersionConflict("a resource was created concurrently; retry") from None
+        if replaces and conn.execute(_ROW_REPLACE, replaces).rowcount not in (len(replaces), -1):
+            raise VersionConflict("a resource was changed concurrently; retry")
+
     def flushed_connection(self) -> Connection:
-        """The connection with queued history and index rows written (before reading them)."""
+        """The connection with queued resource, history and index rows written (before reading them)."""
         conn = self.connection(write=False)
+        if self._inserts or self._replaces:
+            self._flush_rows(conn)
         if self._history:
             rows, self._history = self._history, []
             conn.execute(sa.insert(resource_history_table), rows)
@@ -103,11 +164,16 @@ class SqlUnitOfWork:
                 self._conn.commit()
             except sa.exc.DBAPIError as exc:
                 raise (translate_db_error(exc) or exc) from exc
+            finally:
+                self._known.clear()  # locks are released with the transaction
 
     def rollback(self) -> None:
         """Discard everything written through this unit since the last commit."""
         self._index.clear()
         self._history.clear()
+        self._known.clear()
+        self._inserts.clear()
+        self._replaces.clear()
         if self._conn is not None and self._conn.in_transaction():
             self._conn.rollback()
 

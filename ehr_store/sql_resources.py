@@ -78,12 +78,18 @@ class SqlResourceRepository(VersionedRepository):
 
     # -- primitives -------------------------------------------------------------------------
     def _current(self, resource_type: str, id: str, *, for_update: bool) -> StoredResource | None:
+        known, current = self._uow.known_current((resource_type, id))
+        if known:
+            return current
         conn = self._uow.connection(write=for_update)
         stmt = _SELECT_CURRENT
         if for_update and conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         row = conn.execute(stmt, {"rt": resource_type, "rid": id}).first()
-        return None if row is None else _row_to_stored(row)
+        current = None if row is None else _row_to_stored(row)
+        if for_update:
+            self._uow.remember_current((resource_type, id), current)
+        return current
 
     def _version(self, resource_type: str, id: str, version_id: int) -> StoredResource | None:
         conn = self._uow.flushed_connection()
@@ -98,34 +104,73 @@ class SqlResourceRepository(VersionedRepository):
         }
 
     def _insert(self, version: StoredResource, doc: Json | None) -> bool:
-        conn = self._uow.connection(write=True)
+        key = (version.resource_type, version.id)
         row = self._history_row(version)
-        first = {k: v for k, v in row.items() if k != "method"}
-        if conn.execute(_INSERT_FIRST[conn.dialect.name], first).first() is None:
+        known, current = self._uow.known_current(key)
+        if known and current is not None:
             return False
-        self._uow.queue_history(row)
-        self._uow.index_resource(version, doc)
+        if known:  # known absent: queued (a concurrent create fails the flush), see SqlUnitOfWork
+            self._uow.queue_row(version, None)
+        else:  # an id this unit has not looked at: insert now, so a duplicate is seen at once
+            conn = self._uow.connection(write=True)
+            first = {k: v for k, v in row.items() if k != "method"}
+            if conn.execute(_INSERT_FIRST[conn.dialect.name], first).first() is None:
+                return False
+        self._written(version, doc, row)
         return True
 
     def _replace(self, version: StoredResource, doc: Json | None, previous: int) -> bool:
-        conn = self._uow.connection(write=True)
+        key = (version.resource_type, version.id)
         row = self._history_row(version)
-        params = {"b_rt": version.resource_type, "b_id": version.id, "b_prev": previous,
-                  "n_vid": version.version_id, "n_lu": version.last_updated, "n_del": version.deleted,
-                  "n_content": row["content"]}
-        if conn.execute(_REPLACE, params).rowcount != 1:
-            return False
+        known, current = self._uow.known_current(key)
+        if known:
+            if current is None or current.version_id != previous:
+                return False
+            self._uow.queue_row(version, previous)
+        else:
+            conn = self._uow.connection(write=True)
+            params = {"b_rt": version.resource_type, "b_id": version.id, "b_prev": previous,
+                      "n_vid": version.version_id, "n_lu": version.last_updated, "n_del": version.deleted,
+                      "n_content": row["content"]}
+            if conn.execute(_REPLACE, params).rowcount != 1:
+                return False
+        self._written(version, doc, row)
+        return True
+
+    def _written(self, version: StoredResource, doc: Json | None, row: dict[str, Any]) -> None:
+        self._uow.remember_current((version.resource_type, version.id), version)
         self._uow.queue_history(row)
         self._uow.index_resource(version, doc)
-        return True
+
+    def prefetch(self, references: Iterable[tuple[str, str]]) -> None:
+        """See `ResourceRepository.prefetch`: one SELECT (FOR UPDATE on PostgreSQL, in key
+        order so concurrent units lock alike) per 500 keys not yet known to the unit."""
+        wanted = sorted({k for k in references if not self._uow.known_current(k)[0]})
+        if not wanted:
+            return
+        conn = self._uow.connection(write=True)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            stmt = (sa.select(*_CURRENT_COLS).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))
+                    .order_by(R.c.resource_type, R.c.id))
+            if conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update()
+            found = {(r.resource_type, r.id): _row_to_stored(r) for r in conn.execute(stmt)}
+            for key in chunk:
+                self._uow.remember_current(key, found.get(key))
 
     # -- reads ------------------------------------------------------------------------------
     def read_many(self, references: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
-        """See `ResourceRepository.read_many`: one SELECT per resource type, chunks of 500 ids."""
+        """See `ResourceRepository.read_many`: rows known to the unit from memory, the others
+        with one SELECT per resource type, chunks of 500 ids."""
         by_type: dict[str, set[str]] = defaultdict(set)
-        for rtype, rid in references:
-            by_type[rtype].add(rid)
         found: dict[tuple[str, str], StoredResource] = {}
+        for rtype, rid in references:
+            known, current = self._uow.known_current((rtype, rid))
+            if not known:
+                by_type[rtype].add(rid)
+            elif current is not None and not current.deleted:  # as written in this unit
+                found[(rtype, rid)] = current
         if not by_type:
             return found
         conn = self._uow.connection(write=False)

@@ -5,7 +5,8 @@ storage primitives a backend provides (`_current`, `_version`, `_insert`, `_repl
 The rules: server-assigned ids (UUID) unless an id is given; every write validated once;
 `meta.versionId`/`meta.lastUpdated` set on the stored JSON; If-Match checked against the
 current version; an update equal to the current content (ignoring those two meta
-elements) is a no-op; deletes are soft (a deletion version without content).
+elements) is a no-op, found before validating (the stored version was validated when
+written); deletes are soft (a deletion version without content).
 
 May import: orjson, the standard library, `ehr_store.errors`, `ehr_store.model`,
 `ehr_store.jsonio`, `ehr_store.validation`.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -103,6 +105,10 @@ class VersionedRepository(ABC):
         doc, content = (None, b"") if resource is None else stamp(resource, id, version_id, at)
         return StoredResource(rtype, id, version_id, at, resource is None, content, method), doc
 
+    def prefetch(self, references: Iterable[tuple[str, str]]) -> None:
+        """See `ResourceRepository.prefetch` (nothing to do unless a backend overrides it)."""
+        del references
+
     def create(self, resource: Json, *, id: str | None = None) -> StoredResource:
         """See `ResourceRepository.create` (FHIR R4B http §3.1.0.7)."""
         rtype = validate_resource({k: v for k, v in resource.items() if k != "id"}
@@ -152,19 +158,21 @@ class VersionedRepository(ABC):
         """
         check_resource_type(resource_type)
         check_id(id)
-        validate_resource(resource, resource_type=resource_type)
+        if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+            validate_resource(resource, resource_type=resource_type)  # raises the precise error
         if resource.get("id") != id:
             raise InvalidInput(f"the resource id {resource.get('id')!r} does not match {id!r}",
                                expression=(f"{resource_type}.id",))
         current = self._current(resource_type, id, for_update=True)
         self._check_if_match(resource_type, id, current, if_match)
+        if current is not None and not current.deleted and canonical(current.content) == canonical(resource):
+            return current, False  # equal to a stored (so validated) version: nothing is written
+        validate_resource(resource, resource_type=resource_type)
         if current is None:
             version, doc = self._new_version(resource, resource_type, id, 1, method)
             if not self._insert(version, doc):
                 raise VersionConflict(f"{resource_type}/{id} was created concurrently; retry")
             return version, True
-        if not current.deleted and canonical(current.content) == canonical(resource):
-            return current, False
         version, doc = self._new_version(resource, resource_type, id, current.version_id + 1, method)
         if not self._replace(version, doc, current.version_id):
             raise VersionConflict(f"{resource_type}/{id} was changed concurrently; retry")

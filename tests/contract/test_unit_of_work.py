@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from contract_data import patient
 
-from ehr_store import InvalidInput, NotFound, Store
+from ehr_store import Conflict, InvalidInput, NotFound, Store
 
 
 def test_rollback_leaves_nothing(store: Store) -> None:
@@ -54,3 +54,43 @@ def test_commit_then_more_work_in_the_same_unit(store: Store) -> None:
         uow.rollback()
     with store.unit_of_work() as uow:
         assert set(uow.resources.read_many([("Patient", "a1"), ("Patient", "a2")])) == {("Patient", "a1")}
+
+
+def test_prefetched_writes_are_seen_and_commit_together(store: Store) -> None:
+    """Writes of prefetched resources (queued in bulk by the SQL store) behave like any other:
+    versions, history, no-op updates, visibility to reads and searches in the unit, rollback."""
+    with store.unit_of_work() as uow:
+        uow.resources.create(patient(mrn="PF0"), id="pf-0")
+        uow.commit()
+    keys = [("Patient", f"pf-{n}") for n in range(4)]
+    with store.unit_of_work(write=True) as uow:
+        uow.resources.prefetch(keys)
+        created = [uow.resources.update("Patient", f"pf-{n}", {**patient(mrn=f"PF{n}"), "id": f"pf-{n}"})
+                   for n in range(1, 4)]
+        assert [(s.version_id, c) for s, c in created] == [(1, True)] * 3
+        again, changed = uow.resources.update("Patient", "pf-1", {**patient(mrn="PF1"), "id": "pf-1"})
+        assert (again.version_id, changed) == (1, False)  # equal content: no new version
+        v2, _ = uow.resources.update("Patient", "pf-1", {**patient(mrn="PF1b"), "id": "pf-1"})
+        v3, _ = uow.resources.update("Patient", "pf-1", {**patient(mrn="PF1c"), "id": "pf-1"})
+        u0, _ = uow.resources.update("Patient", "pf-0", {**patient(mrn="PF0b"), "id": "pf-0"})
+        assert (v2.version_id, v3.version_id, u0.version_id) == (2, 3, 2)
+        assert uow.resources.read("Patient", "pf-1").version_id == 3
+        assert set(uow.resources.read_many(keys)) == set(keys)
+        found = uow.resources.search("Patient", [("identifier", "PF1c")])
+        assert [m.id for m in found.matches] == ["pf-1"]
+        with pytest.raises(Conflict):
+            uow.resources.create(patient(), id="pf-2")
+        uow.commit()
+    with store.unit_of_work() as uow:
+        assert uow.resources.read("Patient", "pf-1").version_id == 3
+        assert uow.resources.history("Patient", "pf-1").total == 3
+        assert uow.resources.read("Patient", "pf-0").version_id == 2
+        assert uow.resources.search("Patient", [("identifier", "PF1b")]).matches == []
+    with store.unit_of_work(write=True) as uow:
+        uow.resources.prefetch(keys)
+        uow.resources.update("Patient", "pf-2", {**patient(mrn="gone"), "id": "pf-2"})
+        uow.resources.delete("Patient", "pf-3")
+        uow.rollback()
+    with store.unit_of_work() as uow:
+        assert set(uow.resources.read_many(keys)) == set(keys)
+        assert uow.resources.read("Patient", "pf-2").version_id == 1
