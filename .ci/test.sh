@@ -11,7 +11,6 @@ started=$SECONDS
 
 bash .ci/install.sh
 bash .ci/postgres.sh
-bash .ci/keycloak.sh
 
 failed=()
 step() {
