@@ -46,8 +46,29 @@ def row_to_message(row: Any) -> ArchivedMessage:
     )
 
 
-def _same(column: Any, value: str | None) -> Any:
-    return column.is_(None) if value is None else column == value
+def _same(column: Any, name: str, null: bool) -> Any:
+    return column.is_(None) if null else column == sa.bindparam(name)
+
+
+# Statements built once (building one per call cost more than executing it).
+_ADD = sa.insert(M).returning(M.c.id)
+_FIND_PROCESSED = {
+    (app_null, fac_null): sa.select(M)
+    .where(_same(M.c.sending_application, "app", app_null), _same(M.c.sending_facility, "fac", fac_null),
+           M.c.control_id == sa.bindparam("cid"), M.c.status.in_(FINISHED), M.c.ack.is_not(None))
+    .order_by(M.c.id.desc())
+    .limit(1)
+    for app_null in (False, True) for fac_null in (False, True)
+}
+_ATTEMPTS = sa.case((M.c.status == "received", M.c.attempts), else_=M.c.attempts + 1)
+_FINISH = {
+    with_charset: sa.update(M).where(M.c.id == sa.bindparam("mid")).values(
+        status=sa.bindparam("status"), ack=sa.bindparam("ack"), ack_code=sa.bindparam("ack_code"),
+        error=sa.bindparam("error"), resources=sa.bindparam("resources"), attempts=_ATTEMPTS,
+        **({"charset": sa.bindparam("charset")} if with_charset else {}),
+    )
+    for with_charset in (False, True)
+}
 
 
 class SqlMessageArchive:
@@ -77,7 +98,7 @@ class SqlMessageArchive:
             "status": "received", "ack": None, "ack_code": None, "error": None, "resources": [],
             "attempts": 1,
         }
-        new_id = conn.execute(sa.insert(M).values(**values).returning(M.c.id)).scalar_one()
+        new_id = conn.execute(_ADD, values).scalar_one()
         return row_to_message(SimpleNamespace(id=new_id, **values))
 
     def get(self, message_id: int) -> ArchivedMessage:
@@ -93,15 +114,13 @@ class SqlMessageArchive:
     ) -> ArchivedMessage | None:
         """See `MessageArchive.find_processed` (newest answered message with this MSH-3/4/10)."""
         conn = self._uow.connection(write=False)
-        stmt = (
-            sa.select(M)
-            .where(_same(M.c.sending_application, sending_application),
-                   _same(M.c.sending_facility, sending_facility),
-                   M.c.control_id == control_id, M.c.status.in_(FINISHED), M.c.ack.is_not(None))
-            .order_by(M.c.id.desc())
-            .limit(1)
-        )
-        row = conn.execute(stmt).first()
+        stmt = _FIND_PROCESSED[(sending_application is None, sending_facility is None)]
+        params = {"cid": control_id}
+        if sending_application is not None:
+            params["app"] = sending_application
+        if sending_facility is not None:
+            params["fac"] = sending_facility
+        row = conn.execute(stmt, params).first()
         return None if row is None else row_to_message(row)
 
     def finish(
@@ -121,13 +140,12 @@ class SqlMessageArchive:
         """
         conn = self._uow.connection(write=True)
         values: dict[str, Any] = {
-            "status": status, "ack": bytes(ack), "ack_code": ack_code, "error": error,
+            "mid": message_id, "status": status, "ack": bytes(ack), "ack_code": ack_code, "error": error,
             "resources": list(resources),
-            "attempts": sa.case((M.c.status == "received", M.c.attempts), else_=M.c.attempts + 1),
         }
         if charset is not None:
             values["charset"] = charset
-        result = conn.execute(sa.update(M).where(M.c.id == message_id).values(**values))
+        result = conn.execute(_FINISH[charset is not None], values)
         if result.rowcount != 1:
             raise NotFound(f"archived message {message_id} is not known")
 
