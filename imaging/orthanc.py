@@ -1,0 +1,203 @@
+"""The one module that talks to Orthanc (REST API and its DICOMweb plugin), through `pyorthanc`.
+
+`OrthancClient` wraps `pyorthanc.AsyncOrthanc` (an `httpx.AsyncClient`) with the calls the
+bridge, the uploader, the exporter and the DICOMweb proxy need, and turns transport failures
+into domain errors: Orthanc unreachable or failing -> `Unavailable`; a refused DICOM file ->
+`InvalidInput`; an unknown resource -> `NotFound`.
+
+Orthanc 1.10 (Debian) never URL-decodes GET query arguments, so `qido` sends only values made
+of safe ASCII characters (`SAFE_QUERY_VALUE`) and repeats `includefield`; searches by name go
+through `find` (`POST /tools/find`, a JSON body, so any character set works).
+
+May import: pyorthanc, httpx, `ehr_store` (error kinds).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pyorthanc import AsyncOrthanc
+
+from ehr_store import InvalidInput, NotFound, Unavailable
+
+Json = dict[str, Any]
+SAFE_QUERY_VALUE = re.compile(r"^[A-Za-z0-9.\-_]*$")
+"""Query values Orthanc 1.10 matches correctly without URL-decoding."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of Orthanc's `/changes` feed (Orthanc REST API, "Tracking changes")."""
+
+    seq: int
+    change_type: str
+    resource_type: str
+    orthanc_id: str
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """A page of `/changes`: the changes, the last sequence number seen, and whether drained."""
+
+    changes: list[Change]
+    last: int
+    done: bool
+
+
+class OrthancClient:
+    """Async client of one Orthanc. Use as `async with OrthancClient(...) as client:`."""
+
+    def __init__(
+        self, url: str, username: str | None, password: str | None, timeout_seconds: float = 60.0
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._api = AsyncOrthanc(
+            self.url,
+            username=username,
+            password=password,
+            timeout=httpx.Timeout(timeout_seconds, connect=5.0),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    async def __aenter__(self) -> OrthancClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._api.aclose()
+
+    # -- plain REST -------------------------------------------------------------------------
+    async def _json(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            response = await self._api.request(method, f"{self.url}{path}", **kw)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"Orthanc at {self.url} is unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise NotFound(f"Orthanc has no {path}")
+        if response.status_code == 400:
+            raise InvalidInput(f"Orthanc refused {method} {path}: {_orthanc_message(response)}")
+        if response.status_code >= 300:
+            raise Unavailable(f"Orthanc answered {response.status_code} to {method} {path}")
+        return response.json() if response.content else None
+
+    async def system(self) -> Json:
+        """`GET /system` (name, version, API version). Raises: Unavailable."""
+        return dict(await self._json("GET", "/system"))
+
+    async def changes(self, since: int, limit: int) -> ChangesPage:
+        """`GET /changes?since=&limit=`: changes after sequence number `since`. Raises: Unavailable."""
+        body = await self._json("GET", "/changes", params={"since": str(since), "limit": str(limit)})
+        changes = [
+            Change(int(c["Seq"]), str(c["ChangeType"]), str(c["ResourceType"]), str(c["ID"]))
+            for c in body.get("Changes", [])
+        ]
+        return ChangesPage(changes, int(body.get("Last", since)), bool(body.get("Done", True)))
+
+    async def last_change(self) -> int:
+        """The newest sequence number of `/changes` (0 when empty)."""
+        body = await self._json("GET", "/changes", params={"last": ""})
+        return int(body.get("Last", 0))
+
+    async def study(self, orthanc_id: str) -> Json:
+        """`GET /studies/{id}` with its series expanded under `"SeriesDetails"` and the full
+        tags of one instance under `"InstanceTags"` (for IssuerOfPatientID, OtherPatientIDs,
+        SpecificCharacterSet). Raises: NotFound, Unavailable."""
+        study = dict(await self._json("GET", f"/studies/{orthanc_id}"))
+        study["SeriesDetails"] = await self._json(
+            "GET", f"/studies/{orthanc_id}/series", params={"expand": ""}
+        )
+        instances = await self._json("GET", f"/studies/{orthanc_id}/instances")
+        study["InstanceTags"] = (
+            await self._json("GET", f"/instances/{instances[0]['ID']}/simplified-tags") if instances else {}
+        )
+        return study
+
+    async def study_instances(self, orthanc_id: str) -> list[str]:
+        """Orthanc ids of a study's instances. Raises: NotFound, Unavailable."""
+        return [str(i["ID"]) for i in await self._json("GET", f"/studies/{orthanc_id}/instances")]
+
+    async def lookup_study(self, study_uid: str) -> str | None:
+        """Orthanc id of the study with this StudyInstanceUID (`POST /tools/lookup`), or None."""
+        for hit in await self._json("POST", "/tools/lookup", content=study_uid.encode("ascii")):
+            if hit.get("Type") == "Study":
+                return str(hit["ID"])
+        return None
+
+    async def find(self, level: str, query: Mapping[str, str], *, limit: int = 100) -> list[Json]:
+        """`POST /tools/find` (expanded): resources at `level` (Patient/Study/Series/Instance)
+        whose main DICOM tags match `query` (DICOM wildcards `*` `?`, any character set).
+        Raises: InvalidInput (bad query), Unavailable."""
+        body = {"Level": level, "Query": dict(query), "Expand": True, "Limit": limit}
+        return list(await self._json("POST", "/tools/find", json=body))
+
+    async def upload(self, dicom: bytes) -> Json:
+        """`POST /instances` one DICOM file. Returns Orthanc's answer (`ID`, `ParentStudy`,
+        `Status` Success/AlreadyStored). Raises: InvalidInput (not DICOM), Unavailable."""
+        return dict(await self._json("POST", "/instances", content=dicom))
+
+    async def instance_file(self, orthanc_id: str) -> bytes:
+        """The stored DICOM file of an instance. Raises: NotFound, Unavailable."""
+        try:
+            response = await self._api.get(f"{self.url}/instances/{orthanc_id}/file")
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"Orthanc at {self.url} is unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise NotFound(f"Orthanc has no instance {orthanc_id}")
+        if response.status_code != 200:
+            raise Unavailable(f"Orthanc answered {response.status_code} for instance {orthanc_id}")
+        content: bytes = response.content
+        return content
+
+    # -- DICOMweb (proxied) -------------------------------------------------------------------
+    async def open(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        """Send a request to `path` and return the response *unread* (streaming): the caller
+        iterates `aiter_raw()` and must `aclose()` it. Query values must match
+        `SAFE_QUERY_VALUE` (Orthanc 1.10 does not URL-decode them).
+        Raises: InvalidInput (unsafe query value), Unavailable."""
+        for key, value in query:
+            if not SAFE_QUERY_VALUE.match(key) or not SAFE_QUERY_VALUE.match(value):
+                raise InvalidInput(f"query parameter {key} has characters Orthanc cannot match")
+        url = f"{self.url}{path}" + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+        request = self._api.build_request(method, url, headers=dict(headers or {}), content=content)
+        try:
+            response: httpx.Response = await self._api.send(request, stream=True)
+            return response
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"Orthanc at {self.url} is unreachable: {type(exc).__name__}") from exc
+
+    async def qido(
+        self, path: str, query: Sequence[tuple[str, str]], headers: Mapping[str, str]
+    ) -> list[Json]:
+        """A QIDO-RS search read whole (answers are small JSON arrays). Raises: Unavailable."""
+        response = await self.open("GET", path, query, {**headers, "Accept": "application/dicom+json"})
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        if response.status_code == 204 or not body.strip():
+            return []
+        if response.status_code != 200:
+            raise Unavailable(f"Orthanc answered {response.status_code} to QIDO-RS {path}")
+        return list(httpx.Response(200, content=body).json())
+
+
+def _orthanc_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("Details") or body.get("Message") or body)[:200] if isinstance(body, dict) else ""

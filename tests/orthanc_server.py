@@ -1,0 +1,160 @@
+"""A real Orthanc for the imaging tests (fixture helper, no pytest import).
+
+Starts Debian's `/usr/sbin/Orthanc` (packages `orthanc` and `orthanc-dicomweb`, installed by
+`.ci/orthanc.sh`) with a throwaway configuration: HTTP and DICOM ports chosen free on this
+machine, storage and index in a temporary directory, HTTP Basic authentication on with one
+generated user, `RemoteAccessAllowed: false` (Orthanc 1.10 cannot bind to loopback only, so
+it answers only loopback clients), `"DefaultEncoding": "Chinese"` (files without
+SpecificCharacterSet decode as GB18030), the DICOMweb plugin loaded, and `StableAge` 1 s so
+`StableStudy` changes come quickly.
+
+`OrthancServer.restart()` stops the process, waits for its pid to exit (Orthanc keeps its
+index locked until then) and starts it again on the same storage.
+
+`HIE_ORTHANC_BINARY` overrides the binary; `HIE_ORTHANC_PLUGIN` the DICOMweb plugin path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BINARY = os.environ.get("HIE_ORTHANC_BINARY", "/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = os.environ.get("HIE_ORTHANC_PLUGIN", "/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+USER = "hie-bridge"
+
+
+class OrthancUnavailable(RuntimeError):
+    """Orthanc or its DICOMweb plugin is not installed, or it did not start."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class OrthancServer:
+    """A running Orthanc we started: `url`, `username`/`password`, `dicom_port`, `aet`."""
+
+    home: Path
+    http_port: int
+    dicom_port: int
+    username: str = USER
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    aet: str = "HIETEST"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "orthanc.log"
+
+    def config(self) -> dict[str, object]:
+        storage = str(self.home / "storage")
+        return {
+            "Name": "hie-test",
+            "StorageDirectory": storage,
+            "IndexDirectory": storage,
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": True,
+            "UnknownSopClassAccepted": True,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": True,
+            "RegisteredUsers": {self.username: self.password},
+            "DefaultEncoding": "Chinese",
+            "Plugins": [DICOMWEB_PLUGIN],
+            "StableAge": 1,
+            "OrthancExplorerEnabled": False,
+            "WebDavEnabled": False,
+            "HttpCompressionEnabled": False,
+            "SaveJobs": False,
+            "ConcurrentJobs": 1,
+            "HttpThreadsCount": 16,
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
+                         "Ssl": False, "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+        }
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start Orthanc and wait until `/system` answers. Raises: OrthancUnavailable."""
+        config = self.home / "orthanc.json"
+        config.write_text(json.dumps(self.config(), indent=1))
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [BINARY, "--no-jobs", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise OrthancUnavailable(f"Orthanc exited with {self.process.returncode}: {self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                r = httpx.get(f"{self.url}/system", auth=(self.username, self.password), timeout=2)
+                if r.status_code == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise OrthancUnavailable(f"Orthanc did not answer within {timeout} s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, then wait for the pid to exit (SIGKILL after 20 s)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Stop (waiting for the pid to exit) and start again on the same storage."""
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def start_orthanc() -> OrthancServer:
+    """Start a throwaway Orthanc (see module docstring). Raises: OrthancUnavailable."""
+    if not Path(BINARY).exists():
+        raise OrthancUnavailable(f"{BINARY} not found: install Debian's orthanc package (.ci/orthanc.sh)")
+    if not Path(DICOMWEB_PLUGIN).exists():
+        raise OrthancUnavailable(f"{DICOMWEB_PLUGIN} not found: install Debian's orthanc-dicomweb package")
+    home = Path(tempfile.mkdtemp(prefix="hie-orthanc-"))
+    server = OrthancServer(home, _free_port(), _free_port())
+    try:
+        server.start()
+    except OrthancUnavailable:
+        shutil.rmtree(home, ignore_errors=True)
+        raise
+    return server
+
+
+def remove_orthanc(server: OrthancServer) -> None:
+    """Stop the server and remove its storage."""
+    server.stop()
+    shutil.rmtree(server.home, ignore_errors=True)
