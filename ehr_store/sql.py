@@ -133,7 +133,8 @@ class SqlUnitOfWork:
 
     def flushed_connection(self) -> Connection:
         """The connection with queued resource, history and index rows written (before reading them)."""
-        conn = self.connection(write=False)
+        queued = bool(self._inserts or self._replaces or self._history)
+        conn = self.connection(write=queued)
         if self._inserts or self._replaces:
             self._flush_rows(conn)
         if self._history:
@@ -158,10 +159,10 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         """Commit everything written through this unit. Raises: Unavailable, Conflict."""
-        if self._conn is not None and self._conn.in_transaction():
+        queued = bool(self._inserts or self._replaces or self._history)
+        if queued or (self._conn is not None and self._conn.in_transaction()):
             try:
-                self.flushed_connection()
-                self._conn.commit()
+                self.flushed_connection().commit()
             except sa.exc.DBAPIError as exc:
                 raise (translate_db_error(exc) or exc) from exc
             finally:

@@ -137,6 +137,9 @@ class SqlResourceRepository(VersionedRepository):
         self._written(version, doc, row)
         return True
 
+    def _fresh(self, resource_type: str, id: str) -> None:
+        self._uow.remember_current((resource_type, id), None)  # a new UUID: its insert can be queued
+
     def _written(self, version: StoredResource, doc: Json | None, row: dict[str, Any]) -> None:
         self._uow.remember_current((version.resource_type, version.id), version)
         self._uow.queue_history(row)

@@ -109,12 +109,17 @@ class VersionedRepository(ABC):
         """See `ResourceRepository.prefetch` (nothing to do unless a backend overrides it)."""
         del references
 
+    def _fresh(self, resource_type: str, id: str) -> None:
+        """Hook: `id` was just assigned by the server (a UUID), so it exists nowhere yet."""
+        del resource_type, id
+
     def create(self, resource: Json, *, id: str | None = None) -> StoredResource:
         """See `ResourceRepository.create` (FHIR R4B http §3.1.0.7)."""
         rtype = validate_resource({k: v for k, v in resource.items() if k != "id"}
                                   if isinstance(resource, dict) else resource)
         if id is None:
             id = str(uuid.uuid4())
+            self._fresh(rtype, id)
         else:
             check_id(id)
         version, doc = self._new_version(resource, rtype, id, 1, "POST")

@@ -15,7 +15,6 @@ May import: the standard library, `ehr_store` (errors, model, repository, jsonio
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -323,12 +322,12 @@ class EmpiService:
         rule: str,
         by: str,
     ) -> str:
-        golden_id = str(uuid.uuid4())
+        # a server-assigned id (a UUID): the store then knows the row is new and can batch its insert
+        golden_id = repo.create(compose_golden("new", [doc])).id
         now = self._clock()
         index.undo_links(source_id, at=now, by=by)
         index.put_record(source_id, golden_id, features, keys)
         index.add_link(source_id, golden_id, score=None, rule=rule, at=now, by=by)
-        repo.create(compose_golden(golden_id, [doc]), id=golden_id)
         self._set_refer(repo, source_id, golden_id, doc)
         return golden_id
 
