@@ -173,7 +173,9 @@ def _changed_after(
         after = ids[-1]
 
 
-def _memory_snapshot(state: Any, types: Sequence[str], until: datetime, since: datetime | None) -> Iterator[ExportRow]:
+def _memory_snapshot(
+    state: Any, types: Sequence[str], until: datetime, since: datetime | None
+) -> Iterator[ExportRow]:
     with state.lock:
         keys = sorted(k for k in state.versions if k[0] in set(types))
     order = {t: i for i, t in enumerate(types)}
@@ -195,7 +197,9 @@ class ResourceMatcher:
     refused. Raises (constructor): InvalidInput (unknown parameter or bad value), NotSupported.
     """
 
-    def __init__(self, resource_type: str, params: Sequence[tuple[str, str]], settings: StoreSettings) -> None:
+    def __init__(
+        self, resource_type: str, params: Sequence[tuple[str, str]], settings: StoreSettings
+    ) -> None:
         if any("." in k or k.startswith("_has") for k, _ in params):
             raise NotSupported("_typeFilter supports plain search parameters (no chains or _has)")
         self.resource_type = resource_type
@@ -206,7 +210,9 @@ class ResourceMatcher:
         self._check(probe)  # raises InvalidInput for an unknown parameter or a bad value
 
     def _check(self, doc: dict[str, Any]) -> bool:
-        stored = StoredResource(doc["resourceType"], str(doc.get("id", "x")), 1, datetime.now().astimezone(), False, b"")
+        stored = StoredResource(
+            doc["resourceType"], str(doc.get("id", "x")), 1, datetime.now().astimezone(), False, b""
+        )
         key = (stored.resource_type, stored.id)
         with self._lock:
             self._index.index(stored, doc)
@@ -242,19 +248,32 @@ class ExportJobStore:
     @staticmethod
     def _row(job: ExportJob) -> dict[str, Any]:
         return {
-            "id": job.id, "owner": job.owner, "status": job.status,
-            "request": orjson.dumps(job.request).decode(), "transaction_time": job.transaction_time,
-            "created_at": job.created_at, "updated_at": job.updated_at, "expires_at": job.expires_at,
-            "progress": job.progress, "error": job.error,
+            "id": job.id,
+            "owner": job.owner,
+            "status": job.status,
+            "request": orjson.dumps(job.request).decode(),
+            "transaction_time": job.transaction_time,
+            "created_at": job.created_at,
+            "updated_at": job.updated_at,
+            "expires_at": job.expires_at,
+            "progress": job.progress,
+            "error": job.error,
             "output": None if job.output is None else orjson.dumps(job.output).decode(),
         }
 
     @staticmethod
     def _job(row: Any) -> ExportJob:
         return ExportJob(
-            id=row.id, owner=row.owner, status=row.status, request=orjson.loads(row.request),
-            transaction_time=row.transaction_time, created_at=row.created_at, updated_at=row.updated_at,
-            expires_at=row.expires_at, progress=row.progress, error=row.error,
+            id=row.id,
+            owner=row.owner,
+            status=row.status,
+            request=orjson.loads(row.request),
+            transaction_time=row.transaction_time,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            expires_at=row.expires_at,
+            progress=row.progress,
+            error=row.error,
             output=None if row.output is None else orjson.loads(row.output),
         )
 
@@ -291,8 +310,11 @@ class ExportJobStore:
             return job
         row = self._row(job)
         with self._engine.begin() as conn:
-            conn.execute(sa.update(export_job_table).where(export_job_table.c.id == job_id).values(
-                {k: v for k, v in row.items() if k != "id"}))
+            conn.execute(
+                sa.update(export_job_table)
+                .where(export_job_table.c.id == job_id)
+                .values({k: v for k, v in row.items() if k != "id"})
+            )
         return job
 
     def delete(self, job_id: str) -> None:
@@ -309,7 +331,9 @@ class ExportJobStore:
         if self._engine is None:
             with self._lock:
                 jobs = list(self._memory.values())
-            return sorted((j for j in jobs if statuses is None or j.status in statuses), key=lambda j: j.created_at)
+            return sorted(
+                (j for j in jobs if statuses is None or j.status in statuses), key=lambda j: j.created_at
+            )
         stmt = sa.select(export_job_table).order_by(export_job_table.c.created_at)
         if statuses is not None:
             stmt = stmt.where(export_job_table.c.status.in_(list(statuses)))

@@ -19,6 +19,9 @@ from adapters import IngestSettings, MllpSettings
 from ehr_store import StoreSettings
 from ehr_store.empi import EmpiSettings
 from hie_server.auth.settings import AuditSettings, AuthSettings
+from imaging import ImagingSettings
+from hie_server.bulk.settings import BulkSettings
+from hie_server.surveillance.settings import SurveillanceSettings
 from terminology import TerminologySettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -69,6 +72,9 @@ class HieSettings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     terminology: TerminologySettings = Field(default_factory=TerminologySettings)
     empi: EmpiSettings = Field(default_factory=EmpiSettings)
+    imaging: ImagingSettings = Field(default_factory=ImagingSettings)
+    bulk: BulkSettings = Field(default_factory=BulkSettings)
+    surveillance: SurveillanceSettings = Field(default_factory=SurveillanceSettings)
 
     @model_validator(mode="before")
     @classmethod

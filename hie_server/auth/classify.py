@@ -30,6 +30,21 @@ READ_OPERATIONS = frozenset(
 )
 
 
+BULK_OPERATIONS = frozenset({"$export", "$export-poll-status", "$export-file"})
+"""FHIR Bulk Data v2.0 kick-off, status and file download (hie_server.bulk): interaction `bulk-export`."""
+SURVEILLANCE_OPERATIONS = frozenset(
+    {
+        "$surveillance-cases",
+        "$surveillance-overdue",
+        "$surveillance-counts",
+        "$epidemic-curve",
+        "$ili-share",
+        "$vaccination-coverage",
+    }
+)
+"""Disease-control extracts (hie_server.surveillance): interaction `surveillance`."""
+
+
 def classify(method: str, path: str) -> Action:
     """The Action of `method` on `path` relative to the FHIR base ('' = the base itself)."""
     parts = [p for p in path.strip("/").split("/") if p]
@@ -88,6 +103,10 @@ def classify(method: str, path: str) -> Action:
 def _operation(method: str, rtype: str | None, rid: str | None, name: str, level: str) -> Action:
     if name == "$everything":
         return Action("everything", rtype, rid, level, name)
+    if name in BULK_OPERATIONS:
+        return Action("bulk-export", rtype, rid, level, name)
+    if name in SURVEILLANCE_OPERATIONS:
+        return Action("surveillance", rtype, rid, level, name)
     kind = "operation-read" if name in READ_OPERATIONS or method == "GET" else "operation-write"
     return Action(kind, rtype, rid, level, name)
 

@@ -94,6 +94,7 @@ class AuthAuditMiddleware:
             await self._refuse(status_for(exc), exc, record, scope, receive, send, "login")
             return
         record.principal = principal
+        scope.setdefault("state", {})["principal"] = principal  # for routes that check ownership
         body = await self._body(receive) if method in ("POST", "PUT", "PATCH") else b""
         state = RequestState(principal, action, parse_qsl(query, keep_blank_values=True))
         try:

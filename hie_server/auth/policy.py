@@ -35,7 +35,8 @@ from hie_server.auth.smart import scope_allows
 
 READS = frozenset({"read", "vread", "search", "history", "everything", "operation-read"})
 WRITES = frozenset({"create", "update", "patch", "delete", "transaction", "hl7v2", "operation-write"})
-ADMIN_OPERATIONS = frozenset({"$merge", "$unlink"})
+ADMIN_OPERATIONS = frozenset({"$merge", "$unlink", "$build-cohort"})
+CDC_EXTRACTS = frozenset({"bulk-export", "surveillance"})
 BREAK_GLASS_ROLES = DOCTOR_ROLES | {"specialist"}
 
 
@@ -119,6 +120,10 @@ def _role_rule(p: Principal, a: Action) -> Decision:
             if p.has("clinic-feed")
             else deny("feed-hl7v2", "only feed clients send HL7 v2")
         )
+    if a.interaction in CDC_EXTRACTS:
+        if p.has("cdc-staff"):
+            return allow("cdc-extract")
+        return deny("cdc-extract", "bulk export and surveillance extracts are for CDC staff and hie-admin")
     if a.interaction == "history" and a.level != "instance":
         return deny("history-admin-only", "type and system history are for hie-admin")
     if a.operation in ADMIN_OPERATIONS:

@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ROLES = ("village-doctor", "township-doctor", "specialist", "cdc-staff", "clinic-feed", "hie-admin")
+ROLES = (
+    "village-doctor", "township-doctor", "specialist", "cdc-staff", "clinic-feed", "hie-admin", "cdc-identified"
+)
+IDENTIFIED_ROLE = "cdc-identified"  # CDC staff who may receive identified extracts (hie_server.surveillance)
 DOCTOR_ROLES = frozenset({"village-doctor", "township-doctor"})
 CITY_COUNTY = "4418"  # GB/T 2260 prefix of 清远市: a CDC user at city level sees every county
 

@@ -1,0 +1,1 @@
+"""hie_server.surveillance (being built)."""
