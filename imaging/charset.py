@@ -19,12 +19,15 @@ from io import BytesIO
 from typing import Any
 
 import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from ehr_store import InvalidInput
 
 DEFAULT_CHARSET = "GB18030"
+TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 GROUP_EXTENSION = "urn:qyhie:fhir:extension:dicom-pn-group"
 
 
@@ -102,8 +105,26 @@ def read_dataset(
         raise InvalidInput(f"not a DICOM file: {exc}") from exc
     if "SpecificCharacterSet" not in ds or not ds.SpecificCharacterSet:
         ds.SpecificCharacterSet = default_charset
+    charsets = ds.SpecificCharacterSet
+    charsets = [charsets] if isinstance(charsets, str) else list(charsets)
+    if "ISO 2022 IR 58" in charsets:
+        _strip_iso2022(ds)
     ds.decode()
     return ds
+
+
+def _strip_iso2022(ds: Dataset) -> None:
+    """ISO 2022 IR 58: drop the escape sequences (ESC $ ) A into GB 2312, ESC ( B back to ASCII)
+    and read the remaining EUC bytes as GB18030, a superset of both (PS3.5 §6.1.2.5.3, Annex K).
+    pydicom leaves the escapes in when Python's `iso_ir_58` codec (plain GB 2312) does not."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            vr = raw.VR or dictionary_VR(tag)
+            if vr in TEXT_VRS and raw.value and b"\x1b" in raw.value:
+                value = raw.value.replace(b"\x1b$)A", b"").replace(b"\x1b(B", b"")
+                ds[tag] = raw._replace(value=value, length=len(value))
+    ds.SpecificCharacterSet = "GB18030"
 
 
 def patient_name(ds: Dataset) -> PersonNameGroups:

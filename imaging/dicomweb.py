@@ -19,9 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataset import Dataset
 
 from ehr_store import InvalidInput, ResourceRepository, json_loads
-from imaging.mapping import DICOM_UID_SYSTEM
+from imaging.charset import patient_name
+from imaging.mapping import DICOM_UID_SYSTEM, StudySnapshot
 from imaging.orthanc import SAFE_QUERY_VALUE
 
 UID = r"[0-9.]{1,64}"
@@ -142,3 +144,24 @@ def stow_parts(body: bytes, content_type: str) -> list[bytes]:
     if not parts:
         raise InvalidInput("the STOW-RS body has no DICOM part")
     return parts
+
+
+def snapshot_of_dataset(ds: Dataset) -> StudySnapshot:
+    """The identifying part of a StudySnapshot from one decoded instance (for STOW-RS checks)."""
+    others = ds.get("OtherPatientIDs") or []
+    if isinstance(others, str):
+        others = [others]
+    return StudySnapshot(
+        orthanc_id="",
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        patient_id=str(ds.get("PatientID", "") or "").strip(),
+        issuer=str(ds.get("IssuerOfPatientID", "") or "").strip(),
+        other_patient_ids=tuple(str(v).strip() for v in others if str(v).strip()),
+        patient_name=patient_name(ds),
+        patient_birth_date=str(ds.get("PatientBirthDate", "") or ""),
+        accession=str(ds.get("AccessionNumber", "") or "").strip(),
+        description="",
+        study_date="",
+        study_time="",
+        timezone_offset="",
+    )

@@ -25,7 +25,7 @@ from pyorthanc import AsyncOrthanc
 from ehr_store import InvalidInput, NotFound, Unavailable
 
 Json = dict[str, Any]
-SAFE_QUERY_VALUE = re.compile(r"^[A-Za-z0-9.\-_]*$")
+SAFE_QUERY_VALUE = re.compile(r"^[A-Za-z0-9.\-_/]*$")
 """Query values Orthanc 1.10 matches correctly without URL-decoding."""
 
 

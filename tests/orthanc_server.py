@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -158,3 +159,72 @@ def remove_orthanc(server: OrthancServer) -> None:
     """Stop the server and remove its storage."""
     server.stop()
     shutil.rmtree(server.home, ignore_errors=True)
+
+
+# -- small synthetic DICOM files (pydicom) ---------------------------------------------------
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def make_dicom(
+    *,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    patient_id: str = "",
+    issuer: str = "",
+    other_ids: tuple[str, ...] = (),
+    name: str = "",
+    charset: str | None = "ISO_IR 192",
+    accession: str = "",
+    modality: str = "DX",
+    body_part: str = "CHEST",
+    study_date: str = "20260310",
+    birth_date: str = "",
+    size: int = 32,
+    extra: dict[str, object] | None = None,
+) -> bytes:
+    """One Secondary Capture instance (`size`x`size` 8-bit pixels) as a Part 10 file.
+    `charset=None` writes the text as GB18030 bytes with no SpecificCharacterSet element."""
+    from io import BytesIO
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    sop_uid = sop_uid or generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    if charset is not None:
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+    ds.SOPClassUID, ds.SOPInstanceUID = SECONDARY_CAPTURE, sop_uid
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid or generate_uid()
+    ds.PatientID, ds.AccessionNumber = patient_id, accession
+    if issuer:
+        ds.IssuerOfPatientID = issuer
+    if other_ids:
+        ds.OtherPatientIDs = list(other_ids) if len(other_ids) > 1 else other_ids[0]
+    if charset is None:
+        ds.PatientName = name.encode("gb18030")
+    elif "ISO 2022 IR 58" in charset:  # GB 2312 in G1, each ideographic run after ESC $ ) A
+        ds.PatientName = re.sub(
+            "([\u3000-\u9fff]+)", lambda m: "\x1b$)A" + m.group(1), name
+        ).encode("gb2312").replace(b"\x1b$)A".decode().encode("gb2312"), b"\x1b$)A")
+    else:
+        ds.PatientName = name
+    ds.PatientBirthDate, ds.PatientSex = birth_date, "F"
+    ds.StudyDate, ds.StudyTime, ds.TimezoneOffsetFromUTC = study_date, "093000", "+0800"
+    ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", 1, 1
+    ds.Modality, ds.BodyPartExamined, ds.ConversionType = modality, body_part, "WSD"
+    ds.ReferringPhysicianName = ""
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes((x * 7 + y * 3) % 256 for y in range(size) for x in range(size))
+    for key, value in (extra or {}).items():
+        setattr(ds, key, value)
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
