@@ -18,12 +18,14 @@ import typer
 from adapters import IngestService
 from ehr_store import DomainError, Store
 from ehr_store.empi import EmpiService, load_rules
-from hie_server import cli_auth, cli_empi, cli_hl7, cli_ops, cli_terminology
+from hie_server import cli_auth, cli_empi, cli_hl7, cli_ops, cli_telemedicine, cli_terminology
 from hie_server.operations.empi import empi_module
+from hie_server.operations.telemedicine import telemedicine_module
 from hie_server.operations.terminology import terminology_module
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
 from hie_server.startup import ensure_terminology
+from telemedicine import TelemedicineService
 from terminology import TerminologyService
 
 app = typer.Typer(no_args_is_help=True, help="Qingyuan regional health information exchange")
@@ -34,6 +36,7 @@ cli_terminology.register(app)
 cli_hl7.register(app)
 cli_auth.register(app)
 cli_empi.register(app)
+cli_telemedicine.register(app)
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
@@ -98,13 +101,14 @@ def serve_command(
         ensure_terminology(store, terminology)
         empi = EmpiService(load_rules(settings.empi))
         ingest = cli_hl7.build_ingest_service(settings, store, terminology=terminology, empi=empi)
+        telemed = TelemedicineService(store, settings.telemedicine)
         asyncio.run(
             serve(
                 settings,
                 store,
                 extra_services=background_services(settings, store, mllp_port, ingest),
                 root_routers=cli_hl7.http_routers(settings, store, ingest),
-                modules=[terminology_module(terminology), empi_module(empi)],
+                modules=[terminology_module(terminology), empi_module(empi), telemedicine_module(telemed)],
             )
         )
     finally:

@@ -22,6 +22,7 @@ from hie_server.auth.settings import AuditSettings, AuthSettings
 from imaging import ImagingSettings
 from hie_server.bulk.settings import BulkSettings
 from hie_server.surveillance.settings import SurveillanceSettings
+from telemedicine import TelemedicineSettings
 from terminology import TerminologySettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -72,6 +73,7 @@ class HieSettings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     terminology: TerminologySettings = Field(default_factory=TerminologySettings)
     empi: EmpiSettings = Field(default_factory=EmpiSettings)
+    telemedicine: TelemedicineSettings = Field(default_factory=TelemedicineSettings)
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     surveillance: SurveillanceSettings = Field(default_factory=SurveillanceSettings)
