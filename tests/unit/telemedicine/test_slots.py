@@ -41,7 +41,7 @@ def test_weekly_sessions_skip_public_holidays(calendar) -> None:  # type: ignore
     assert days == [date(2026, 10, 10), date(2026, 10, 12), date(2026, 10, 14)]
     assert len(slots) == 3 * 16
     first = slots[0]
-    assert first.start.isoformat() == "2026-10-12T08:00:00+08:00" and first.end.minute == 15
+    assert first.start.isoformat() == "2026-10-10T08:00:00+08:00" and first.end.minute == 15
 
 
 def test_makeup_working_day_follows_monday(calendar) -> None:  # type: ignore[no-untyped-def]
