@@ -101,6 +101,7 @@ class ImagingBridge:
         self.settings = settings
         self._cursor_version: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._endpoint_checked = False
 
     # -- cursor ----------------------------------------------------------------------------
     def read_cursor(self) -> int:
@@ -124,6 +125,14 @@ class ImagingBridge:
         }
         stored, _ = repo.update("Basic", doc["id"], doc, if_match=self._cursor_version)
         self._cursor_version = stored.version_id
+
+    def set_cursor(self, seq: int) -> None:
+        """Move the feed position (e.g. `hie imaging bridge --from-now` skips the history).
+        Raises: VersionConflict when another bridge moved it meanwhile."""
+        self.read_cursor()
+        with self.store.unit_of_work(write=True) as uow:
+            self._write_cursor(uow.resources, seq)
+            uow.commit()
 
     # -- indexing ---------------------------------------------------------------------------
     def _ensure_endpoint(self) -> None:
@@ -171,8 +180,9 @@ class ImagingBridge:
         Raises: Unavailable (Orthanc down: nothing after the last committed change is lost),
         VersionConflict (another bridge advanced the same cursor)."""
         since = await asyncio.to_thread(self.read_cursor)
-        if self._cursor_version is None:
+        if not self._endpoint_checked:
             await asyncio.to_thread(self._ensure_endpoint)
+            self._endpoint_checked = True
         report = BridgeReport(last_seq=since)
         while max_changes is None or report.changes < max_changes:
             limit = self.settings.batch_size

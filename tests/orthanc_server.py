@@ -91,8 +91,15 @@ class OrthancServer:
             "SaveJobs": False,
             "ConcurrentJobs": 1,
             "HttpThreadsCount": 16,
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
-                         "Ssl": False, "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "WadoRoot": "/wado",
+                "Ssl": False,
+                "StudiesMetadata": "Full",
+                "SeriesMetadata": "Full",
+            },
         }
 
     def start(self, timeout: float = 30.0) -> None:
@@ -209,9 +216,11 @@ def make_dicom(
     if charset is None:
         ds.PatientName = name.encode("gb18030")
     elif "ISO 2022 IR 58" in charset:  # GB 2312 in G1, each ideographic run after ESC $ ) A
-        ds.PatientName = re.sub(
-            "([\u3000-\u9fff]+)", lambda m: "\x1b$)A" + m.group(1), name
-        ).encode("gb2312").replace(b"\x1b$)A".decode().encode("gb2312"), b"\x1b$)A")
+        ds.PatientName = (
+            re.sub("([\u3000-\u9fff]+)", lambda m: "\x1b$)A" + m.group(1), name)
+            .encode("gb2312")
+            .replace(b"\x1b$)A".decode().encode("gb2312"), b"\x1b$)A")
+        )
     else:
         ds.PatientName = name
     ds.PatientBirthDate, ds.PatientSex = birth_date, "F"

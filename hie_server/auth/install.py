@@ -73,6 +73,7 @@ def install(app: FastAPI, settings: HieSettings, store: Store) -> None:
             flush_interval=audit.flush_interval_seconds,
         )
     app.state.audit_writer = writer
+    app.state.access_guard = guard  # for routes outside the FHIR base (DICOMweb proxy)
     app.state.token_verifier = verifier
     if verifier is not None:  # ahead of the generic `/{type}/{id}` routes
         before = len(app.router.routes)

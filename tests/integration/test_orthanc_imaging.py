@@ -1,0 +1,639 @@
+"""Imaging against a real Orthanc (Debian `orthanc` + `orthanc-dicomweb`) and real PostgreSQL.
+
+One Orthanc per module (tests/orthanc_server.py: throwaway config, authentication on,
+RemoteAccessAllowed false, DefaultEncoding Chinese). Each test starts its bridge at the
+feed's current end, so earlier tests' studies are not re-indexed into its empty database.
+
+Residents come from tests/auth_world.py: A (TTWSY-A, MRN A001 at TTWSY, referred TTWSY ->
+QYRMYY with consent), B (QYRMYY-B, MRN B001 at QYRMYY, no referral).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+from pydicom.data import get_charset_files
+from pydicom.uid import generate_uid
+
+from ehr_store import SqlStore, Store, StoreSettings, json_loads
+from ehr_store.resident_id import RESIDENT_ID_SYSTEM, check_character
+from hie_server.app import create_app
+from hie_server.auth import AuthSettings
+from hie_server.operations.imaging import imaging_router
+from hie_server.settings import HieSettings
+from imaging import (
+    ImagingBridge,
+    ImagingSettings,
+    OrthancClient,
+    export_study,
+    study_resource_id,
+    upload_files,
+)
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+import orthanc_server  # noqa: E402
+from auth_world import seed  # noqa: E402
+from conftest import service_unavailable  # noqa: E402
+from orthanc_server import make_dicom  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("auth_issuer", TESTS / "unit/hie_server/auth/conftest.py")
+assert _spec and _spec.loader
+_issuer_module = importlib.util.module_from_spec(_spec)
+sys.modules["auth_issuer"] = _issuer_module
+_spec.loader.exec_module(_issuer_module)
+LocalIssuer = _issuer_module.LocalIssuer
+
+SPECIALIST = {
+    "preferred_username": "specialist.qyrmyy",
+    "realm_access": {"roles": ["specialist"]},
+    "facility": "QYRMYY",
+    "county": "441802",
+    "sub": "u-spec",
+}
+ADMIN = {
+    "preferred_username": "admin",
+    "realm_access": {"roles": ["hie-admin"]},
+    "facility": None,
+    "county": None,
+    "sub": "u-admin",
+}
+FEED_TTWSY = {
+    "preferred_username": "service-account-feed-ttwsy",
+    "realm_access": {"roles": ["clinic-feed"]},
+    "azp": "feed-ttwsy",
+    "sub": "u-feed",
+    "facility": "TTWSY",
+}
+
+
+def resident_id(first17: str) -> str:
+    return first17 + check_character(first17)
+
+
+RID_C = resident_id("44182119800101002")  # invented
+RID_OTHER = resident_id("44180219750505003")
+
+
+# -- fixtures ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def orthanc() -> Iterator[orthanc_server.OrthancServer]:
+    try:
+        server = orthanc_server.start_orthanc()
+    except orthanc_server.OrthancUnavailable as exc:
+        service_unavailable(f"Orthanc could not be started: {exc}")
+        raise
+    try:
+        yield server
+    finally:
+        orthanc_server.remove_orthanc(server)
+
+
+def imaging_settings(orthanc: orthanc_server.OrthancServer) -> ImagingSettings:
+    return ImagingSettings(
+        orthanc_url=orthanc.url,
+        orthanc_username=orthanc.username,
+        orthanc_password=orthanc.password,
+        poll_seconds=0.2,
+        dicomweb_url="http://testserver/dicom-web",
+    )
+
+
+def client_of(orthanc: orthanc_server.OrthancServer) -> OrthancClient:
+    return OrthancClient(orthanc.url, orthanc.username, orthanc.password, 30)
+
+
+def order(sr_id: str, patient: str, fac: str, accession: str) -> dict[str, Any]:
+    return {
+        "resourceType": "ServiceRequest",
+        "id": sr_id,
+        "meta": {"source": f"urn:qyhie:facility:{fac}"},
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient}"},
+        "code": {"text": "DR chest"},
+        "identifier": [
+            {
+                "use": "official",
+                "type": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]
+                },
+                "system": f"urn:qyhie:facility:{fac}:accession",
+                "value": accession,
+            }
+        ],
+    }
+
+
+def put(store: Store, *resources: dict[str, Any]) -> None:
+    with store.unit_of_work(write=True) as uow:
+        for r in resources:
+            uow.resources.update(r["resourceType"], r["id"], r)
+        uow.commit()
+
+
+def read(store: Store, rtype: str, rid: str) -> dict[str, Any] | None:
+    with store.unit_of_work() as uow:
+        found = uow.resources.read_many([(rtype, rid)]).get((rtype, rid))
+    return json_loads(found.content) if found and not found.deleted else None
+
+
+@pytest.fixture
+def store(pg_store_url: str) -> Iterator[Store]:
+    opened = SqlStore(StoreSettings(database_url=pg_store_url, pool_size=4))
+    seed(opened)
+    patient_c = {
+        "resourceType": "Patient",
+        "id": "TTWSY-C",
+        "meta": {"source": "urn:qyhie:facility:TTWSY"},
+        "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": RID_C}],
+        "name": [{"family": "丙", "given": ["测"]}],
+        "birthDate": "1980-01-01",
+    }
+    put(opened, patient_c)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+async def bridge(store: Store, orthanc: orthanc_server.OrthancServer) -> AsyncIterator[ImagingBridge]:
+    client = client_of(orthanc)
+    b = ImagingBridge(store, client, imaging_settings(orthanc))
+    await asyncio.to_thread(b.set_cursor, await client.last_change())
+    yield b
+    await b.client.close()
+
+
+async def index_until(bridge: ImagingBridge, studies: int, timeout: float = 20) -> tuple[set[str], set[str]]:
+    """Run the bridge until `studies` studies were indexed or sent to review."""
+    indexed: set[str] = set()
+    review: set[str] = set()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(indexed | review) < studies:
+        report = await bridge.run_once()
+        indexed.update(report.indexed)
+        review.update(report.review)
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"only {len(indexed | review)} of {studies} studies came through /changes")
+        await asyncio.sleep(0.3)
+    return indexed, review
+
+
+async def upload(orthanc: orthanc_server.OrthancServer, tmp_path: Path, files: dict[str, bytes]) -> None:
+    paths = []
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths.append(path)
+    async with client_of(orthanc) as client:
+        report = await upload_files(client, paths)
+    assert report.stored == len(files) and not report.failed
+
+
+# -- into the record -------------------------------------------------------------------------
+async def test_upload_links_resident_and_order_before_and_after(orthanc, store, bridge, tmp_path):
+    put(store, order("ord-A1", "TTWSY-A", "TTWSY", "ACC1001"))
+    s1, s2, s3, s4 = (generate_uid() for _ in range(4))
+    series = generate_uid()
+    files = {
+        "a1.dcm": make_dicom(
+            study_uid=s1,
+            series_uid=series,
+            patient_id="A001",
+            issuer="TTWSY",
+            accession="ACC1001",
+            name="Jia^Ce=甲^测=",
+            birth_date="19800101",
+        ),
+        "a1b.dcm": make_dicom(
+            study_uid=s1,
+            series_uid=series,
+            patient_id="A001",
+            issuer="TTWSY",
+            accession="ACC1001",
+            name="Jia^Ce=甲^测=",
+            birth_date="19800101",
+        ),
+        "a1c.dcm": make_dicom(
+            study_uid=s1,
+            patient_id="A001",
+            issuer="TTWSY",
+            accession="ACC1001",
+            name="Jia^Ce=甲^测=",
+            modality="CT",
+            body_part="HEAD",
+            extra={"SeriesNumber": 2},
+        ),
+        "a2.dcm": make_dicom(study_uid=s2, patient_id="A001", issuer="TTWSY", accession="ACC1002"),
+        "c.dcm": make_dicom(
+            study_uid=s3, patient_id="X77", other_ids=(RID_C,), name="丙^测", charset="GB18030"
+        ),
+        "conflict.dcm": make_dicom(study_uid=s4, patient_id="A001", issuer="TTWSY", other_ids=(RID_OTHER,)),
+    }
+    put(
+        store,
+        {
+            "resourceType": "Patient",
+            "id": "QYRMYY-X",
+            "meta": {"source": "urn:qyhie:facility:QYRMYY"},
+            "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": RID_OTHER}],
+            "birthDate": "1975-05-05",
+        },
+    )
+    await upload(orthanc, tmp_path, files)
+    indexed, review = await index_until(bridge, 4)
+    assert indexed == {s1, s2, s3} and review == {s4}
+
+    study = read(store, "ImagingStudy", study_resource_id(s1))
+    assert study is not None
+    assert {"system": "urn:dicom:uid", "value": f"urn:oid:{s1}"} in study["identifier"]
+    assert study["subject"] == {"reference": "Patient/TTWSY-A"}
+    assert study["basedOn"] == [{"reference": "ServiceRequest/ord-A1"}]
+    assert study["numberOfSeries"] == 2 and study["numberOfInstances"] == 3
+    assert {m["code"] for m in study["modality"]} == {"DX", "CT"}
+    assert study["started"] == "2026-03-10T09:30:00+08:00"
+    sites = {s["bodySite"]["code"] for s in study["series"]}
+    assert sites == {"51185008", "69536005"}  # chest, head (SNOMED CT)
+    endpoint = read(store, "Endpoint", "dicomweb")
+    assert endpoint and endpoint["connectionType"]["code"] == "dicom-wado-rs"
+    assert study["endpoint"] == [{"reference": "Endpoint/dicomweb"}]
+
+    by_rid = read(store, "ImagingStudy", study_resource_id(s3))
+    assert by_rid and by_rid["subject"] == {"reference": "Patient/TTWSY-C"}
+    assert read(store, "ImagingStudy", study_resource_id(s4)) is None  # MRN and 身份证号 disagree
+    task = read(store, "Task", bridge_review_id(s4))
+    assert task and task["status"] == "requested" and "different residents" in task["businessStatus"]["text"]
+
+    # the order of the second study arrives after its images
+    late = read(store, "ImagingStudy", study_resource_id(s2))
+    assert late and "basedOn" not in late and late["meta"]["tag"][0]["code"] == "order-pending"
+    put(store, order("ord-A2", "TTWSY-A", "TTWSY", "ACC1002"))
+    assert await bridge.retry_pending() == (0, 1)
+    late = read(store, "ImagingStudy", study_resource_id(s2))
+    assert late and late["basedOn"] == [{"reference": "ServiceRequest/ord-A2"}] and "tag" not in late["meta"]
+
+
+def bridge_review_id(uid: str) -> str:
+    from imaging import review_task_id
+
+    return review_task_id(uid)
+
+
+async def test_no_patient_id_is_never_merged_and_c_store_arrives(orthanc, store, bridge):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    anon1, anon2, b_study = generate_uid(), generate_uid(), generate_uid()
+    ae = AE(ae_title="TTWSYDR")
+    ae.add_requested_context(SecondaryCaptureImageStorage)
+    assoc = await asyncio.to_thread(ae.associate, "127.0.0.1", orthanc.dicom_port, ae_title=orthanc.aet)
+    assert assoc.is_established
+    try:
+        for uid, pid, issuer in ((anon1, "", ""), (anon2, "", ""), (b_study, "B001", "QYRMYY")):
+            ds = pydicom.dcmread(
+                __import__("io").BytesIO(make_dicom(study_uid=uid, patient_id=pid, issuer=issuer))
+            )
+            status = await asyncio.to_thread(assoc.send_c_store, ds)
+            assert status.Status == 0x0000
+    finally:
+        await asyncio.to_thread(assoc.release)
+    indexed, review = await index_until(bridge, 3)
+    assert indexed == {b_study} and review == {anon1, anon2}
+    assert (
+        read(store, "ImagingStudy", study_resource_id(b_study))["subject"]["reference"] == "Patient/QYRMYY-B"
+    )
+    for uid in (anon1, anon2):
+        assert read(store, "ImagingStudy", study_resource_id(uid)) is None
+        task = read(store, "Task", bridge_review_id(uid))
+        assert task and {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"} in task["identifier"]
+
+
+async def test_bridge_restart_mid_feed_loses_and_duplicates_nothing(orthanc, store, bridge, tmp_path):
+    uids = [generate_uid() for _ in range(6)]
+    await upload(
+        orthanc,
+        tmp_path,
+        {f"{i}.dcm": make_dicom(study_uid=u, patient_id="A001", issuer="TTWSY") for i, u in enumerate(uids)},
+    )
+    start = bridge.read_cursor()
+    async with client_of(orthanc) as client:  # wait until every study is stable in the feed
+        for _ in range(100):
+            page = await client.changes(start, 1000)
+            if sum(c.change_type == "StableStudy" for c in page.changes) == 6:
+                break
+            await asyncio.sleep(0.2)
+        stable = [c.seq for c in page.changes if c.change_type == "StableStudy"]
+    first = await bridge.run_once(max_changes=stable[2] - start)  # stops after the third study
+    assert len(first.indexed) == 3
+    await bridge.client.close()
+    await asyncio.to_thread(orthanc.restart)  # Orthanc too: waits for its pid, same storage
+
+    second_bridge = ImagingBridge(store, client_of(orthanc), imaging_settings(orthanc))
+    second = await second_bridge.run_once()
+    await second_bridge.client.close()
+    bridge.client = client_of(orthanc)
+    assert set(first.indexed).isdisjoint(second.indexed)
+    assert set(first.indexed) | set(second.indexed) == set(uids)
+    with store.unit_of_work() as uow:
+        for uid in uids:
+            assert uow.resources.read("ImagingStudy", study_resource_id(uid)).version_id == 1
+        found = uow.resources.search("ImagingStudy", [("_count", "100")]).matches
+    assert len(found) == 6
+    assert second_bridge.read_cursor() >= stable[-1]
+
+
+# -- viewing ---------------------------------------------------------------------------------
+@pytest.fixture
+def local_issuer() -> Iterator[Any]:
+    state = LocalIssuer()
+    state.add_key()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.endswith("/.well-known/openid-configuration"):
+                body = {"issuer": state.issuer, "jwks_uri": f"{state.issuer}/certs"}
+            else:
+                body = state.jwks()
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def exchange(store, orthanc, local_issuer) -> Iterator[tuple[TestClient, Any]]:
+    settings = HieSettings(
+        auth=AuthSettings(issuer=local_issuer.issuer, jwks_min_refresh_seconds=0, facts_cache_seconds=0),
+        imaging=imaging_settings(orthanc),
+    )
+    app = create_app(settings, store, root_routers=[imaging_router(settings, store, client_of(orthanc))])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client, local_issuer
+    app.state.audit_writer.close()
+
+
+def call(exchange, claims, method, url, **kw):
+    client, issuer = exchange
+    headers = {"Authorization": f"Bearer {issuer.token(**claims)}", **kw.pop("headers", {})}
+    return client.request(method, url, headers=headers, **kw)
+
+
+async def test_proxy_specialist_needs_consultation(orthanc, store, bridge, exchange, tmp_path):
+    a_study, b_study = generate_uid(), generate_uid()
+    a_series, a_sop = generate_uid(), generate_uid()
+    await upload(
+        orthanc,
+        tmp_path,
+        {
+            "a.dcm": make_dicom(
+                study_uid=a_study, series_uid=a_series, sop_uid=a_sop, patient_id="A001", issuer="TTWSY"
+            ),
+            "b.dcm": make_dicom(study_uid=b_study, patient_id="B001", issuer="QYRMYY"),
+        },
+    )
+    await index_until(bridge, 2)
+
+    def get(claims, url, **kw):
+        return call(exchange, claims, "GET", url, **kw)
+
+    r = await asyncio.to_thread(get, SPECIALIST, f"/dicom-web/studies/{b_study}/metadata")
+    assert r.status_code == 403 and "specialist-needs-referral" in r.text
+    r = await asyncio.to_thread(get, SPECIALIST, f"/dicom-web/studies/{a_study}/metadata")
+    assert r.status_code == 200
+    assert r.json()[0]["00100020"]["Value"] == ["A001"]
+    r = await asyncio.to_thread(get, SPECIALIST, "/dicom-web/studies", params={"PatientID": "B001"})
+    assert r.status_code == 200 and r.json() == []
+    r = await asyncio.to_thread(get, SPECIALIST, "/dicom-web/studies", params={"StudyInstanceUID": a_study})
+    assert [s["0020000D"]["Value"][0] for s in r.json()] == [a_study]
+    assert r.json()[0]["00081190"]["Value"][0] == f"http://testserver/dicom-web/studies/{a_study}"
+    assert (
+        await asyncio.to_thread(
+            get,
+            {**SPECIALIST, "sub": "x"},
+            "/wado",
+            params={"requestType": "WADO", "studyUID": b_study, "seriesUID": "1.2", "objectUID": "1.2"},
+        )
+    ).status_code == 403
+    r = await asyncio.to_thread(
+        get,
+        SPECIALIST,
+        "/wado",
+        params={
+            "requestType": "WADO",
+            "studyUID": a_study,
+            "seriesUID": a_series,
+            "objectUID": a_sop,
+            "contentType": "application/dicom",
+        },
+    )
+    assert r.status_code == 200 and r.content[128:132] == b"DICM"
+    frames = await asyncio.to_thread(
+        get,
+        SPECIALIST,
+        f"/dicom-web/studies/{a_study}/series/{a_series}/instances/{a_sop}/frames/1",
+        headers={"Accept": "multipart/related; type=application/octet-stream"},
+    )
+    assert frames.status_code == 200 and len(frames.content) >= 32 * 32
+
+    # a referral of B to the specialist's facility and B's consent: now allowed
+    from auth_world import consent
+
+    put(
+        store,
+        {
+            "resourceType": "ServiceRequest",
+            "id": "ref-B",
+            "meta": {"source": "urn:qyhie:facility:TTWSY"},
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/QYRMYY-B"},
+            "requester": {"reference": "Organization/org-TTWSY"},
+            "performer": [{"reference": "Organization/org-QYRMYY"}],
+        },
+        consent("consent-B", "QYRMYY-B", "permit"),
+    )
+    r = await asyncio.to_thread(get, SPECIALIST, f"/dicom-web/studies/{b_study}/metadata")
+    assert r.status_code == 200
+
+    exchange[0].app.state.audit_writer.flush()
+    with store.unit_of_work() as uow:
+        events = [
+            json_loads(m.content) for m in uow.resources.search("AuditEvent", [("_count", "200")]).matches
+        ]
+    proxied = [e for e in events if "/dicom-web/" in json.dumps(e) or "/wado" in json.dumps(e)]
+    assert any(e["outcome"] == "4" for e in proxied) and any(e["outcome"] == "0" for e in proxied)
+    assert r.status_code == 200
+
+
+async def test_stow_rs_through_the_exchange(orthanc, store, bridge, exchange):
+    own, other = generate_uid(), generate_uid()
+
+    def stow(claims, data: bytes):
+        boundary = "hie-boundary-1"
+        body = (
+            (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        return call(
+            exchange,
+            claims,
+            "POST",
+            "/dicom-web/studies",
+            content=body,
+            headers={
+                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+                "Accept": "application/dicom+json",
+            },
+        )
+
+    r = await asyncio.to_thread(
+        stow, FEED_TTWSY, make_dicom(study_uid=own, patient_id="A001", issuer="TTWSY")
+    )
+    assert r.status_code == 200, r.text
+    r = await asyncio.to_thread(
+        stow, FEED_TTWSY, make_dicom(study_uid=other, patient_id="B001", issuer="QYRMYY")
+    )
+    assert r.status_code == 403 and "feed-own-facility" in r.text
+    r = await asyncio.to_thread(
+        stow, SPECIALIST, make_dicom(study_uid=other, patient_id="B001", issuer="QYRMYY")
+    )
+    assert r.status_code == 403
+    indexed, _ = await index_until(bridge, 1)
+    assert indexed == {own}
+    async with client_of(orthanc) as client:
+        assert await client.lookup_study(other) is None
+
+
+# -- character sets ----------------------------------------------------------------------------
+CHINESE = {  # charset -> (alphabetic, ideographic) of the patient name
+    "ISO_IR 192": ("Li^Hua", "李^华"),
+    "GB18030": ("Zhao^Min", "赵^敏"),
+    "GBK": ("Qian^Lei", "钱^磊"),
+    "\\ISO 2022 IR 58": ("Sun^Li", "孙^丽"),
+    None: ("Zhou^Jie", "周^杰"),
+}
+
+
+async def test_chinese_names_round_trip(orthanc, store, bridge, exchange, tmp_path):
+    studies = {}
+    files = {}
+    for n, (charset, (alpha, ideo)) in enumerate(CHINESE.items()):
+        uid = generate_uid()
+        studies[charset] = uid
+        files[f"{n}.dcm"] = make_dicom(
+            study_uid=uid, patient_id="A001", issuer="TTWSY", name=f"{alpha}={ideo}=", charset=charset
+        )
+    for f in get_charset_files("chrX1.dcm") + get_charset_files("chrX2.dcm"):
+        files[Path(f).name] = Path(f).read_bytes()
+    await upload(orthanc, tmp_path, files)
+    await index_until(bridge, len(CHINESE) + 2)
+
+    async with client_of(orthanc) as client:
+        for charset, (_, ideo) in CHINESE.items():
+            found = await client.find("Study", {"PatientName": f"*{ideo}*"})
+            assert [h["MainDicomTags"]["StudyInstanceUID"] for h in found] == [studies[charset]], charset
+    for charset, (alpha, ideo) in CHINESE.items():
+        uid = studies[charset]
+        r = await asyncio.to_thread(
+            call,
+            exchange,
+            ADMIN,
+            "GET",
+            "/dicom-web/studies",
+            params={"PatientName": f"*{ideo}*", "includefield": "00100010,00080050"},
+        )
+        assert r.status_code == 200 and [s["0020000D"]["Value"][0] for s in r.json()] == [uid], charset
+        meta = await asyncio.to_thread(call, exchange, ADMIN, "GET", f"/dicom-web/studies/{uid}/metadata")
+        name = meta.json()[0]["00100010"]["Value"][0]
+        assert (name["Alphabetic"], name["Ideographic"]) == (alpha, ideo), charset
+    r = await asyncio.to_thread(
+        call, exchange, ADMIN, "GET", "/dicom-web/studies", params={"PatientName": "*王^小東*"}
+    )
+    names = [s["00100010"]["Value"][0] for s in r.json()]
+    assert names == [{"Alphabetic": "Wang^XiaoDong", "Ideographic": "王^小東", "Phonetic": ""}]
+
+
+async def test_deidentified_export_leaves_no_identifier(orthanc, tmp_path):
+    study, series = generate_uid(), generate_uid()
+    sops = [generate_uid(), generate_uid()]
+    extra = {
+        "InstitutionName": "清远市阳山县人民医院",
+        "ReferringPhysicianName": "Chen^Yi=陈^医=",
+        "PatientAddress": "清远市清城区",
+        "PatientTelephoneNumbers": "13800001234",
+        "OperatorsName": "Lin^Op",
+        "StationName": "DR-01",
+        "DeviceSerialNumber": "SN-4411",
+    }
+    await upload(
+        orthanc,
+        tmp_path,
+        {
+            f"{n}.dcm": make_dicom(
+                study_uid=study,
+                series_uid=series,
+                sop_uid=sop,
+                patient_id="A001",
+                issuer="TTWSY",
+                other_ids=(RID_C,),
+                name="Jia^Ce=甲^测=",
+                accession="ACC9",
+                birth_date="19800101",
+                extra=extra,
+            )
+            for n, sop in enumerate(sops)
+        },
+    )
+    async with client_of(orthanc) as client:
+        paths = await export_study(client, study, tmp_path / "export", salt="teaching-2026")
+    assert len(paths) == 2
+    originals = [study, series, *sops]
+    mapped_series = set()
+    for path in paths:
+        raw = path.read_bytes()
+        for secret in ("A001", RID_C, "ACC9", "19800101", "TTWSY", "SN-4411", "13800001234", *originals):
+            assert secret.encode() not in raw, secret
+        for text in ("甲", "陈", "清远"):
+            assert text.encode("utf-8") not in raw and text.encode("gb18030") not in raw, text
+        ds = pydicom.dcmread(path)
+        assert ds.PatientIdentityRemoved == "YES" and str(ds.PatientName) == "ANONYMOUS"
+        assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+        for keyword in (
+            "OtherPatientIDs",
+            "IssuerOfPatientID",
+            "InstitutionName",
+            "PatientAddress",
+            "OperatorsName",
+            "StationName",
+            "PatientTelephoneNumbers",
+        ):
+            assert keyword not in ds, keyword
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        mapped_series.add(ds.SeriesInstanceUID)
+    assert len(mapped_series) == 1  # one series stays one series
