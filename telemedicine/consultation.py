@@ -62,7 +62,8 @@ TASK_CODE = {"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulf
 class ConsultationRequest:
     """Input of `ServiceRequest/$request-consultation`. `performer`: the invited hospital's
     Organization id (`org-QYRMYY`); `specialist`: optional PractitionerRole id; `shared`:
-    references (`DiagnosticReport/…`); `consent`: the resident's Consent id."""
+    references (`DiagnosticReport/…`); `consent`: the resident's Consent id; `requester`: used
+    only when the caller has no facility of their own (hie-admin, a local run without sign-in)."""
 
     patient: str
     performer: str
@@ -72,6 +73,7 @@ class ConsultationRequest:
     urgency: str = "routine"
     shared: tuple[str, ...] = ()
     specialist: str | None = None
+    requester: str | None = None
 
 
 def _resident_ids(repo: ResourceRepository, golden: str, given: str) -> set[str]:
@@ -140,7 +142,7 @@ def request_consultation(
     ids = _resident_ids(repo, golden, req.patient)
     _check_consent(repo, req.consent, ids)
     _check_shared(repo, req.shared, ids)
-    requester = actor.reference or actor.organization
+    requester = actor.reference or actor.organization or req.requester
     performers = [{"reference": f"Organization/{req.performer}"}]
     if req.specialist:
         performers.append({"reference": f"PractitionerRole/{req.specialist}"})

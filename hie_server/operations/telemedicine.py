@@ -122,6 +122,10 @@ async def _params(request: Request, ctx: FhirContext) -> Params:
     return Params(list(body.get("parameter", [])))
 
 
+def _any_ref(value: Any) -> str | None:
+    return str(value.get("reference")) if isinstance(value, dict) and value.get("reference") else None
+
+
 def _principal(request: Request) -> Principal | None:
     principal = getattr(request.state, "principal", None)
     return principal if isinstance(principal, Principal) else None
@@ -423,6 +427,7 @@ def consultation_routes(router: APIRouter, service: TelemedicineService) -> None
             question=str(params.text("question", required=True)),
             urgency=params.text("urgency") or "routine",
             consent=str(params.ref("consent", "Consent", required=True)),
+            requester=_any_ref(params.value("requester")),
             shared=tuple(
                 str((p.get("valueReference") or {}).get("reference", "")) for p in params.all("shared")
             ),
