@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ehr_store.errors import NotFound
 from ehr_store.model import HistoryMethod, HistoryPage, SearchResult, StoredResource
 from ehr_store.repository import SearchParams
+from ehr_store.search import keys_condition
 from ehr_store.tables import resource_history_table as H
 from ehr_store.tables import resource_table as R
 from ehr_store.validation import check_resource_type
@@ -154,7 +155,7 @@ class SqlResourceRepository(VersionedRepository):
         conn = self._uow.connection(write=True)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
-            stmt = (sa.select(*_CURRENT_COLS).where(sa.tuple_(R.c.resource_type, R.c.id).in_(chunk))
+            stmt = (sa.select(*_CURRENT_COLS).where(keys_condition(R.c.resource_type, R.c.id, chunk))
                     .order_by(R.c.resource_type, R.c.id))
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update()

@@ -33,7 +33,14 @@ from ehr_store.search.parse import RESULT_PARAMS, parse_search
 from ehr_store.search.query import Include, SearchQuery, SortKey
 from ehr_store.search.registry import Registry, SearchParamDef, get_registry
 from ehr_store.search.sql import execute_count, execute_search, run_query
-from ehr_store.search.tables import INDEX_TABLES, delete_index, delete_index_many, write_index, write_indexes
+from ehr_store.search.tables import (
+    INDEX_TABLES,
+    delete_index,
+    delete_index_many,
+    keys_condition,
+    write_index,
+    write_indexes,
+)
 from ehr_store.search.values import normalize_string, parse_date_range
 
 __all__ = [
@@ -59,6 +66,7 @@ __all__ = [
     "execute_search",
     "extract_index",
     "get_registry",
+    "keys_condition",
     "normalize_string",
     "parse_date_range",
     "parse_search",

@@ -193,12 +193,20 @@ def delete_index(session: Any, resource_type: str, id: str) -> None:
 
 
 def delete_index_many(session: Any, keys: Sequence[tuple[str, str]]) -> None:
-    """Remove the index rows of many resources, grouped by type (one statement per table and type)."""
+    """Remove the index rows of many resources: one statement per table (and 500 keys), its
+    condition an OR of `resource_type = t AND resource_id IN (...)` per type (indexed on
+    both dialects; SQLite scans the table for a row-value `IN`)."""
+    unique = sorted(set(keys))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start:start + 500]
+        for table in INDEX_TABLES.values():
+            condition = keys_condition(table.c.resource_type, table.c.resource_id, chunk)
+            session.execute(table.delete().where(condition))
+
+
+def keys_condition(type_column: Any, id_column: Any, keys: Sequence[tuple[str, str]]) -> Any:
+    """`(type, id) IN keys` as an OR of one `type = t AND id IN (...)` per type (index friendly)."""
     by_type: dict[str, list[str]] = {}
     for resource_type, resource_id in keys:
         by_type.setdefault(resource_type, []).append(resource_id)
-    for resource_type, ids in by_type.items():
-        for table in INDEX_TABLES.values():
-            session.execute(
-                table.delete().where(table.c.resource_type == resource_type, table.c.resource_id.in_(ids))
-            )
+    return sa.or_(*(sa.and_(type_column == t, id_column.in_(ids)) for t, ids in sorted(by_type.items())))
