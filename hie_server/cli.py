@@ -18,7 +18,7 @@ import typer
 from adapters import IngestService
 from ehr_store import DomainError, Store
 from ehr_store.empi import EmpiService, load_rules
-from hie_server import cli_auth, cli_empi, cli_hl7, cli_ops, cli_telemedicine, cli_terminology
+from hie_server import cli_auth, cli_empi, cli_hl7, cli_imaging, cli_ops, cli_telemedicine, cli_terminology
 from hie_server.operations.empi import empi_module
 from hie_server.operations.telemedicine import telemedicine_module
 from hie_server.operations.terminology import terminology_module
@@ -36,6 +36,7 @@ cli_terminology.register(app)
 cli_hl7.register(app)
 cli_auth.register(app)
 cli_empi.register(app)
+cli_imaging.register(app)
 cli_telemedicine.register(app)
 
 DatabaseUrl = Annotated[
@@ -106,8 +107,14 @@ def serve_command(
             serve(
                 settings,
                 store,
-                extra_services=background_services(settings, store, mllp_port, ingest),
-                root_routers=cli_hl7.http_routers(settings, store, ingest),
+                extra_services=[
+                    *background_services(settings, store, mllp_port, ingest),
+                    *cli_imaging.imaging_services(settings, store),
+                ],
+                root_routers=[
+                    *cli_hl7.http_routers(settings, store, ingest),
+                    *cli_imaging.imaging_routers(settings, store),
+                ],
                 modules=[terminology_module(terminology), empi_module(empi), telemedicine_module(telemed)],
             )
         )
