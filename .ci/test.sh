@@ -11,6 +11,7 @@ started=$SECONDS
 
 bash .ci/install.sh
 bash .ci/postgres.sh
+bash .ci/orthanc.sh
 
 failed=()
 step() {
