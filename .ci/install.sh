@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11 or 3.12) and install the project with its dev extras.
-# Re-installs only when pyproject.toml changed since the last successful install.
+# Re-installs only when pyproject.toml or the set of top-level packages changed since the
+# last successful install.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,7 +23,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; 
   "$python" -m venv .venv
 fi
 
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# Editable installs map top-level packages when installed: a new package folder re-installs too.
+stamp=".venv/.installed-$( (cat pyproject.toml; ls -d -- */__init__.py 2>/dev/null) | sha256sum | cut -c1-16)"
 if [ ! -e "$stamp" ] || ! .venv/bin/python -c 'import hie_server, adapters.synth' 2>/dev/null; then
   echo "== pip install -e '.[dev]'"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
