@@ -48,7 +48,14 @@ REMAP_TYPES = (
     "ServiceRequest",
     "AllergyIntolerance",
     "MedicationRequest",
+    "DocumentReference",
+    "Appointment",
+    "ChargeItem",
+    "RelatedPerson",
+    "Coverage",
 )
+"""Types whose coded elements the HL7 v2 mapping fills from feeds (ORU, ADT, ORM, VXU, MDM,
+SIU, DFT): `remap` looks at all of them."""
 
 
 class TerminologySettings(BaseModel):

@@ -31,6 +31,8 @@ ETHNICITY = "urn:oid:2.16.156.10011.2.3.3.3"
 SEX_EXT = "https://hie.gdqy.gov.cn/fhir/StructureDefinition/patient-sex"
 ETHNICITY_EXT = "https://hie.gdqy.gov.cn/fhir/StructureDefinition/patient-ethnicity"
 CLASS_EXT = "https://hie.gdqy.gov.cn/fhir/StructureDefinition/encounter-patient-class"
+FEE_SYSTEM = "https://hie.gdqy.gov.cn/fhir/CodeSystem/medical-service-item"
+"""A regional fee-item code system (test data: where a DFT registration fee is mapped to)."""
 HIE = [sys.executable, "-c", "from hie_server.cli import main; main()"]
 LAB_LOINC = {
     "HGB": "718-7",
@@ -164,11 +166,23 @@ def test_national_edition_codes_marital_status_ethnicity_and_class(world: tuple[
     assert codings(code, ICD10_CN) == ["E11.900"] and codings(code, ICD10) == ["E11.9"]
 
 
+FEE_MESSAGE = (
+    "MSH|^~\\&|HIS|QYRMYY^清远市人民医院|QYHIE|QYWJJ|20261102090000+0800||DFT^P03^DFT_P03|QYTERM0002|P|2.4"
+    "|||||CHN|UNICODE UTF-8\r"
+    "EVN|P03|20261102090000+0800\r"
+    "PID|1||QY7700002^^^QYRMYY^MR||冯^志坚^^^^^L||19720304|M\r"
+    "PV1|1|O|内科^^^QYRMYY||||||||||||||||V77000002\r"
+    "FT1|1|||20261102090000+0800||CG|110100001^挂号费^L|||1|1.00&CNY\r"
+)
+
+
 def test_unmapped_codes_are_counted_listed_and_remapped(world: tuple[World, str], tmp_path: Path) -> None:
     w, url = world
+    assert w.ingest.ingest(FEE_MESSAGE.encode("utf-8"), transport="test").outcome == "AA"
     orders = Counter(r["facility"] for r in truth() if r["type"] == "ORM^O01")
     unmapped = {(u.sender, u.code): u.count for u in w.terminology.unmapped()}
     assert {s: n for (s, code), n in unmapped.items() if code == "DX-CHEST"} == dict(orders)
+    assert unmapped[("QYRMYY", "110100001")] == 1  # a registration fee (DFT FT1-7)
     listed = hie(url, "terminology", "unmapped")
     assert "DX-CHEST" in listed and "QYRMYY" in listed
     # an administrator maps QYRMYY's chest X-ray code, then applies it to what is stored
@@ -176,8 +190,9 @@ def test_unmapped_codes_are_counted_listed_and_remapped(world: tuple[World, str]
     assert "DX-CHEST" not in csv_text
     mapping = tmp_path / "QYRMYY.csv"
     mapping.write_text(
-        csv_text.rstrip("\n") + "\nL,DX-CHEST,胸部正位片,http://loinc.org,24648-8,"
-        "XR Chest PA upright,equivalent\n",
+        csv_text.rstrip("\n")
+        + "\nL,DX-CHEST,胸部正位片,http://loinc.org,24648-8,XR Chest PA upright,equivalent"
+        + f"\nL,110100001,挂号费,{FEE_SYSTEM},110100001,挂号费,equivalent\n",
         encoding="utf-8",
     )
     hie(url, "terminology", "load", "--conceptmap", str(mapping), "--source", "QYRMYY")
@@ -190,6 +205,8 @@ def test_unmapped_codes_are_counted_listed_and_remapped(world: tuple[World, str]
             "code": "DX-CHEST",
             "display": "胸部正位片",
         }
+    (fee,) = [e["resource"] for e in get(w.client, "ChargeItem", subject="Patient/QYRMYY-QY7700002")["entry"]]
+    assert codings(fee["code"], FEE_SYSTEM) == ["110100001"], fee["code"]
     left = hie(url, "terminology", "unmapped", "--source", "QYRMYY")
     assert "DX-CHEST" not in left
     assert "DX-CHEST" in hie(url, "terminology", "unmapped", "--source", "JTWSY")
