@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from ehr_store.empi.features import Features
@@ -22,6 +23,19 @@ from ehr_store.empi.tables import block_table as B
 from ehr_store.empi.tables import link_table as L
 from ehr_store.empi.tables import record_table as R
 from ehr_store.empi.tables import review_table as Q
+
+
+def _upsert_record(insert: Any) -> Any:
+    stmt = insert(R)
+    return stmt.on_conflict_do_update(
+        index_elements=[R.c.source_id],
+        set_={"golden_id": stmt.excluded.golden_id, "features": stmt.excluded.features,
+              "updated_at": stmt.excluded.updated_at},
+    )
+
+
+_UPSERT_RECORD = {"postgresql": _upsert_record(postgresql.insert), "sqlite": _upsert_record(sqlite.insert)}
+"""INSERT ... ON CONFLICT (source_id) DO UPDATE: one statement on both dialects."""
 
 
 class ConnectionSource(Protocol):
@@ -80,17 +94,10 @@ class SqlEmpiIndex:
         conn = self._conn(write=True)
         payload = orjson.dumps(features.to_json()).decode()
         now = datetime.now(UTC)
-        done = conn.execute(
-            sa.update(R)
-            .where(R.c.source_id == source_id)
-            .values(golden_id=golden_id, features=payload, updated_at=now)
-        ).rowcount
-        if not done:
-            conn.execute(
-                sa.insert(R).values(
-                    source_id=source_id, golden_id=golden_id, features=payload, updated_at=now
-                )
-            )
+        conn.execute(
+            _UPSERT_RECORD[conn.dialect.name],
+            {"source_id": source_id, "golden_id": golden_id, "features": payload, "updated_at": now},
+        )
         conn.execute(sa.delete(B).where(B.c.source_id == source_id))
         if keys:
             conn.execute(sa.insert(B), [{"key": k, "source_id": source_id} for k in dict.fromkeys(keys)])
@@ -107,17 +114,25 @@ class SqlEmpiIndex:
     def candidates(self, keys: Sequence[str], *, limit_per_key: int) -> list[Candidate]:
         if not keys:
             return []
-        conn = self._conn()
-        ids: list[str] = []
-        for key in dict.fromkeys(keys):
-            stmt = sa.select(B.c.source_id).where(B.c.key == key).limit(limit_per_key)
-            ids.extend(r.source_id for r in conn.execute(stmt))
-        unique = list(dict.fromkeys(ids))
-        if not unique:
-            return []
-        rows = conn.execute(sa.select(R).where(R.c.source_id.in_(unique)))
-        found = {r.source_id: Candidate(r.source_id, r.golden_id, _features(r.features)) for r in rows}
-        return [found[i] for i in unique if i in found]
+        # one statement: per key its first `limit_per_key` sources (primary-key order), joined
+        # to their records; candidates in key order, each once
+        branches = []
+        for n, key in enumerate(dict.fromkeys(keys)):
+            per_key = (
+                sa.select(B.c.source_id).where(B.c.key == key).order_by(B.c.source_id).limit(limit_per_key)
+            ).subquery()
+            branches.append(sa.select(per_key.c.source_id, sa.literal(n).label("ord")))
+        hits = sa.union_all(*branches).subquery() if len(branches) > 1 else branches[0].subquery()
+        stmt = (
+            sa.select(R.c.source_id, R.c.golden_id, R.c.features, hits.c.ord)
+            .join(hits, hits.c.source_id == R.c.source_id)
+            .order_by(hits.c.ord, R.c.source_id)
+        )
+        found: dict[str, Candidate] = {}
+        for r in self._conn().execute(stmt):
+            if r.source_id not in found:
+                found[r.source_id] = Candidate(r.source_id, r.golden_id, _features(r.features))
+        return list(found.values())
 
     def sources_of(self, golden_id: str) -> list[str]:
         stmt = sa.select(R.c.source_id).where(R.c.golden_id == golden_id).order_by(R.c.source_id)
