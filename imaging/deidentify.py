@@ -25,7 +25,7 @@ from pathlib import Path
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, generate_uid
+from pydicom.uid import UID
 
 from ehr_store import NotFound
 from imaging.charset import read_dataset
@@ -186,7 +186,8 @@ class UidMap:
 
     def __call__(self, uid: str) -> str:
         if uid not in self.mapping:
-            self.mapping[uid] = str(generate_uid(prefix=None, entropy_srcs=[self.salt, uid]))
+            digest = hashlib.sha256(f"{self.salt}\0{uid}".encode()).digest()[:16]
+            self.mapping[uid] = f"2.25.{int.from_bytes(digest, 'big')}"
         return self.mapping[uid]
 
 
