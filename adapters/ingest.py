@@ -49,7 +49,7 @@ from adapters.outcome import (
 )
 from adapters.settings import IngestSettings
 from adapters.writer import ReferenceCache, write_mapped
-from ehr_store import ArchivedMessage, ArchiveStatus, Store
+from ehr_store import ArchivedMessage, ArchiveStatus, Conflict, Store, VersionConflict
 from terminology import TerminologyService
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class IngestService:
                 log.info("group write of %d messages failed; writing them one by one", len(ready))
         for i, acc, mapped, warnings in ready:
             try:
-                out[i] = self._write([(i, acc, mapped, warnings)])[0]
+                out[i] = self._write_retrying((i, acc, mapped, warnings))
                 acc.outcome = "AA"
             except Hl7Error as exc:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
@@ -188,6 +188,18 @@ class IngestService:
 
             warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
         return mapped, warnings
+
+    def _write_retrying(self, item: tuple[int, Accepted, Mapped, list[AckError]]) -> list[bytes]:
+        """`_write` of one message, tried again (twice) when a concurrent writer won a race
+        (PostgreSQL with several writers, or the FHIR API writing the same resource)."""
+        for attempt in range(3):
+            try:
+                return self._write([item])[0]
+            except (Conflict, VersionConflict):
+                if attempt == 2:
+                    raise
+                log.info("message %s lost a write race; retrying", item[1].message_id)
+        raise AssertionError("unreachable")
 
     def _write(self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]) -> list[list[bytes]]:
         """Write mapped messages and finish their archive rows in one unit of work, then commit."""

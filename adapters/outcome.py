@@ -23,7 +23,7 @@ from adapters.hl7v2.errors import (
     Hl7Rejection,
 )
 from adapters.hl7v2.header import Header
-from ehr_store import ArchivedMessage, Conflict, DomainError, Unavailable
+from ehr_store import ArchivedMessage, Conflict, DomainError, Unavailable, VersionConflict
 
 log = logging.getLogger("adapters.ingest")
 
@@ -91,7 +91,7 @@ def error_text(exc: Hl7Error) -> str:
 def as_hl7_error(exc: Exception) -> Hl7Error:
     """Store and unexpected errors → Table 0357: validation → AE 102, lost race → AR 206,
     unavailable or anything else → AR 207 (logged with its traceback)."""
-    if isinstance(exc, Conflict):
+    if isinstance(exc, Conflict | VersionConflict):  # a concurrent writer won the race
         return Hl7Rejection(APPLICATION_RECORD_LOCKED, f"record locked, send again: {exc}")
     if isinstance(exc, Unavailable):
         return Hl7Rejection(
