@@ -18,7 +18,16 @@ import typer
 from adapters import IngestService
 from ehr_store import DomainError, Store
 from ehr_store.empi import EmpiService, load_rules
-from hie_server import cli_auth, cli_empi, cli_hl7, cli_imaging, cli_ops, cli_telemedicine, cli_terminology
+from hie_server import (
+    cli_auth,
+    cli_empi,
+    cli_hl7,
+    cli_imaging,
+    cli_ops,
+    cli_surveillance,
+    cli_telemedicine,
+    cli_terminology,
+)
 from hie_server.operations.empi import empi_module
 from hie_server.operations.telemedicine import telemedicine_module
 from hie_server.operations.terminology import terminology_module
@@ -36,6 +45,7 @@ cli_terminology.register(app)
 cli_hl7.register(app)
 cli_auth.register(app)
 cli_empi.register(app)
+cli_surveillance.register(app)
 cli_imaging.register(app)
 cli_telemedicine.register(app)
 
@@ -103,6 +113,7 @@ def serve_command(
         empi = EmpiService(load_rules(settings.empi))
         ingest = cli_hl7.build_ingest_service(settings, store, terminology=terminology, empi=empi)
         telemed = TelemedicineService(store, settings.telemedicine)
+        cdc_modules, cdc_routers, cdc_services = cli_surveillance.server_parts(settings, store, terminology)
         asyncio.run(
             serve(
                 settings,
@@ -110,12 +121,19 @@ def serve_command(
                 extra_services=[
                     *background_services(settings, store, mllp_port, ingest),
                     *cli_imaging.imaging_services(settings, store),
+                    *cdc_services,
                 ],
                 root_routers=[
                     *cli_hl7.http_routers(settings, store, ingest),
                     *cli_imaging.imaging_routers(settings, store),
+                    *cdc_routers,
                 ],
-                modules=[terminology_module(terminology), empi_module(empi), telemedicine_module(telemed)],
+                modules=[
+                    terminology_module(terminology),
+                    empi_module(empi),
+                    telemedicine_module(telemed),
+                    *cdc_modules,
+                ],
             )
         )
     finally:
