@@ -21,12 +21,14 @@ May import: fastapi/starlette, `ehr_store`, `hie_server.*`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ehr_store import Forbidden, InvalidInput, Issue, json_loads_resource
 from hie_server.app import FhirModule
@@ -180,6 +182,32 @@ def _issue(text: str) -> Issue:
     return Issue("error", "exception", text)
 
 
+class NdjsonFileResponse(Response):
+    """Streams a file from disk in 1 MiB chunks read in a worker thread (flat memory).
+
+    Unlike starlette's FileResponse it does not race the body against `receive()` for a
+    disconnect: the auth middleware's replayed request answers `http.disconnect` right after
+    the body, which would cut FileResponse/StreamingResponse short."""
+
+    chunk_size = 1 << 20
+
+    def __init__(self, path: Path, headers: dict[str, str]) -> None:
+        super().__init__(
+            content=None, media_type=NDJSON, headers={**headers, "Content-Length": str(path.stat().st_size)}
+        )
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        with self.path.open("rb") as source:
+            while True:
+                chunk = await run_in_threadpool(source.read, self.chunk_size)
+                more = len(chunk) == self.chunk_size
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    return
+
+
 def file_router(exporter: BulkExporter, base_path: str) -> APIRouter:
     """`GET {base}/$export-file/{job}/{name}`: a completed job's NDJSON file, streamed from disk."""
     router = APIRouter()
@@ -191,7 +219,7 @@ def file_router(exporter: BulkExporter, base_path: str) -> APIRouter:
             exporter.file_path, check_id(job_id), name, p.subject, admin=p.is_admin
         )
         headers = {"Content-Encoding": "gzip"} if name.endswith(".gz") else {}
-        return FileResponse(path, media_type=NDJSON, headers=headers)
+        return NdjsonFileResponse(path, headers)
 
     return router
 
