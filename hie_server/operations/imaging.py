@@ -73,6 +73,7 @@ PASS_HEADERS = (
     "content-location",
 )
 STUDY_UID_TAG = "0020000D"
+CHUNK_BYTES = 512 * 1024  # streamed in large chunks: fewer trips through the ASGI stack
 
 
 class DicomwebGate:

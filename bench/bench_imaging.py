@@ -1,0 +1,225 @@
+"""Imaging benchmark against a real Orthanc: bridge indexing rate and WADO-RS proxy throughput.
+
+1. Indexing: `--studies` small studies (2 instances each) for residents registered at TTWSY
+   are uploaded, then the bridge follows `/changes` into the store (SQLite file by default,
+   `--database-url` for PostgreSQL) and we time `run_once`: studies indexed per second
+   (Orthanc reads + linking + one unit of work per study).
+2. WADO-RS: one study of `--instances` 512x512 8-bit instances (256 KiB each) retrieved
+   whole (`GET /dicom-web/studies/{uid}`, multipart) directly from Orthanc and through the
+   exchange (`hie_server` app under uvicorn on loopback in its own process, audit on, auth
+   off, streaming proxy), `--rounds`
+   times each; median MB/s and the ratio (target >= 80 % of direct).
+
+    .venv/bin/python bench/bench_imaging.py                # 200 studies, 120-instance study
+    .venv/bin/python bench/bench_imaging.py --studies 50 --instances 30 --rounds 3
+
+Needs Debian's orthanc + orthanc-dicomweb (.ci/orthanc.sh). Measured on the 2-core dev
+machine shared with other jobs (load ~3; SQLite, audit on, auth off): 57-73 studies/s;
+31.6 MB study direct 395-860 MB/s, through the exchange 228-357 MB/s (41-64 %, below the
+80 % target; see docs/imaging.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from pydicom.uid import generate_uid
+
+from ehr_store import SqlStore, Store, StoreSettings, upgrade_schema
+from hie_server.app import create_app
+from hie_server.auth import AuditSettings
+from hie_server.operations.imaging import imaging_router
+from hie_server.settings import HieSettings
+from imaging import ImagingBridge, ImagingSettings, OrthancClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import orthanc_server  # noqa: E402
+from orthanc_server import make_dicom  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed(store: Store, residents: int) -> None:
+    with store.unit_of_work(write=True) as uow:
+        for n in range(residents):
+            pid = f"TT-{n}"
+            uow.resources.update(
+                "Patient",
+                pid,
+                {
+                    "resourceType": "Patient",
+                    "id": pid,
+                    "meta": {"source": "urn:qyhie:facility:TTWSY"},
+                    "identifier": [{"system": "urn:qyhie:facility:TTWSY:mrn", "value": f"M{n:05d}"}],
+                },
+            )
+        uow.commit()
+
+
+async def bench_indexing(server: orthanc_server.OrthancServer, store: Store, studies: int) -> float:
+    settings = ImagingSettings(
+        orthanc_url=server.url, orthanc_username=server.username, orthanc_password=server.password
+    )
+    client = OrthancClient(server.url, server.username, server.password)
+    bridge = ImagingBridge(store, client, settings)
+    await asyncio.to_thread(bridge.set_cursor, await client.last_change())
+    start = bridge.read_cursor()
+    sem = asyncio.Semaphore(8)
+
+    async def one(n: int) -> None:
+        uid, series = generate_uid(), generate_uid()
+        async with sem:
+            for _ in range(2):
+                await client.upload(
+                    make_dicom(
+                        study_uid=uid,
+                        series_uid=series,
+                        patient_id=f"M{n:05d}",
+                        issuer="TTWSY",
+                        accession=f"ACC{n}",
+                    )
+                )
+
+    await asyncio.gather(*(one(n) for n in range(studies)))
+    while True:  # wait until Orthanc reports every study stable
+        page = await client.changes(start, 10000)
+        if sum(c.change_type == "StableStudy" for c in page.changes) >= studies:
+            break
+        await asyncio.sleep(0.5)
+    t0 = time.perf_counter()
+    report = await bridge.run_once()
+    elapsed = time.perf_counter() - t0
+    await client.close()
+    assert len(report.indexed) == studies, (len(report.indexed), len(report.review))
+    print(f"indexed {studies} studies in {elapsed:.2f} s: {studies / elapsed:.0f} studies/s")
+    return studies / elapsed
+
+
+async def upload_big_study(server: orthanc_server.OrthancServer, instances: int) -> tuple[str, int]:
+    uid, series = generate_uid(), generate_uid()
+    total = 0
+    async with OrthancClient(server.url, server.username, server.password) as client:
+        for n in range(instances):
+            data = make_dicom(
+                study_uid=uid,
+                series_uid=series,
+                patient_id="M00000",
+                issuer="TTWSY",
+                size=512,
+                extra={"InstanceNumber": n + 1},
+            )
+            total += len(data)
+            await client.upload(data)
+    return uid, total
+
+
+def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    size = 0
+    with httpx.stream(
+        "GET", url, auth=auth, timeout=120, headers={"Accept": 'multipart/related; type="application/dicom"'}
+    ) as r:
+        assert r.status_code == 200, r.status_code
+        for chunk in r.iter_raw():
+            size += len(chunk)
+    return time.perf_counter() - t0, size
+
+
+def _run_exchange(database_url: str, server: orthanc_server.OrthancServer, port: int) -> None:
+    store = SqlStore(StoreSettings(database_url=database_url))
+    imaging = ImagingSettings(
+        orthanc_url=server.url, orthanc_username=server.username, orthanc_password=server.password
+    )
+    settings = HieSettings(imaging=imaging, audit=AuditSettings(enabled=True))
+    client = OrthancClient(server.url, server.username, server.password)
+    app = create_app(settings, store, root_routers=[imaging_router(settings, store, client)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio")
+
+
+def serve_exchange(database_url: str, server: orthanc_server.OrthancServer, port: int) -> mp.Process:
+    """The exchange in its own process (as `hie serve` would be), so the benchmark client does
+    not share its interpreter lock."""
+    process = mp.get_context("fork").Process(
+        target=_run_exchange, args=(database_url, server, port), daemon=True
+    )
+    process.start()
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return process
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the exchange did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--studies", type=int, default=200)
+    parser.add_argument("--instances", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-imaging-"))
+    url = args.database_url or f"sqlite:///{tmp / 'hie.db'}"
+    upgrade_schema(url)
+    store = SqlStore(StoreSettings(database_url=url))
+    server = orthanc_server.start_orthanc()
+    try:
+        seed(store, max(args.studies, 1))
+        asyncio.run(bench_indexing(server, store, args.studies))
+        uid, total = asyncio.run(upload_big_study(server, args.instances))
+        port = free_port()
+        exchange = serve_exchange(url, server, port)
+        direct_url = f"{server.url}/dicom-web/studies/{uid}"
+        proxy_url = f"http://127.0.0.1:{port}/dicom-web/studies/{uid}"
+        # the study must be in the record for the proxy to serve it
+        asyncio.run(bench_indexing_one(server, store))
+        rates: dict[str, list[float]] = {"direct": [], "exchange": []}
+        for _ in range(args.rounds):
+            for name, target, auth in (
+                ("direct", direct_url, (server.username, server.password)),
+                ("exchange", proxy_url, None),
+            ):
+                elapsed, size = retrieve(target, auth)
+                rates[name].append(size / elapsed / 1e6)
+        direct, proxied = statistics.median(rates["direct"]), statistics.median(rates["exchange"])
+        print(
+            f"WADO-RS {total / 1e6:.1f} MB study: direct {direct:.0f} MB/s, through the exchange "
+            f"{proxied:.0f} MB/s ({100 * proxied / direct:.0f} % of direct)"
+        )
+        exchange.terminate()
+        exchange.join(10)
+    finally:
+        orthanc_server.remove_orthanc(server)
+        store.close()
+
+
+async def bench_indexing_one(server: orthanc_server.OrthancServer, store: Store) -> None:
+    settings = ImagingSettings(
+        orthanc_url=server.url, orthanc_username=server.username, orthanc_password=server.password
+    )
+    async with OrthancClient(server.url, server.username, server.password) as client:
+        bridge = ImagingBridge(store, client, settings)
+        for _ in range(60):
+            if (await bridge.run_once()).indexed:
+                return
+            await asyncio.sleep(0.5)
+    raise SystemExit("the big study was never indexed")
+
+
+if __name__ == "__main__":
+    main()
