@@ -290,7 +290,9 @@ class IngestService:
 
     # -- steps ----------------------------------------------------------------------------
     def _archive(self, accs: Sequence[Accepted], transport: str, peers: Sequence[str | None]) -> None:
-        with self.store.unit_of_work() as uow:
+        # write=True: the duplicate check reads before the unit writes (SQLite takes its write
+        # lock up front instead of failing to upgrade a read transaction under concurrent writers)
+        with self.store.unit_of_work(write=True) as uow:
             for acc, peer in zip(accs, peers, strict=True):
                 h = acc.header
                 if h.control_id:
