@@ -29,9 +29,9 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ehr_store import ExportJob, SqlStore, StoreSettings, upgrade_schema  # noqa: E402
-from ehr_store.tables import resource_table  # noqa: E402
-from hie_server.bulk import BulkExporter, BulkSettings, ExportRequest  # noqa: E402
+from ehr_store import ExportJob, SqlStore, StoreSettings, upgrade_schema
+from ehr_store.tables import resource_table
+from hie_server.bulk import BulkExporter, BulkSettings, ExportRequest
 
 
 def rss_mb() -> float:
