@@ -148,9 +148,24 @@ class BrokenStore:
     @contextmanager
     def unit_of_work(self, *, write: bool = False) -> Iterator[Any]:
         with self.inner.unit_of_work(write=write) as uow:
-            if write and self.broken:
-                raise Unavailable("database is down")
-            yield uow
+            yield _BrokenUnit(uow) if self.broken else uow
+
+
+class _BrokenUnit:
+    """A unit of work whose resource repository is gone (its message archive still works)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.messages = inner, inner.messages
+
+    @property
+    def resources(self) -> Any:
+        raise Unavailable("database is down")
+
+    def commit(self) -> None:
+        self.inner.commit()
+
+    def rollback(self) -> None:
+        self.inner.rollback()
 
     def check_schema(self) -> None:
         self.inner.check_schema()
