@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import SQLModel
 
-from ehr_store.search.entries import IndexEntries, fit_entry
+from ehr_store.search.entries import IndexEntries, fit
 from ehr_store.tables import UtcDateTime
 
 __all__ = [
@@ -152,7 +152,10 @@ INDEX_TABLES: dict[str, sa.Table] = {
 def _rows(resource_type: str, resource_id: str, items: Iterable[Any]) -> list[dict[str, Any]]:
     rows = []
     for entry in items:
-        row = fit_entry(entry)._asdict()
+        row = entry._asdict()  # as `fit_entry` does, without building the dict twice
+        for key, value in row.items():
+            if type(value) is str and len(value) > 64:
+                row[key] = fit(key, value)
         row["resource_type"] = resource_type
         row["resource_id"] = resource_id
         rows.append(row)
