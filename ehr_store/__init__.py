@@ -21,7 +21,14 @@ from ehr_store.errors import (
     Unprocessable,
     VersionConflict,
 )
-from ehr_store.export import ExportJob, ExportJobStore, ExportRow, ResourceMatcher, export_jobs, stream_snapshot
+from ehr_store.export import (
+    ExportJob,
+    ExportJobStore,
+    ExportRow,
+    ResourceMatcher,
+    export_jobs,
+    stream_snapshot,
+)
 from ehr_store.factory import open_store
 from ehr_store.jsonio import dumps as json_dumps
 from ehr_store.jsonio import loads as json_loads

@@ -19,9 +19,9 @@ from adapters import IngestSettings, MllpSettings
 from ehr_store import StoreSettings
 from ehr_store.empi import EmpiSettings
 from hie_server.auth.settings import AuditSettings, AuthSettings
-from imaging import ImagingSettings
 from hie_server.bulk.settings import BulkSettings
 from hie_server.surveillance.settings import SurveillanceSettings
+from imaging import ImagingSettings
 from telemedicine import TelemedicineSettings
 from terminology import TerminologySettings
 

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = (
-    "village-doctor", "township-doctor", "specialist", "cdc-staff", "clinic-feed", "hie-admin", "cdc-identified"
+    "village-doctor",
+    "township-doctor",
+    "specialist",
+    "cdc-staff",
+    "clinic-feed",
+    "hie-admin",
+    "cdc-identified",
 )
 IDENTIFIED_ROLE = "cdc-identified"  # CDC staff who may receive identified extracts (hie_server.surveillance)
 DOCTOR_ROLES = frozenset({"village-doctor", "township-doctor"})
