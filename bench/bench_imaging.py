@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,8 +45,8 @@ from hie_server.settings import HieSettings
 from imaging import ImagingBridge, ImagingSettings, OrthancClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import orthanc_server  # noqa: E402
-from orthanc_server import make_dicom  # noqa: E402
+import orthanc_server
+from orthanc_server import make_dicom
 
 
 def free_port() -> int:
@@ -128,11 +130,19 @@ async def upload_big_study(server: orthanc_server.OrthancServer, instances: int)
 
 
 def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int]:
+    """Fetch `url` whole with curl (a native client, as a viewer would be), discarding the
+    body; returns (seconds, bytes). Falls back to httpx when curl is missing."""
+    accept = 'Accept: multipart/related; type="application/dicom"'
+    if shutil.which("curl"):
+        command = ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-H", accept, url]
+        if auth:
+            command[1:1] = ["-u", f"{auth[0]}:{auth[1]}"]
+        t0 = time.perf_counter()
+        size = int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        return time.perf_counter() - t0, size
     t0 = time.perf_counter()
     size = 0
-    with httpx.stream(
-        "GET", url, auth=auth, timeout=120, headers={"Accept": 'multipart/related; type="application/dicom"'}
-    ) as r:
+    with httpx.stream("GET", url, auth=auth, timeout=120, headers={"Accept": accept.split(": ", 1)[1]}) as r:
         assert r.status_code == 200, r.status_code
         for chunk in r.iter_raw():
             size += len(chunk)
