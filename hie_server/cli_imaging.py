@@ -197,7 +197,7 @@ def review_command(database_url: DatabaseUrl = None) -> None:
             inputs.get("IssuerOfPatientID", ""),
             task.get("businessStatus", {}).get("text", ""),
         )
-    console.print(table)
+    Console().print(table)  # sized to the terminal (COLUMNS) at the time of the command
     typer.echo(f"{len(found)} studies to review")
 
 

@@ -637,3 +637,37 @@ async def test_deidentified_export_leaves_no_identifier(orthanc, tmp_path):
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         mapped_series.add(ds.SeriesInstanceUID)
     assert len(mapped_series) == 1  # one series stays one series
+
+
+def test_cli_upload_bridge_review(orthanc, sqlite_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hie_server.cli import app
+
+    monkeypatch.setenv("HIE_IMAGING__ORTHANC_URL", orthanc.url)
+    monkeypatch.setenv("HIE_IMAGING__ORTHANC_USERNAME", orthanc.username)
+    monkeypatch.setenv("HIE_IMAGING__ORTHANC_PASSWORD", orthanc.password)
+    monkeypatch.setenv("HIE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("COLUMNS", "300")
+    runner = CliRunner()
+    assert runner.invoke(app, ["imaging", "bridge", "--once", "--from-now"]).exit_code == 0
+    folder = tmp_path / "dr"
+    folder.mkdir()
+    study = generate_uid()
+    for n in range(2):
+        (folder / f"{n}.dcm").write_bytes(make_dicom(study_uid=study, patient_id="Z9", issuer="NOWHERE"))
+    (folder / "notes.txt").write_text("not an image")
+    result = runner.invoke(app, ["imaging", "upload", str(folder)])
+    assert result.exit_code == 1
+    assert "2 stored, 0 already in Orthanc, 1 refused; 1 studies" in result.output
+    assert "notes.txt" in result.output
+    for _ in range(50):
+        result = runner.invoke(app, ["imaging", "bridge", "--once"])
+        assert result.exit_code == 0, result.output
+        if "1 to review" in result.output:
+            break
+        __import__("time").sleep(0.3)
+    else:
+        raise AssertionError("the uploaded study never reached the bridge")
+    review = runner.invoke(app, ["imaging", "review"])
+    assert review.exit_code == 0 and study in review.output and "1 studies to review" in review.output
