@@ -38,6 +38,9 @@ _UPSERT_RECORD = {"postgresql": _upsert_record(postgresql.insert), "sqlite": _up
 """INSERT ... ON CONFLICT (source_id) DO UPDATE: one statement on both dialects."""
 
 
+_GET_RECORD = sa.select(R).where(R.c.source_id == sa.bindparam("sid"))
+
+
 class ConnectionSource(Protocol):
     """What the store's SQL unit of work offers: its one transaction's connection."""
 
@@ -82,13 +85,19 @@ class SqlEmpiIndex:
 
     def __init__(self, source: ConnectionSource) -> None:
         self._source = source
+        # sources `get_record` found without a record in this transaction: they have no
+        # blocking keys and no links yet, so `put_record`/`undo_links` skip their DELETE/UPDATE
+        self._absent: set[str] = set()
 
     def _conn(self, write: bool = False) -> Connection:
         return self._source.connection(write=write)
 
     def get_record(self, source_id: str) -> Candidate | None:
-        row = self._conn().execute(sa.select(R).where(R.c.source_id == source_id)).first()
-        return None if row is None else Candidate(row.source_id, row.golden_id, _features(row.features))
+        row = self._conn().execute(_GET_RECORD, {"sid": source_id}).first()
+        if row is None:
+            self._absent.add(source_id)
+            return None
+        return Candidate(row.source_id, row.golden_id, _features(row.features))
 
     def put_record(self, source_id: str, golden_id: str, features: Features, keys: Sequence[str]) -> None:
         conn = self._conn(write=True)
@@ -98,7 +107,10 @@ class SqlEmpiIndex:
             _UPSERT_RECORD[conn.dialect.name],
             {"source_id": source_id, "golden_id": golden_id, "features": payload, "updated_at": now},
         )
-        conn.execute(sa.delete(B).where(B.c.source_id == source_id))
+        if source_id in self._absent:
+            self._absent.discard(source_id)
+        else:
+            conn.execute(sa.delete(B).where(B.c.source_id == source_id))
         if keys:
             conn.execute(sa.insert(B), [{"key": k, "source_id": source_id} for k in dict.fromkeys(keys)])
 
@@ -153,6 +165,8 @@ class SqlEmpiIndex:
         return LinkRecord(int(new_id), source_id, golden_id, score, rule, at, by)
 
     def undo_links(self, source_id: str, *, at: datetime, by: str) -> int:
+        if source_id in self._absent:  # no record, so never linked
+            return 0
         stmt = (
             sa.update(L)
             .where(L.c.source_id == source_id, L.c.undone_at.is_(None))
