@@ -104,7 +104,7 @@ class AuthAuditMiddleware:
             await self._refuse(status_for(exc), exc, record, scope, receive, send)
             return
         record.break_glass_reason = state.break_glass_reason
-        await self._run(scope, body, send, state, record)
+        await self._run(scope, body, receive, send, state, record)
 
     async def _authenticate(self, headers: dict[str, str]) -> Principal:
         if self.verifier is None:
@@ -173,7 +173,13 @@ class AuthAuditMiddleware:
         return hook
 
     async def _run(
-        self, scope: Scope, body: bytes, send: Send, state: RequestState, record: AccessRecord
+        self,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        state: RequestState,
+        record: AccessRecord,
     ) -> None:
         guard = self.guard
         filtering = scope["method"] in ("GET", "HEAD", "POST") and state.action.interaction in FILTERED
@@ -185,8 +191,8 @@ class AuthAuditMiddleware:
 
         async def replay() -> Message:
             nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
+            if sent:  # body replayed once; from now on wait for the client's real disconnect
+                return await receive()
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
