@@ -14,8 +14,8 @@
     .venv/bin/python bench/bench_imaging.py --studies 50 --instances 30 --rounds 3
 
 Needs Debian's orthanc + orthanc-dicomweb (.ci/orthanc.sh). Measured on the 2-core dev
-machine shared with other jobs (load ~3; SQLite, audit on, auth off): 57-73 studies/s;
-31.6 MB study direct 395-860 MB/s, through the exchange 228-357 MB/s (41-64 %, below the
+machine shared with other jobs (load ~3; SQLite, audit on, auth off, curl): 39-73 studies/s;
+31.6 MB study direct 930-1380 MB/s, through the exchange 450-580 MB/s (34-62 %, below the
 80 % target; see docs/imaging.md).
 """
 
