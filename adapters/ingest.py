@@ -49,7 +49,7 @@ from adapters.outcome import (
 )
 from adapters.settings import IngestSettings
 from adapters.writer import ReferenceCache, write_mapped
-from ehr_store import ArchivedMessage, ArchiveStatus, Conflict, Store, VersionConflict
+from ehr_store import ArchivedMessage, ArchiveStatus, Conflict, MessageOutcome, Store, VersionConflict
 from terminology import TerminologyService
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ class IngestService:
     def _write(self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]) -> list[list[bytes]]:
         """Write mapped messages and finish their archive rows in one unit of work, then commit."""
         results = []
+        outcomes = []
         skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
         with self.store.unit_of_work(write=True) as uow:
             uow.resources.prefetch(  # the batch's current rows in one round-trip (locked)
@@ -214,15 +215,18 @@ class IngestService:
                 assert acc.message_id is not None
                 write_mapped(uow.resources, mapped, self.hooks, skip=skip)
                 frames = self._success_frames(acc, warnings)
-                uow.messages.finish(
-                    acc.message_id,
-                    status="processed",
-                    ack=self._archived_ack(acc, frames),
-                    ack_code=self._archived_code(acc, frames),
-                    charset=acc.codec,
-                    resources=[f"{t}/{i}" for t, i in (r.key for r in mapped.resources)],
+                outcomes.append(
+                    MessageOutcome(
+                        acc.message_id,
+                        status="processed",
+                        ack=self._archived_ack(acc, frames),
+                        ack_code=self._archived_code(acc, frames),
+                        charset=acc.codec,
+                        resources=[f"{t}/{i}" for t, i in (r.key for r in mapped.resources)],
+                    )
                 )
                 results.append(frames)
+            uow.messages.finish_many(outcomes)  # the archive rows, in the same unit (one round-trip)
             if self.terminology is not None:
                 persist_unmapped(self.terminology, uow.resources, (m.coding_log for _i, _a, m, _w in ready))
             uow.commit()

@@ -22,6 +22,7 @@ from ehr_store.repository import (
     ArchivedMessage,
     ArchiveStatus,
     MessageArchive,
+    MessageOutcome,
     ResourceRepository,
     SearchParams,
 )
@@ -200,6 +201,12 @@ class MemoryMessageArchive:
         new = replace(old, status=status, ack=bytes(ack), ack_code=ack_code, error=error,
                       resources=tuple(resources), charset=charset or old.charset, attempts=attempts)
         self._set(new, old)
+
+    def finish_many(self, outcomes: Sequence[MessageOutcome]) -> None:
+        """See `MessageArchive.finish_many`. Raises: NotFound."""
+        for o in outcomes:
+            self.finish(o.message_id, status=o.status, ack=o.ack, ack_code=o.ack_code, error=o.error,
+                        resources=o.resources, charset=o.charset)
 
     def list(self, *, status: Sequence[ArchiveStatus] | None = None, limit: int = 100,
              offset: int = 0) -> list[ArchivedMessage]:

@@ -137,6 +137,19 @@ class ArchivedMessage:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class MessageOutcome:
+    """How one archived message ended (see `MessageArchive.finish`)."""
+
+    message_id: int
+    status: ArchiveStatus
+    ack: bytes
+    ack_code: str
+    error: str | None = None
+    resources: Sequence[str] = ()
+    charset: str | None = None
+
+
 class MessageArchive(Protocol):
     """Raw HL7 v2 archive, duplicate detection and error queue (never lose a message)."""
 
@@ -177,6 +190,10 @@ class MessageArchive(Protocol):
         charset: str | None = None,
     ) -> None:
         """Record the outcome and the ACK sent (and the charset finally used)."""
+        ...
+
+    def finish_many(self, outcomes: Sequence[MessageOutcome]) -> None:
+        """`finish` for several messages in one round-trip. Raises: NotFound (any unknown id)."""
         ...
 
     def list(

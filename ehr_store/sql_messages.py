@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 
 from ehr_store.errors import NotFound
-from ehr_store.repository import ArchivedMessage, ArchiveStatus
+from ehr_store.repository import ArchivedMessage, ArchiveStatus, MessageOutcome
 from ehr_store.tables import message_archive_table as M
 from ehr_store.versioning import now_utc
 
@@ -148,6 +148,22 @@ class SqlMessageArchive:
         result = conn.execute(_FINISH[charset is not None], values)
         if result.rowcount != 1:
             raise NotFound(f"archived message {message_id} is not known")
+
+    def finish_many(self, outcomes: Sequence[MessageOutcome]) -> None:
+        """See `MessageArchive.finish_many`: one executemany UPDATE per charset variant.
+
+        Raises: NotFound.
+        """
+        conn = self._uow.connection(write=True)
+        for with_charset in (False, True):
+            rows = [
+                {"mid": o.message_id, "status": o.status, "ack": bytes(o.ack), "ack_code": o.ack_code,
+                 "error": o.error, "resources": list(o.resources),
+                 **({"charset": o.charset} if with_charset else {})}
+                for o in outcomes if (o.charset is not None) == with_charset
+            ]
+            if rows and conn.execute(_FINISH[with_charset], rows).rowcount not in (len(rows), -1):
+                raise NotFound("an archived message to finish is not known")
 
     def list(
         self, *, status: Sequence[ArchiveStatus] | None = None, limit: int = 100, offset: int = 0

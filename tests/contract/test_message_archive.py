@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ehr_store import NotFound, Store
+from ehr_store import MessageOutcome, NotFound, Store
 
 RAW = "MSH|^~\\&|HIS|清远人民医院|HIE|QY|20240301080000||ADT^A01|C001|P|2.5|||||CHN|UNICODE UTF-8\r".encode()
 
@@ -66,3 +66,23 @@ def test_list_by_status_and_retry_attempts(store: Store) -> None:
         retried = uow.messages.get(ids[1])
         assert uow.messages.list(status=["received"])[0].id == ids[3]
     assert retried.status == "processed" and retried.attempts == 2 and retried.error is None
+
+
+def test_finish_many(store: Store) -> None:
+    first, second = _add(store, "M1"), _add(store, "M2")
+    with store.unit_of_work() as uow:
+        uow.messages.finish_many([
+            MessageOutcome(first, "processed", b"MSA|AA|M1\r", "AA", resources=["Patient/p1"],
+                           charset="GB18030"),
+            MessageOutcome(second, "processed", b"MSA|AA|M2\r", "AA"),
+        ])
+        uow.commit()
+    with store.unit_of_work() as uow:
+        one, two = uow.messages.get(first), uow.messages.get(second)
+        assert uow.messages.find_processed("HIS", "清远人民医院", "M2") == two
+        with pytest.raises(NotFound):
+            uow.messages.finish_many([MessageOutcome(424242, "error", b"", "AE")])
+    assert (one.status, one.ack, one.resources) == ("processed", b"MSA|AA|M1\r", ("Patient/p1",))
+    assert one.charset == "GB18030"
+    assert (two.status, two.ack_code, two.resources, two.charset) == ("processed", "AA", (), None)
+    assert two.attempts == 1
