@@ -21,6 +21,7 @@ class MllpSettings(BaseModel):
     max_frame_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="largest accepted message")
     batch_max: int = Field(default=64, ge=1, description="messages from different connections per commit")
     writers: int = Field(default=1, ge=1, description="concurrent batches (1 for SQLite's single writer)")
+    batch_wait_ms: float = Field(default=3.0, ge=0, description="longest wait for other connections' frames")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="close a connection silent this long")
     tls_cert: Path | None = None
     tls_key: Path | None = None

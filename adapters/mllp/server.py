@@ -4,7 +4,8 @@ Many concurrent connections; messages on one connection are processed strictly i
 (a connection's next frame is handled only after the previous message's ACK was written).
 Messages waiting from different connections are handled together (group commit): one
 unit of work archives the batch, one writes its resources (`IngestService.accept_many` /
-`process_many`), so each commit is shared; no ACK is written before its commit. The
+`process_many`), so each commit is shared (a batch waits up to `batch_wait_ms` for the
+other connections); no ACK is written before its commit. The
 ingest service runs in a thread pool (it does blocking database work). A connection is never
 closed instead of a NAK: oversized frames, undecodable bytes and internal errors all get an
 ACK with MSA-1 AR/AE; only an idle timeout or the peer closes it. In enhanced mode the
@@ -168,14 +169,34 @@ class MllpServer:
         if later:
             await writer.drain()
 
+    async def _gather(self, queue: asyncio.Queue[_Job]) -> list[_Job]:
+        """The next batch: the first waiting message, then whatever the other connections send
+        within `batch_wait_ms` (up to `batch_max`). A connection has at most one message in
+        flight, so the wait ends as soon as every open connection has one in the batch; with
+        one connection there is no wait. Without it, senders answered together fall out of
+        step and half the batches hold one message (two commits each)."""
+        loop = asyncio.get_running_loop()
+        jobs = [await queue.get()]
+        deadline = loop.time() + self.settings.batch_wait_ms / 1000
+        while len(jobs) < self.settings.batch_max:
+            if not queue.empty():
+                jobs.append(queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0 or len(jobs) >= len(self._connections):
+                break
+            try:
+                jobs.append(await asyncio.wait_for(queue.get(), remaining))
+            except TimeoutError:
+                break
+        return jobs
+
     async def _dispatch(self, queue: asyncio.Queue[_Job]) -> None:
         """Take the waiting messages (up to `batch_max`), accept them together, send the
         accept-level frames, process them together, send the rest."""
         loop = asyncio.get_running_loop()
         while True:
-            jobs = [await queue.get()]
-            while len(jobs) < self.settings.batch_max and not queue.empty():
-                jobs.append(queue.get_nowait())
+            jobs = await self._gather(queue)
             try:
                 accs = await loop.run_in_executor(
                     self._executor,
