@@ -34,6 +34,7 @@ from hie_server.operations.terminology import terminology_module
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
 from hie_server.startup import ensure_terminology
+from hie_server.web import admin_module, workbench_router
 from telemedicine import TelemedicineService
 from terminology import TerminologyService
 
@@ -127,12 +128,14 @@ def serve_command(
                     *cli_hl7.http_routers(settings, store, ingest),
                     *cli_imaging.imaging_routers(settings, store),
                     *cdc_routers,
+                    *([workbench_router(settings)] if settings.web.enabled else []),
                 ],
                 modules=[
                     terminology_module(terminology),
                     empi_module(empi),
                     telemedicine_module(telemed),
                     *cdc_modules,
+                    admin_module(ingest, empi, terminology, settings.store.default_timezone),
                 ],
             )
         )

@@ -21,6 +21,7 @@ from ehr_store.empi import EmpiSettings
 from hie_server.auth.settings import AuditSettings, AuthSettings
 from hie_server.bulk.settings import BulkSettings
 from hie_server.surveillance.settings import SurveillanceSettings
+from hie_server.web.settings import WebSettings
 from imaging import ImagingSettings
 from telemedicine import TelemedicineSettings
 from terminology import TerminologySettings
@@ -77,6 +78,7 @@ class HieSettings(BaseSettings):
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     surveillance: SurveillanceSettings = Field(default_factory=SurveillanceSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @model_validator(mode="before")
     @classmethod

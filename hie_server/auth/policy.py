@@ -35,7 +35,7 @@ from hie_server.auth.smart import scope_allows
 
 READS = frozenset({"read", "vread", "search", "history", "everything", "operation-read"})
 WRITES = frozenset({"create", "update", "patch", "delete", "transaction", "hl7v2", "operation-write"})
-ADMIN_OPERATIONS = frozenset({"$merge", "$unlink", "$build-cohort"})
+ADMIN_OPERATIONS = frozenset({"$merge", "$unlink", "$build-cohort", "$ingest-errors", "$ingest-replay", "$feed-stats", "$empi-review", "$empi-review-decide", "$unmapped-codes", "$map-local-code"})  # noqa: E501 (workbench admin ops)
 CDC_EXTRACTS = frozenset({"bulk-export", "surveillance"})
 BREAK_GLASS_ROLES = DOCTOR_ROLES | {"specialist"}
 

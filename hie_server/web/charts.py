@@ -1,0 +1,68 @@
+"""Charts for the workbench as inline SVG (matplotlib, object API without pyplot so it is safe in
+worker threads). Text is kept as SVG text (`svg.fonttype = none`) so the browser draws Chinese
+labels with its own CJK fonts.
+
+May import: matplotlib, the standard library.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import rcParams  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+rcParams["svg.fonttype"] = "none"
+rcParams["svg.hashsalt"] = "qyhie"  # stable ids: same data, same bytes
+FONT = ["Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "DejaVu Sans"]
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def trend_svg(title: str, unit: str, points: Sequence[tuple[datetime, float]],
+              low: float | None = None, high: float | None = None) -> str:
+    """A line chart of one lab test over time (dates on x, value in `unit` on y), with the
+    reference range shaded when known. Returns the `<svg>` element as text."""
+    fig = Figure(figsize=(4.2, 2.1), dpi=96)
+    ax = fig.add_subplot()
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    if low is not None and high is not None:
+        ax.axhspan(low, high, color="#0b6e4f", alpha=0.08, lw=0)
+    ax.plot(xs, ys, marker="o", color="#0b6e4f", lw=1.6, ms=4)
+    ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
+    ax.set_ylabel(unit, fontsize=8, fontfamily=FONT)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.25)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.autofmt_xdate(rotation=30)
+    return _svg(fig)
+
+
+def bars_svg(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
+             percent: bool = False) -> str:
+    """Grouped lines per series over `labels` (e.g. ISO weeks) — for ILI share trends."""
+    fig = Figure(figsize=(5.6, 2.4), dpi=96)
+    ax = fig.add_subplot()
+    for name, values in series.items():
+        ax.plot(list(labels), [v * 100 if percent else v for v in values], marker="o", ms=3, lw=1.4,
+                label=name)
+    ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
+    ax.set_ylabel(ylabel, fontsize=8, fontfamily=FONT)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.25)
+    if len(series) > 1:
+        ax.legend(fontsize=7, frameon=False, prop={"family": FONT, "size": 7})
+    fig.autofmt_xdate(rotation=30)
+    return _svg(fig)
