@@ -8,6 +8,7 @@ May import: sqlalchemy, orjson, the standard library, `ehr_store.empi.*`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -39,6 +40,27 @@ _UPSERT_RECORD = {"postgresql": _upsert_record(postgresql.insert), "sqlite": _up
 
 
 _GET_RECORD = sa.select(R).where(R.c.source_id == sa.bindparam("sid"))
+
+
+@functools.lru_cache(maxsize=32)
+def _candidates_statement(count: int) -> Any:
+    """One statement for `count` blocking keys (`:k0`..., `:lim`): per key its first `:lim`
+    sources (primary-key order), joined to their records; in key order."""
+    branches = []
+    for n in range(count):
+        per_key = (
+            sa.select(B.c.source_id)
+            .where(B.c.key == sa.bindparam(f"k{n}"))
+            .order_by(B.c.source_id)
+            .limit(sa.bindparam("lim", type_=sa.Integer))
+        ).subquery()
+        branches.append(sa.select(per_key.c.source_id, sa.literal(n, sa.Integer).label("ord")))
+    hits = sa.union_all(*branches).subquery() if count > 1 else branches[0].subquery()
+    return (
+        sa.select(R.c.source_id, R.c.golden_id, R.c.features, hits.c.ord)
+        .join(hits, hits.c.source_id == R.c.source_id)
+        .order_by(hits.c.ord, R.c.source_id)
+    )
 
 
 class ConnectionSource(Protocol):
@@ -126,22 +148,11 @@ class SqlEmpiIndex:
     def candidates(self, keys: Sequence[str], *, limit_per_key: int) -> list[Candidate]:
         if not keys:
             return []
-        # one statement: per key its first `limit_per_key` sources (primary-key order), joined
-        # to their records; candidates in key order, each once
-        branches = []
-        for n, key in enumerate(dict.fromkeys(keys)):
-            per_key = (
-                sa.select(B.c.source_id).where(B.c.key == key).order_by(B.c.source_id).limit(limit_per_key)
-            ).subquery()
-            branches.append(sa.select(per_key.c.source_id, sa.literal(n).label("ord")))
-        hits = sa.union_all(*branches).subquery() if len(branches) > 1 else branches[0].subquery()
-        stmt = (
-            sa.select(R.c.source_id, R.c.golden_id, R.c.features, hits.c.ord)
-            .join(hits, hits.c.source_id == R.c.source_id)
-            .order_by(hits.c.ord, R.c.source_id)
-        )
+        unique = list(dict.fromkeys(keys))
+        params: dict[str, Any] = {f"k{n}": key for n, key in enumerate(unique)}
+        params["lim"] = limit_per_key
         found: dict[str, Candidate] = {}
-        for r in self._conn().execute(stmt):
+        for r in self._conn().execute(_candidates_statement(len(unique)), params):
             if r.source_id not in found:
                 found[r.source_id] = Candidate(r.source_id, r.golden_id, _features(r.features))
         return list(found.values())
