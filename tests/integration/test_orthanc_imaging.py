@@ -15,6 +15,7 @@ import importlib.util
 import json
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -664,10 +665,11 @@ def test_cli_upload_bridge_review(orthanc, sqlite_url, tmp_path, monkeypatch):
     for _ in range(50):
         result = runner.invoke(app, ["imaging", "bridge", "--once"])
         assert result.exit_code == 0, result.output
-        if "1 to review" in result.output:
+        review = runner.invoke(app, ["imaging", "review"])
+        assert review.exit_code == 0
+        if study in review.output:
             break
-        __import__("time").sleep(0.3)
+        time.sleep(0.3)
     else:
-        raise AssertionError("the uploaded study never reached the bridge")
-    review = runner.invoke(app, ["imaging", "review"])
-    assert review.exit_code == 0 and study in review.output and "1 studies to review" in review.output
+        raise AssertionError(f"the uploaded study never reached the review queue: {result.output}")
+    assert "studies to review" in review.output and "no Patient with this MRN" in review.output
