@@ -10,7 +10,7 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 
 __all__ = [
     "MAX_DT",
@@ -34,12 +34,16 @@ _DATE_RE = re.compile(
 )
 
 
+@lru_cache(maxsize=65536)
 def normalize_string(value: str) -> str:
     """Search form of a string: compatibility-decomposed, accents removed, case-folded.
 
     `Zoë` → `zoe`, full-width `ＡＢＣ` → `abc`; CJK characters are kept as they are
-    (FHIR R4B search §3.1.1.5.5: matching ignores case and accents).
+    (FHIR R4B search §3.1.1.5.5: matching ignores case and accents). Pure, so cached
+    (index extraction meets the same displays and names over and over).
     """
+    if value.isascii():  # NFKD leaves ASCII as it is and it has no combining marks
+        return value.casefold()
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return stripped.casefold()
