@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ehr_store.bulk import bulk_insert
 from ehr_store.engine import BEGIN_MODE_KEY, WalCheckpointer, make_engine, sqlite_file
 from ehr_store.errors import Conflict, DomainError, Unavailable, VersionConflict
 from ehr_store.indexing import PendingIndex, SqlIndexer
@@ -43,7 +44,6 @@ __all__ = ["SqlStore", "SqlUnitOfWork", "translate_db_error"]
 
 Json = dict[str, Any]
 Key = tuple[str, str]
-_ROW_INSERT = sa.insert(R)
 _ROW_REPLACE = (
     sa.update(R)
     .where(R.c.resource_type == sa.bindparam("b_rt"), R.c.id == sa.bindparam("b_id"),
@@ -125,7 +125,7 @@ class SqlUnitOfWork:
         replaces, self._replaces = list(self._replaces.values()), {}
         if inserts:
             try:
-                conn.execute(_ROW_INSERT, inserts)
+                bulk_insert(conn, R, inserts)
             except sa.exc.IntegrityError:
                 raise VersionConflict("a resource was created concurrently; retry") from None
         if replaces and conn.execute(_ROW_REPLACE, replaces).rowcount not in (len(replaces), -1):
@@ -139,7 +139,7 @@ class SqlUnitOfWork:
             self._flush_rows(conn)
         if self._history:
             rows, self._history = self._history, []
-            conn.execute(sa.insert(resource_history_table), rows)
+            bulk_insert(conn, resource_history_table, rows)
         self._index.flush(conn)
         return conn
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import SQLModel
 
+from ehr_store.bulk import bulk_insert
 from ehr_store.search.entries import IndexEntries, fit
 from ehr_store.tables import UtcDateTime
 
@@ -186,30 +187,10 @@ def write_indexes(
         rows: list[dict[str, Any]] = []
         for resource_type, resource_id, entries in items:
             rows.extend(_rows(resource_type, resource_id, getattr(entries, kind)))
-        if rows and not _copy_rows(session, table, rows):
+        if rows and isinstance(session, Connection):
+            bulk_insert(session, table, rows)  # COPY on PostgreSQL, the driver's executemany on SQLite
+        elif rows:
             session.execute(table.insert(), rows)
-
-
-def _copy_rows(session: Any, table: sa.Table, rows: list[dict[str, Any]]) -> bool:
-    """PostgreSQL: the rows with `COPY ... FROM STDIN` on the session's connection (same
-    transaction). An INSERT of many rows costs psycopg a parse of its long SQL text (which
-    differs with every row count); COPY has none. Returns False where it does not apply."""
-    if not isinstance(session, Connection) or session.dialect.name != "postgresql":
-        return False
-    quote = session.dialect.identifier_preparer.quote
-    columns = [c.name for c in table.columns]
-    utc = [c.name for c in table.columns if isinstance(c.type, UtcDateTime)]
-    for row in rows:  # what UtcDateTime does on bind: aware datetimes only, sent in UTC
-        for name in utc:
-            if row[name].tzinfo is None:
-                raise ValueError("naive datetime given for a UTC column")
-    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-    driver = session.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(sql) as copy:
-        for row in rows:
-            copy.write_row(tuple(row.get(c) for c in columns))
-    return True
 
 
 def delete_index(session: Any, resource_type: str, id: str) -> None:
