@@ -138,6 +138,10 @@ def _read_all(repo: ResourceRepository, reads: list[Entry], base: str) -> dict[i
 def _transaction(entries: list[Entry], base: str, representation: bool) -> Callable[[UnitOfWork], list[Json]]:
     def work(uow: UnitOfWork) -> list[Json]:
         plan: Plan = resolve(entries, uow.resources)
+        uow.resources.prefetch(  # the written resources' current rows in one round-trip (store write-behind)
+            (e.resource_type, e.target_id) for e in plan.entries
+            if e.method in ("POST", "PUT", "PATCH", "DELETE") and e.target_id is not None and not e.skip
+        )
         results: dict[int, Json] = {}
         for entry in plan.entries:
             if _is_plain_read(entry):
