@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ehr_store.errors import NotFound
 from ehr_store.model import HistoryMethod, HistoryPage, SearchResult, StoredResource
 from ehr_store.repository import SearchParams
-from ehr_store.search import keys_condition
+from ehr_store.search import keys_condition, keys_params
 from ehr_store.tables import resource_history_table as H
 from ehr_store.tables import resource_table as R
 from ehr_store.validation import check_resource_type
@@ -56,6 +57,13 @@ _INSERT_FIRST = {
     "sqlite": sqlite.insert(R).on_conflict_do_nothing(index_elements=["resource_type", "id"])
     .returning(R.c.version_id),
 }
+
+
+@lru_cache(maxsize=256)
+def _prefetch_statement(types: tuple[str, ...], for_update: bool) -> Any:
+    stmt = (sa.select(*_CURRENT_COLS).where(keys_condition(R.c.resource_type, R.c.id, types))
+            .order_by(R.c.resource_type, R.c.id))
+    return stmt.with_for_update() if for_update else stmt
 
 
 def _row_to_stored(row: Any, method: HistoryMethod = "PUT") -> StoredResource:
@@ -155,11 +163,9 @@ class SqlResourceRepository(VersionedRepository):
         conn = self._uow.connection(write=True)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
-            stmt = (sa.select(*_CURRENT_COLS).where(keys_condition(R.c.resource_type, R.c.id, chunk))
-                    .order_by(R.c.resource_type, R.c.id))
-            if conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update()
-            found = {(r.resource_type, r.id): _row_to_stored(r) for r in conn.execute(stmt)}
+            types, params = keys_params(chunk)
+            stmt = _prefetch_statement(types, conn.dialect.name == "postgresql")
+            found = {(r.resource_type, r.id): _row_to_stored(r) for r in conn.execute(stmt, params)}
             for key in chunk:
                 self._uow.remember_current(key, found.get(key))
 

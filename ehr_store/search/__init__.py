@@ -38,6 +38,7 @@ from ehr_store.search.tables import (
     delete_index,
     delete_index_many,
     keys_condition,
+    keys_params,
     write_index,
     write_indexes,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "extract_index",
     "get_registry",
     "keys_condition",
+    "keys_params",
     "normalize_string",
     "parse_date_range",
     "parse_search",

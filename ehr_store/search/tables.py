@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -204,15 +205,30 @@ def delete_index_many(session: Any, keys: Sequence[tuple[str, str]]) -> None:
     both dialects; SQLite scans the table for a row-value `IN`)."""
     unique = sorted(set(keys))
     for start in range(0, len(unique), 500):
-        chunk = unique[start:start + 500]
+        types, params = keys_params(unique[start:start + 500])
         for table in INDEX_TABLES.values():
-            condition = keys_condition(table.c.resource_type, table.c.resource_id, chunk)
-            session.execute(table.delete().where(condition))
+            session.execute(_delete_statement(table, types), params)
 
 
-def keys_condition(type_column: Any, id_column: Any, keys: Sequence[tuple[str, str]]) -> Any:
-    """`(type, id) IN keys` as an OR of one `type = t AND id IN (...)` per type (index friendly)."""
+@lru_cache(maxsize=1024)
+def _delete_statement(table: sa.Table, types: tuple[str, ...]) -> Any:
+    return table.delete().where(keys_condition(table.c.resource_type, table.c.resource_id, types))
+
+
+def keys_params(keys: Iterable[tuple[str, str]]) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+    """(types, parameters) for `keys_condition`: the resource types in order, and the ids of
+    the i-th type as parameter `keys_i`."""
     by_type: dict[str, list[str]] = {}
     for resource_type, resource_id in keys:
         by_type.setdefault(resource_type, []).append(resource_id)
-    return sa.or_(*(sa.and_(type_column == t, id_column.in_(ids)) for t, ids in sorted(by_type.items())))
+    types = tuple(sorted(by_type))
+    return types, {f"keys_{i}": by_type[t] for i, t in enumerate(types)}
+
+
+def keys_condition(type_column: Any, id_column: Any, types: tuple[str, ...]) -> Any:
+    """`(type, id) IN keys` as an OR of `type = t AND id IN :keys_i` per type (index friendly;
+    statements built from it can be cached per tuple of types, see `keys_params`)."""
+    return sa.or_(*(
+        sa.and_(type_column == t, id_column.in_(sa.bindparam(f"keys_{i}", expanding=True)))
+        for i, t in enumerate(types)
+    ))
