@@ -17,8 +17,10 @@ record is shown to hie-admin only. QIDO-RS answers are filtered per study. Every
 allowed or refused, becomes an AuditEvent (`AuditWriter`). Without an identity provider the
 caller is the loopback-only anonymous admin, as for `/fhir`.
 
-WADO-RS/WADO-URI answers are streamed from Orthanc (no whole study in memory); Orthanc builds
-the URLs in its answers from the `Forwarded` header we send, so they point at the exchange.
+WADO-RS/WADO-URI answers are relayed from Orthanc as they arrive (`OrthancClient.open`:
+whatever the socket delivered, up to 1 MiB, undecoded, no whole study in memory; Content-Length
+passed through when Orthanc sends one); Orthanc builds the URLs in its answers from the
+`Forwarded` header we send, so they point at the exchange.
 
 May import: fastapi/starlette, `ehr_store`, `imaging`, `hie_server.*`.
 """
@@ -73,7 +75,6 @@ PASS_HEADERS = (
     "content-location",
 )
 STUDY_UID_TAG = "0020000D"
-CHUNK_BYTES = 512 * 1024  # streamed in large chunks: fewer trips through the ASGI stack
 
 
 class DicomwebGate:
