@@ -44,6 +44,13 @@ def server_ssl_context(settings: MllpSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+def _resolve(future: asyncio.Future[list[bytes]], frames: list[bytes]) -> None:
+    """Hand a connection its frames, unless it is gone (cancelled when the server stops;
+    the message itself is committed and its ACK archived for a resend)."""
+    if not future.done():
+        future.set_result(frames)
+
+
 @dataclass(eq=False)
 class _Job:
     raw: bytes
@@ -209,9 +216,9 @@ class MllpServer:
                 )
                 pending = []
                 for job, acc in zip(jobs, accs, strict=True):
-                    job.accepted.set_result(list(acc.frames))
+                    _resolve(job.accepted, list(acc.frames))
                     if acc.done:
-                        job.done.set_result([])
+                        _resolve(job.done, [])
                     else:
                         pending.append((job, acc))
                 if pending:
@@ -219,7 +226,7 @@ class MllpServer:
                         self._executor, self.service.process_many, [acc for _j, acc in pending]
                     )
                     for (job, _acc), frames in zip(pending, results, strict=True):
-                        job.done.set_result(frames)
+                        _resolve(job.done, frames)
             except Exception as exc:  # the service never raises; keep the connections answered anyway
                 log.exception("MLLP dispatch failed")
                 for job in jobs:
