@@ -24,21 +24,12 @@ from fastapi import APIRouter
 from hie_server.web.settings import WebSettings
 
 
-def workbench_router(settings: object) -> APIRouter:
-    """All workbench routes under `/workbench` for an app built with `settings` (HieSettings)."""
-    from hie_server.settings import HieSettings
-    from hie_server.web import pages_admin, pages_auth, pages_cdc, pages_resident, pages_telemed
-    from hie_server.web.core import Workbench
+def workbench_router(settings: Any) -> APIRouter:
+    """All workbench routes under `/workbench` for an app built with `settings` (HieSettings);
+    imported lazily so that `hie_server.settings` can import `WebSettings` without a cycle."""
+    from hie_server.web.routes import build_router
 
-    assert isinstance(settings, HieSettings)
-    wb = Workbench(settings)
-    router = APIRouter(include_in_schema=False)
-    pages_auth.auth_routes(router, wb)
-    pages_resident.resident_routes(router, wb)
-    pages_telemed.telemed_routes(router, wb)
-    pages_cdc.cdc_routes(router, wb)
-    pages_admin.admin_routes(router, wb)
-    return router
+    return build_router(settings)
 
 
 def admin_module(ingest: Any, empi: Any, terminology: Any, timezone: str = "Asia/Shanghai") -> Any:

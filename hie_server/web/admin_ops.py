@@ -47,8 +47,15 @@ from terminology import CSV_COLUMNS, TerminologyService, rows_from_conceptmap
 Json = dict[str, Any]
 Ctx = Depends(fhir_context)
 BASE_DEF = "http://qingyuan-hie.cn/fhir/OperationDefinition"
-NAMES = ("$ingest-errors", "$ingest-replay", "$feed-stats", "$empi-review", "$empi-review-decide",
-         "$unmapped-codes", "$map-local-code")
+NAMES = (
+    "$ingest-errors",
+    "$ingest-replay",
+    "$feed-stats",
+    "$empi-review",
+    "$empi-review-decide",
+    "$unmapped-codes",
+    "$map-local-code",
+)
 
 
 def _admin(request: Request) -> str:
@@ -64,8 +71,11 @@ def _part(name: str, **values: Any) -> Json:
     for key, value in values.items():
         if value is None:
             continue
-        kind = "valueInteger" if isinstance(value, int) and not isinstance(value, bool) else (
-            "valueDecimal" if isinstance(value, float) else "valueString")
+        kind = (
+            "valueInteger"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else ("valueDecimal" if isinstance(value, float) else "valueString")
+        )
         parts.append({"name": key, kind: value})
     return {"name": name, "part": parts}
 
@@ -88,8 +98,10 @@ def _int(values: dict[str, Any], name: str) -> int:
     try:
         return int(values[name])
     except (KeyError, TypeError, ValueError):
-        raise InvalidInput(f"parameter {name} (an integer) is required",
-                           expression=(f"Parameters.parameter.where(name='{name}')",)) from None
+        raise InvalidInput(
+            f"parameter {name} (an integer) is required",
+            expression=(f"Parameters.parameter.where(name='{name}')",),
+        ) from None
 
 
 def _need(service: Any, what: str) -> Any:
@@ -106,11 +118,23 @@ def ingest_routes(router: APIRouter, ingest: IngestService | None, tz: ZoneInfo)
         _admin(request)
         service: IngestService = _need(ingest, "HL7 v2 ingestion")
         q = request.query_params
-        queue = await run_in_threadpool(service.error_queue, int(q.get("_count", 50)), int(q.get("_offset", 0)))
+        queue = await run_in_threadpool(
+            service.error_queue, int(q.get("_count", 50)), int(q.get("_offset", 0))
+        )
         parts = [
-            _part("message", id=m.id, received=m.received_at.isoformat(), facility=m.sending_facility,
-                  application=m.sending_application, type=m.message_type, controlId=m.control_id,
-                  status=m.status, ackCode=m.ack_code, error=m.error, attempts=m.attempts)
+            _part(
+                "message",
+                id=m.id,
+                received=m.received_at.isoformat(),
+                facility=m.sending_facility,
+                application=m.sending_application,
+                type=m.message_type,
+                controlId=m.control_id,
+                status=m.status,
+                ackCode=m.ack_code,
+                error=m.error,
+                attempts=m.attempts,
+            )
             for m in queue
         ]
         return fhir_response(request, _parameters(parts))
@@ -122,7 +146,7 @@ def ingest_routes(router: APIRouter, ingest: IngestService | None, tz: ZoneInfo)
         message_id = _int(await _body(request, ctx), "message")
         result = await run_in_threadpool(service.replay, message_id)
         archived = await ctx.run(lambda uow: uow.messages.get(message_id), commit=False)
-        parts = [
+        parts: list[Json] = [
             {"name": "message", "valueInteger": message_id},
             {"name": "status", "valueString": archived.status},
             {"name": "ackCode", "valueString": result.ack_code},
@@ -154,7 +178,9 @@ def ingest_routes(router: APIRouter, ingest: IngestService | None, tz: ZoneInfo)
             return counts
 
         counts = await ctx.run(work, commit=False)
-        parts = [_part("day", facility=f, date=d, status=s, count=n) for (f, d, s), n in sorted(counts.items())]
+        parts = [
+            _part("day", facility=f, date=d, status=s, count=n) for (f, d, s), n in sorted(counts.items())
+        ]
         return fhir_response(request, _parameters(parts))
 
 
@@ -170,9 +196,15 @@ def empi_routes(router: APIRouter, empi: EmpiService | None) -> None:
         parts = []
         for item in items:
             levels = item.details.get("levels", {}) if isinstance(item.details, dict) else {}
-            part = _part("item", id=item.id, source=f"Patient/{item.source_id}",
-                         candidate=f"Patient/{item.golden_id}", score=float(item.score), rule=item.rule,
-                         created=item.created_at.isoformat())
+            part = _part(
+                "item",
+                id=item.id,
+                source=f"Patient/{item.source_id}",
+                candidate=f"Patient/{item.golden_id}",
+                score=float(item.score),
+                rule=item.rule,
+                created=item.created_at.isoformat(),
+            )
             part["part"] += [{"name": f"level-{k}", "valueString": str(v)} for k, v in sorted(levels.items())]
             parts.append(part)
         return fhir_response(request, _parameters(parts))
@@ -184,11 +216,17 @@ def empi_routes(router: APIRouter, empi: EmpiService | None) -> None:
         values = await _body(request, ctx)
         item, decision = _int(values, "item"), str(values.get("decision") or "")
         if decision not in ("link", "separate"):
-            raise InvalidInput("decision must be link or separate",
-                               expression=("Parameters.parameter.where(name='decision')",))
+            raise InvalidInput(
+                "decision must be link or separate",
+                expression=("Parameters.parameter.where(name='decision')",),
+            )
         await ctx.run(lambda uow: service.decide_review(uow.resources, item, decision, by=by))
-        return fhir_response(request, _parameters([{"name": "item", "valueInteger": item},
-                                                   {"name": "decision", "valueString": decision}]))
+        return fhir_response(
+            request,
+            _parameters(
+                [{"name": "item", "valueInteger": item}, {"name": "decision", "valueString": decision}]
+            ),
+        )
 
 
 def terminology_routes(router: APIRouter, terminology: TerminologyService | None) -> None:
@@ -200,8 +238,16 @@ def terminology_routes(router: APIRouter, terminology: TerminologyService | None
         service: TerminologyService = _need(terminology, "the terminology service")
         codes = await run_in_threadpool(service.unmapped, request.query_params.get("sender") or None)
         parts = [
-            _part("code", sender=c.sender, system=c.system, code=c.code, display=c.display, count=c.count,
-                  firstSeen=c.first_seen.isoformat(), lastSeen=c.last_seen.isoformat())
+            _part(
+                "code",
+                sender=c.sender,
+                system=c.system,
+                code=c.code,
+                display=c.display,
+                count=c.count,
+                firstSeen=c.first_seen.isoformat(),
+                lastSeen=c.last_seen.isoformat(),
+            )
             for c in codes
         ]
         return fhir_response(request, _parameters(parts))
@@ -213,13 +259,18 @@ def terminology_routes(router: APIRouter, terminology: TerminologyService | None
         v = await _body(request, ctx)
         for name in ("sender", "system", "code", "targetSystem", "targetCode"):
             if not str(v.get(name) or "").strip():
-                raise InvalidInput(f"parameter {name} is required",
-                                   expression=(f"Parameters.parameter.where(name='{name}')",))
+                raise InvalidInput(
+                    f"parameter {name} is required",
+                    expression=(f"Parameters.parameter.where(name='{name}')",),
+                )
         sender = str(v["sender"]).strip()
         row = {
-            "source_system": str(v["system"]).strip(), "source_code": str(v["code"]).strip(),
-            "source_display": str(v.get("display") or ""), "target_system": str(v["targetSystem"]).strip(),
-            "target_code": str(v["targetCode"]).strip(), "target_display": str(v.get("targetDisplay") or ""),
+            "source_system": str(v["system"]).strip(),
+            "source_code": str(v["code"]).strip(),
+            "source_display": str(v.get("display") or ""),
+            "target_system": str(v["targetSystem"]).strip(),
+            "target_code": str(v["targetCode"]).strip(),
+            "target_display": str(v.get("targetDisplay") or ""),
             "equivalence": str(v.get("equivalence") or "equivalent"),
         }
 
@@ -232,8 +283,11 @@ def terminology_routes(router: APIRouter, terminology: TerminologyService | None
                 return []
             return list(rows_from_conceptmap(doc))
 
-        rows = [r for r in await ctx.run(current_rows, commit=False)
-                if (r["source_system"], r["source_code"]) != (row["source_system"], row["source_code"])]
+        rows = [
+            r
+            for r in await ctx.run(current_rows, commit=False)
+            if (r["source_system"], r["source_code"]) != (row["source_system"], row["source_code"])
+        ]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
         writer.writeheader()
@@ -243,17 +297,24 @@ def terminology_routes(router: APIRouter, terminology: TerminologyService | None
             updated = await run_in_threadpool(service.remap, sender)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
-        return fhir_response(request, _parameters([
-            {"name": "conceptMapVersion", "valueString": str(cmap.get("version", ""))},
-            {"name": "updated", "valueInteger": len(updated)},
-        ]))
+        return fhir_response(
+            request,
+            _parameters(
+                [
+                    {"name": "conceptMapVersion", "valueString": str(cmap.get("version", ""))},
+                    {"name": "updated", "valueInteger": len(updated)},
+                ]
+            ),
+        )
 
 
 OPERATIONS = tuple(FhirOperation(n[1:], f"{BASE_DEF}/{n[1:]}", ()) for n in NAMES)
 
 
 def admin_module(
-    ingest: IngestService | None, empi: EmpiService | None, terminology: TerminologyService | None,
+    ingest: IngestService | None,
+    empi: EmpiService | None,
+    terminology: TerminologyService | None,
     timezone: str = "Asia/Shanghai",
 ) -> FhirModule:
     """The admin operations above as a module for `create_app(settings, store, modules=[...])`."""

@@ -64,20 +64,29 @@ class Api:
         headers = {"Accept": FHIR_JSON, "X-Workbench": "1"}
         if session.tokens is not None:
             headers["Authorization"] = f"Bearer {session.tokens.access_token}"
-        self.client = httpx.AsyncClient(transport=transport, base_url="http://workbench.local", headers=headers,
-                                        timeout=60.0)
+        self.client = httpx.AsyncClient(
+            transport=transport, base_url="http://workbench.local", headers=headers, timeout=60.0
+        )
 
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def raw(self, method: str, path: str, *, params: Sequence[tuple[str, str]] | None = None,
-                  body: Json | None = None, absolute: bool = False) -> httpx.Response:
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        body: Json | None = None,
+        absolute: bool = False,
+    ) -> httpx.Response:
         """Any request; `path` relative to the FHIR base unless `absolute`. Raises: ApiError."""
         url = path if absolute else f"{self.base}/{path.lstrip('/')}"
         content = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": FHIR_JSON} if content is not None else {}
-        response = await self.client.request(method, url, params=list(params or []), content=content,
-                                             headers=headers)
+        response = await self.client.request(
+            method, url, params=list(params or []), content=content, headers=headers
+        )
         if response.status_code >= 400:
             raise ApiError(response.status_code, _message(response))
         return response
@@ -85,8 +94,12 @@ class Api:
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Json:
         """GET a JSON document; None values are left out, list values repeat the parameter.
         Raises: ApiError."""
-        pairs = [(k, str(x)) for k, v in (params or {}).items() if v is not None and v != ""
-                 for x in (v if isinstance(v, list | tuple) else [v])]
+        pairs = [
+            (k, str(x))
+            for k, v in (params or {}).items()
+            if v is not None and v != ""
+            for x in (v if isinstance(v, list | tuple) else [v])
+        ]
         doc: Json = (await self.raw("GET", path, params=pairs)).json()
         return doc
 

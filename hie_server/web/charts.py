@@ -8,14 +8,15 @@ May import: matplotlib, the standard library.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib import rcParams  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib import rcParams
+from matplotlib.figure import Figure
 
 rcParams["svg.fonttype"] = "none"
 rcParams["svg.hashsalt"] = "qyhie"  # stable ids: same data, same bytes
@@ -26,16 +27,21 @@ def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
-def trend_svg(title: str, unit: str, points: Sequence[tuple[datetime, float]],
-              low: float | None = None, high: float | None = None) -> str:
+def trend_svg(
+    title: str,
+    unit: str,
+    points: Sequence[tuple[datetime, float]],
+    low: float | None = None,
+    high: float | None = None,
+) -> str:
     """A line chart of one lab test over time (dates on x, value in `unit` on y), with the
     reference range shaded when known. Returns the `<svg>` element as text."""
     fig = Figure(figsize=(4.2, 2.1), dpi=96)
     ax = fig.add_subplot()
-    xs = [p[0] for p in points]
+    xs: Any = [p[0] for p in points]  # matplotlib converts datetimes (its stubs say float)
     ys = [p[1] for p in points]
     if low is not None and high is not None:
         ax.axhspan(low, high, color="#0b6e4f", alpha=0.08, lw=0)
@@ -50,14 +56,20 @@ def trend_svg(title: str, unit: str, points: Sequence[tuple[datetime, float]],
     return _svg(fig)
 
 
-def bars_svg(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
-             percent: bool = False) -> str:
+def bars_svg(
+    title: str,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    ylabel: str,
+    percent: bool = False,
+) -> str:
     """Grouped lines per series over `labels` (e.g. ISO weeks) — for ILI share trends."""
     fig = Figure(figsize=(5.6, 2.4), dpi=96)
     ax = fig.add_subplot()
     for name, values in series.items():
-        ax.plot(list(labels), [v * 100 if percent else v for v in values], marker="o", ms=3, lw=1.4,
-                label=name)
+        ax.plot(
+            list(labels), [v * 100 if percent else v for v in values], marker="o", ms=3, lw=1.4, label=name
+        )
     ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
     ax.set_ylabel(ylabel, fontsize=8, fontfamily=FONT)
     ax.tick_params(labelsize=7)

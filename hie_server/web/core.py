@@ -54,8 +54,9 @@ class Page:
         return i18n.text(self.lang, key, **fields)
 
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-        return self.wb.render(self.request, template, self.session, self.lang, status=status,
-                              started=self.started, **values)
+        return self.wb.render(
+            self.request, template, self.session, self.lang, status=status, started=self.started, **values
+        )
 
     def flash(self, kind: str, message: str) -> None:
         self.session.flash.append((kind, message))
@@ -86,25 +87,44 @@ class Workbench:
         self.sessions = SessionStore(self.web.session_minutes * 60.0)
         issuer = settings.auth.issuer
         self.oidc = OidcClient(issuer, self.web.client_id) if issuer else None
-        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(),
-                               trim_blocks=True, lstrip_blocks=True)
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         self.env.globals["P"] = PREFIX
 
     def language(self, request: Request) -> str:
         lang = request.cookies.get(LANG_COOKIE) or self.web.default_language
         return lang if lang in i18n.LANGUAGES else "zh"
 
-    def render(self, request: Request, template: str, session: Session | None, lang: str, *,
-               status: int = 200, started: float | None = None, **values: Any) -> HTMLResponse:
+    def render(
+        self,
+        request: Request,
+        template: str,
+        session: Session | None,
+        lang: str,
+        *,
+        status: int = 200,
+        started: float | None = None,
+        **values: Any,
+    ) -> HTMLResponse:
         """Render `template` with the common context (user, roles, texts, CSRF, flash messages)."""
         flash = list(session.flash) if session else []
         if session:
             session.flash.clear()
         context = {
-            "t": functools.partial(i18n.text, lang), "lang": lang, "session": session,
-            "user": session.principal if session else None, "csrf": session.csrf if session else "",
-            "flash": flash, "path": request.url.path, "query": request.url.query,
-            "local": session is not None and session.tokens is None, **values,
+            "t": functools.partial(i18n.text, lang),
+            "lang": lang,
+            "session": session,
+            "user": session.principal if session else None,
+            "csrf": session.csrf if session else "",
+            "flash": flash,
+            "path": request.url.path,
+            "query": request.url.query,
+            "local": session is not None and session.tokens is None,
+            **values,
         }
         body = self.env.get_template(template).render(context)
         if started is not None:
@@ -115,7 +135,8 @@ class Workbench:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self'; form-action 'self' " + self._issuer_origin())
+            "script-src 'self'; form-action 'self' " + self._issuer_origin()
+        )
         return response
 
     def _issuer_origin(self) -> str:
@@ -154,9 +175,15 @@ class Workbench:
             if request.method == "POST":
                 form = await request.form()
                 if not secrets.compare_digest(str(form.get("csrf", "")), session.csrf):
-                    return self.render(request, "error.html", session, lang, status=403,
-                                       title=i18n.text(lang, "error_title"),
-                                       message="CSRF token missing or wrong; reload the page and try again")
+                    return self.render(
+                        request,
+                        "error.html",
+                        session,
+                        lang,
+                        status=403,
+                        title=i18n.text(lang, "error_title"),
+                        message="CSRF token missing or wrong; reload the page and try again",
+                    )
             client = request.client.host if request.client else "127.0.0.1"
             api = Api(request.app, session, self.base, client)
             page = Page(request, session, api, lang, self)
@@ -167,11 +194,16 @@ class Workbench:
                     self.sessions.drop(session.id)
                     return RedirectResponse(f"{PREFIX}/login", status_code=303)
                 title = i18n.text(lang, "access_refused" if exc.status == 403 else "error_title")
-                return page.render("error.html", status=exc.status if exc.status in (403, 404, 409, 422) else 502,
-                                   title=title, message=exc.message)
+                return page.render(
+                    "error.html",
+                    status=exc.status if exc.status in (403, 404, 409, 422) else 502,
+                    title=title,
+                    message=exc.message,
+                )
             except DomainError as exc:
-                return page.render("error.html", status=400, title=i18n.text(lang, "error_title"),
-                                   message=exc.diagnostics)
+                return page.render(
+                    "error.html", status=400, title=i18n.text(lang, "error_title"), message=exc.diagnostics
+                )
             finally:
                 await api.close()
 

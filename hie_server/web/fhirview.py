@@ -41,12 +41,16 @@ def resident_id(patient: Json) -> str:
 
 
 def phone(patient: Json) -> str:
-    return ", ".join(mask(str(t.get("value", ""))) for t in patient.get("telecom", []) if t.get("system") == "phone")
+    return ", ".join(
+        mask(str(t.get("value", ""))) for t in patient.get("telecom", []) if t.get("system") == "phone"
+    )
 
 
 def address(patient: Json) -> str:
     a = (patient.get("address") or [{}])[0]
-    return str(a.get("text") or "".join([str(a.get(k, "")) for k in ("city", "district")] + list(a.get("line", []))))
+    return str(
+        a.get("text") or "".join([str(a.get(k, "")) for k in ("city", "district")] + list(a.get("line", [])))
+    )
 
 
 def facility_of(resource: Json) -> str:
@@ -82,8 +86,18 @@ def code_key(concept: Json | None) -> str:
 
 def when(resource: Json) -> str:
     """The clinically relevant date of a resource as text (YYYY-MM-DD HH:MM or date)."""
-    for key in ("effectiveDateTime", "occurrenceDateTime", "recordedDate", "onsetDateTime", "issued",
-                "authoredOn", "started", "date", "start", "created"):
+    for key in (
+        "effectiveDateTime",
+        "occurrenceDateTime",
+        "recordedDate",
+        "onsetDateTime",
+        "issued",
+        "authoredOn",
+        "started",
+        "date",
+        "start",
+        "created",
+    ):
         value = resource.get(key)
         if value:
             return short(str(value))

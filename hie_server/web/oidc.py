@@ -89,8 +89,9 @@ class OidcClient:
         """The authorization URL to send the browser to, and what the callback must match."""
         doc = await self.discovery()
         verifier = _b64(secrets.token_bytes(48))
-        pending = PkceStart(_b64(secrets.token_bytes(24)), _b64(secrets.token_bytes(24)), verifier,
-                            redirect_uri, next_path)
+        pending = PkceStart(
+            _b64(secrets.token_bytes(24)), _b64(secrets.token_bytes(24)), verifier, redirect_uri, next_path
+        )
         query = {
             "response_type": "code",
             "client_id": self.client_id,
@@ -107,7 +108,9 @@ class OidcClient:
         doc = await self.discovery()
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(doc["token_endpoint"], data={**form, "client_id": self.client_id})
+                response = await client.post(
+                    doc["token_endpoint"], data={**form, "client_id": self.client_id}
+                )
         except httpx.HTTPError as exc:
             raise Unavailable(f"identity provider unreachable: {exc}") from None
         if response.status_code != 200:
@@ -154,8 +157,11 @@ class OidcClient:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 await client.post(
                     endpoint,
-                    data={"token": tokens.refresh_token, "token_type_hint": "refresh_token",
-                          "client_id": self.client_id},
+                    data={
+                        "token": tokens.refresh_token,
+                        "token_type_hint": "refresh_token",
+                        "client_id": self.client_id,
+                    },
                 )
         except httpx.HTTPError:
             return

@@ -28,20 +28,31 @@ def parts(parameters: Json, name: str) -> list[Json]:
     for p in parameters.get("parameter", []):
         if p.get("name") != name:
             continue
-        out.append({q["name"]: next((v for k, v in q.items() if k.startswith("value")), None)
-                    for q in p.get("part", [])})
+        out.append(
+            {
+                q["name"]: next((v for k, v in q.items() if k.startswith("value")), None)
+                for q in p.get("part", [])
+            }
+        )
     return out
 
 
 def side_by_side(source: Json, candidate: Json, item: Json) -> list[tuple[str, str, str, str]]:
     """Rows (field, incoming, candidate, agreement level) for the review page."""
     rows = [
-        ("name", fv.name_of, "level-given"), ("gender", lambda p: str(p.get("gender", "")), "level-sex"),
+        ("name", fv.name_of, "level-given"),
+        ("gender", lambda p: str(p.get("gender", "")), "level-sex"),
         ("birth_date", lambda p: str(p.get("birthDate", "")), "level-birth_date"),
-        ("resident_id", fv.resident_id, "level-resident_id"), ("phone", fv.phone, "level-phone"),
-        ("address", fv.address, "level-address"), ("registered_at", fv.facility_of, ""),
+        ("resident_id", fv.resident_id, "level-resident_id"),
+        ("phone", fv.phone, "level-phone"),
+        ("address", fv.address, "level-address"),
+        ("registered_at", fv.facility_of, ""),
     ]
-    return [(label, get(source), get(candidate), str(item.get(level) or "")) for label, get, level in rows]
+    levels = {
+        **item,
+        "level-given": "/".join(str(item[k]) for k in ("level-family", "level-given") if item.get(k)),
+    }
+    return [(label, get(source), get(candidate), str(levels.get(level) or "")) for label, get, level in rows]
 
 
 async def _read(page: Page, reference: str) -> Json:
@@ -66,17 +77,28 @@ def admin_routes(router: APIRouter, wb: Workbench) -> None:
             if s["status"] in ("error", "rejected", "received"):
                 cell[1] += int(s["count"])
         errors = parts(await page.api.get("$ingest-errors", {"_count": 50}), "message")
-        return page.render("admin_feeds.html", title=page.t("feeds"), dates=dates, table=dict(table),
-                           errors=errors, days=days)
+        return page.render(
+            "admin_feeds.html",
+            title=page.t("feeds"),
+            dates=dates,
+            table=dict(table),
+            errors=errors,
+            days=days,
+        )
 
     @wb.page
     async def replay(page: Page, id: str) -> Response:
         result = await page.api.operation("$ingest-replay", param("message", int(id)))
-        values = {p["name"]: next((v for k, v in p.items() if k.startswith("value")), None)
-                  for p in result.get("parameter", [])}
+        values = {
+            p["name"]: next((v for k, v in p.items() if k.startswith("value")), None)
+            for p in result.get("parameter", [])
+        }
         kind = "ok" if values.get("status") == "processed" else "error"
-        page.flash(kind, f"{page.t('replayed')} #{id}: {values.get('status')} {values.get('ackCode')} "
-                         f"{values.get('error') or ''}".strip())
+        page.flash(
+            kind,
+            f"{page.t('replayed')} #{id}: {values.get('status')} {values.get('ackCode')} "
+            f"{values.get('error') or ''}".strip(),
+        )
         return page.redirect(f"{PREFIX}/admin/feeds")
 
     @wb.page
@@ -84,7 +106,10 @@ def admin_routes(router: APIRouter, wb: Workbench) -> None:
         items = parts(await page.api.get("$empi-review", {"_count": 20}), "item")
         reviews = []
         for item in items:
-            source, candidate = await _read(page, str(item["source"])), await _read(page, str(item["candidate"]))
+            source, candidate = (
+                await _read(page, str(item["source"])),
+                await _read(page, str(item["candidate"])),
+            )
             reviews.append({"item": item, "rows": side_by_side(source, candidate, item)})
         return page.render("admin_empi.html", title=page.t("empi_review"), reviews=reviews)
 
@@ -100,15 +125,31 @@ def admin_routes(router: APIRouter, wb: Workbench) -> None:
     async def terminology(page: Page) -> Response:
         sender = page.request.query_params.get("sender") or None
         codes = parts(await page.api.get("$unmapped-codes", {"sender": sender}), "code")
-        return page.render("admin_terminology.html", title=page.t("terminology"), codes=codes, sender=sender or "")
+        return page.render(
+            "admin_terminology.html", title=page.t("terminology"), codes=codes, sender=sender or ""
+        )
 
     @wb.page
     async def map_code(page: Page) -> Response:
         f = await page.form()
-        result = await page.api.operation("$map-local-code", *[
-            param(name, f.get(name, "")) for name in
-            ("sender", "system", "code", "display", "targetSystem", "targetCode", "targetDisplay")])
-        updated = next((p.get("valueInteger") for p in result.get("parameter", []) if p["name"] == "updated"), 0)
+        result = await page.api.operation(
+            "$map-local-code",
+            *[
+                param(name, f.get(name, ""))
+                for name in (
+                    "sender",
+                    "system",
+                    "code",
+                    "display",
+                    "targetSystem",
+                    "targetCode",
+                    "targetDisplay",
+                )
+            ],
+        )
+        updated = next(
+            (p.get("valueInteger") for p in result.get("parameter", []) if p["name"] == "updated"), 0
+        )
         page.flash("ok", page.t("mapped_ok", n=updated))
         return page.redirect(f"{PREFIX}/admin/terminology")
 
@@ -128,13 +169,23 @@ def admin_routes(router: APIRouter, wb: Workbench) -> None:
                     path = base64.b64decode(query["query"]).decode("utf-8", "replace")
                 except ValueError:
                     path = ""
-            patients = [str((x.get("what") or {}).get("reference", "")) for x in e.get("entity", [])
-                        if str((x.get("what") or {}).get("reference", "")).startswith("Patient/")]
-            rows.append({"recorded": fv.short(str(e.get("recorded", ""))), "who": (agent.get("who") or {}).get("display")
-                         or agent.get("name") or "", "action": e.get("action"),
-                         "subtype": ", ".join(str(s.get("code")) for s in e.get("subtype", [])),
-                         "outcome": e.get("outcome"), "desc": e.get("outcomeDesc", ""), "path": path[:160],
-                         "patients": patients[:3]})
+            patients = [
+                str((x.get("what") or {}).get("reference", ""))
+                for x in e.get("entity", [])
+                if str((x.get("what") or {}).get("reference", "")).startswith("Patient/")
+            ]
+            rows.append(
+                {
+                    "recorded": fv.short(str(e.get("recorded", ""))),
+                    "who": (agent.get("who") or {}).get("display") or agent.get("name") or "",
+                    "action": e.get("action"),
+                    "subtype": ", ".join(str(s.get("code")) for s in e.get("subtype", [])),
+                    "outcome": e.get("outcome"),
+                    "desc": e.get("outcomeDesc", ""),
+                    "path": path[:160],
+                    "patients": patients[:3],
+                }
+            )
         return page.render("admin_audit.html", title=page.t("audit_search"), rows=rows, q=q, keys=keys)
 
     router.add_route(f"{PREFIX}/admin/feeds", feeds, methods=["GET"])

@@ -34,8 +34,9 @@ def _base(wb: Workbench, request: Request) -> str:
 
 
 def _with_cookie(response: Response, session_id: str, request: Request) -> Response:
-    response.set_cookie(COOKIE, session_id, httponly=True, samesite="lax", path=PREFIX,
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE, session_id, httponly=True, samesite="lax", path=PREFIX, secure=request.url.scheme == "https"
+    )
     return response
 
 
@@ -48,16 +49,29 @@ def auth_routes(router: APIRouter, wb: Workbench) -> None:
         if wb.oidc is None:
             host = request.client.host if request.client else ""
             if host not in LOOPBACK_HOSTS:
-                return wb.render(request, "error.html", None, lang, status=403,
-                                 title=i18n.text(lang, "access_refused"),
-                                 message="no identity provider is configured: the workbench is open on loopback only")
+                return wb.render(
+                    request,
+                    "error.html",
+                    None,
+                    lang,
+                    status=403,
+                    title=i18n.text(lang, "access_refused"),
+                    message="no identity provider is configured: the workbench is open on loopback only",
+                )
             session = wb.sessions.create(LOCAL, None)
             return _with_cookie(RedirectResponse(target, status_code=303), session.id, request)
         try:
             url, pending = await wb.oidc.start(f"{_base(wb, request)}{PREFIX}/callback", target)
         except DomainError as exc:
-            return wb.render(request, "error.html", None, lang, status=503,
-                             title=i18n.text(lang, "error_title"), message=exc.diagnostics)
+            return wb.render(
+                request,
+                "error.html",
+                None,
+                lang,
+                status=503,
+                title=i18n.text(lang, "error_title"),
+                message=exc.diagnostics,
+            )
         wb.sessions.remember(pending)
         return RedirectResponse(url, status_code=303)
 
@@ -66,9 +80,19 @@ def auth_routes(router: APIRouter, wb: Workbench) -> None:
         lang = wb.language(request)
         pending = wb.sessions.take(q.get("state", ""))
         if wb.oidc is None or pending is None or not q.get("code"):
-            message = q.get("error_description") or q.get("error") or "the sign-in expired or was not started here"
-            return wb.render(request, "error.html", None, lang, status=400,
-                             title=i18n.text(lang, "error_title"), message=message, retry=True)
+            message = (
+                q.get("error_description") or q.get("error") or "the sign-in expired or was not started here"
+            )
+            return wb.render(
+                request,
+                "error.html",
+                None,
+                lang,
+                status=400,
+                title=i18n.text(lang, "error_title"),
+                message=message,
+                retry=True,
+            )
         verifier = getattr(request.app.state, "token_verifier", None)
         try:
             tokens = await wb.oidc.exchange(q["code"], pending)
@@ -76,8 +100,16 @@ def auth_routes(router: APIRouter, wb: Workbench) -> None:
                 raise DomainError("the API has no token verifier")
             principal: Principal = await run_in_threadpool(verifier.verify, tokens.access_token)
         except DomainError as exc:
-            return wb.render(request, "error.html", None, lang, status=401,
-                             title=i18n.text(lang, "error_title"), message=exc.diagnostics, retry=True)
+            return wb.render(
+                request,
+                "error.html",
+                None,
+                lang,
+                status=401,
+                title=i18n.text(lang, "error_title"),
+                message=exc.diagnostics,
+                retry=True,
+            )
         session = wb.sessions.create(principal, tokens)
         return _with_cookie(RedirectResponse(pending.next_path, status_code=303), session.id, request)
 
@@ -104,8 +136,11 @@ def auth_routes(router: APIRouter, wb: Workbench) -> None:
         path = STATIC.get(request.path_params["name"])
         if path is None:
             return Response("not found", status_code=404)
-        return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"),
-                            headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(
+            path,
+            media_type=MEDIA.get(path.suffix, "application/octet-stream"),
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     router.add_route(f"{PREFIX}/login", login, methods=["GET"])
     router.add_route(f"{PREFIX}/callback", callback, methods=["GET"])

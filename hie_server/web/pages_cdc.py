@@ -73,30 +73,59 @@ def cdc_routes(router: APIRouter, wb: Workbench) -> None:
             counts = orjson.loads(await _get(page, "$surveillance-counts", params))
         except ApiError as exc:
             if exc.status in (404, 405):
-                return page.render("error.html", status=501, title=page.t("disease_control"),
-                                   message=page.t("not_available", what="$surveillance-counts"))
+                return page.render(
+                    "error.html",
+                    status=501,
+                    title=page.t("disease_control"),
+                    message=page.t("not_available", what="$surveillance-counts"),
+                )
             raise
         curve = (await _get(page, "$epidemic-curve", {**params, "_format": "svg"})).decode("utf-8")
-        curve = curve[curve.find("<svg"):] if "<svg" in curve else ""
-        overdue = [orjson.loads(line) for line in
-                   (await _get(page, "$surveillance-overdue", {**params, "_format": "ndjson"})).splitlines() if line]
-        ili = orjson.loads(await _get(page, "$ili-share", {k: v for k, v in params.items() if k != "disease"}))
+        curve = curve[curve.find("<svg") :] if "<svg" in curve else ""
+        overdue = [
+            orjson.loads(line)
+            for line in (
+                await _get(page, "$surveillance-overdue", {**params, "_format": "ndjson"})
+            ).splitlines()
+            if line
+        ]
+        ili = orjson.loads(
+            await _get(page, "$ili-share", {k: v for k, v in params.items() if k != "disease"})
+        )
         chart = await run_in_threadpool(ili_chart, ili, page.t("ili_trend"), "%")
         weeks, table = pivot(counts)
         user = page.session.principal
         identified = user.is_admin or user.has("cdc-identified")
-        return page.render("cdc.html", title=page.t("disease_control"), params=params, weeks=weeks, table=table,
-                           curve=curve, overdue=overdue, ili=ili, ili_chart=chart, identified=identified)
+        return page.render(
+            "cdc.html",
+            title=page.t("disease_control"),
+            params=params,
+            weeks=weeks,
+            table=table,
+            curve=curve,
+            overdue=overdue,
+            ili=ili,
+            ili_chart=chart,
+            identified=identified,
+        )
 
     @wb.page
     async def extract(page: Page) -> Response:
         params = period(page)
-        answer = await page.api.raw("GET", "$surveillance-cases", params=list({**params, "_format": "csv"}.items()))
+        answer = await page.api.raw(
+            "GET", "$surveillance-cases", params=list({**params, "_format": "csv"}.items())
+        )
         kind = "identified" if answer.headers.get("x-identified") == "true" else "deidentified"
         name = f"cases-{kind}-{params['from']}-{params['to']}.csv"
-        return Response(answer.content, media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store",
-                                 "X-Identified": "true" if kind == "identified" else "false"})
+        return Response(
+            answer.content,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Cache-Control": "no-store",
+                "X-Identified": "true" if kind == "identified" else "false",
+            },
+        )
 
     router.add_route(f"{PREFIX}/cdc", dashboard, methods=["GET"])
     router.add_route(f"{PREFIX}/cdc/extract", extract, methods=["GET"])

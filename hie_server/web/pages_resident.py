@@ -68,14 +68,22 @@ def summary_sections(resources: list[Json], patient_id: str) -> dict[str, Any]:
     for obs in by_type.get("Observation", []):
         if "valueQuantity" in obs or "valueString" in obs:
             labs[fv.code_key(obs.get("code"))].append(obs)
-    lab_rows = []
+    lab_rows: list[dict[str, Any]] = []
     for key, items in labs.items():
         items = newest(items)
-        lab_rows.append({"key": key, "name": fv.code_text(items[0].get("code")), "latest": items[0],
-                         "count": len(items), "items": items})
-    lab_rows.sort(key=lambda r: (-r["count"], r["name"]))
+        lab_rows.append(
+            {
+                "key": key,
+                "name": fv.code_text(items[0].get("code")),
+                "latest": items[0],
+                "count": len(items),
+                "items": items,
+            }
+        )
+    lab_rows.sort(key=lambda r: (-int(r["count"]), str(r["name"])))
     return {
-        "patient": main, "sources": sources,
+        "patient": main,
+        "sources": sources,
         "allergies": newest(by_type.get("AllergyIntolerance", [])),
         "problems": newest(by_type.get("Condition", [])),
         "visits": newest(by_type.get("Encounter", []))[:10],
@@ -128,8 +136,9 @@ def resident_routes(router: APIRouter, wb: Workbench) -> None:
         sections = summary_sections(resources, id)
         rows = [r for r in sections["labs"] if r["count"] >= 2][:MAX_TRENDS]
         charts = await run_in_threadpool(lambda: {r["key"]: _trend(r) for r in rows})
-        return page.render("summary.html", title=page.t("resident_summary"), pid=id, fv=fv, charts=charts,
-                           **sections)
+        return page.render(
+            "summary.html", title=page.t("resident_summary"), pid=id, fv=fv, charts=charts, **sections
+        )
 
     router.add_route(f"{PREFIX}/", home, methods=["GET"])
     router.add_route(f"{PREFIX}/residents", residents, methods=["GET"])
