@@ -5,7 +5,8 @@ the DICOMweb routes).
 Commands (Orthanc from `HIE_IMAGING__ORTHANC_URL`/`_USERNAME`/`_PASSWORD` or the flags):
 - `hie imaging upload PATH...` — files and folders to Orthanc, with a progress bar; exit 1
   when any file was refused (each is listed with its reason).
-- `hie imaging bridge [--once] [--from-now]` — follow Orthanc's `/changes` into the record.
+- `hie imaging bridge [--once] [--from-now]` — follow Orthanc's `/changes` into the record
+  (`--once` also withdraws the studies deleted in Orthanc, `imaging.reconcile`).
 - `hie imaging review` — studies the bridge could not link to a resident with certainty.
 - `hie imaging export STUDY_UID OUTDIR --salt S` — de-identified copy (PS3.15 basic profile).
 
@@ -153,10 +154,14 @@ def bridge_command(
             if once:
                 report = await bridge.run_once()
                 linked, ordered = await bridge.retry_pending()
+                swept = await bridge.reconcile()
                 typer.echo(
                     f"{report.changes} changes, {len(report.indexed)} studies indexed, "
-                    f"{len(report.review)} to review, {linked + ordered} late links; at {report.last_seq}"
+                    f"{len(report.review)} to review, {linked + ordered} late links, "
+                    f"{len(swept.withdrawn)} deleted in Orthanc; at {report.last_seq}"
                 )
+                if swept.stopped:
+                    typer.secho(f"reconciliation stopped: {swept.stopped}", err=True, fg="yellow")
             else:
                 await bridge.run_forever()
         finally:

@@ -13,7 +13,8 @@ Public API (import only from here): `ImagingSettings`, `OrthancClient`, `Change`
 `study_resource_id`, `dicomweb_endpoint`, `link_subject`, `find_order`, `SubjectLink`,
 `PersonNameGroups`, `human_names`, `read_dataset`, `patient_name`, `deidentify`, `UidMap`,
 `export_study`, `dicom_files`, `upload_files`, `UploadReport`, `Target`, `parse_target`,
-`study_subjects`, `qido_query`, `QidoQuery`, `stow_parts`, `SAFE_QUERY_VALUE`.
+`study_subjects`, `qido_query`, `QidoQuery`, `stow_parts`, `SAFE_QUERY_VALUE`, `Upstream`,
+`reconcile`, `ReconcileReport`, `withdrawn_study`.
 
 May import: `ehr_store` and `terminology` public APIs, pydicom, pyorthanc (only in
 `imaging.orthanc`), httpx.
@@ -32,7 +33,8 @@ from imaging.mapping import (
     study_identifier,
     study_resource_id,
 )
-from imaging.orthanc import SAFE_QUERY_VALUE, Change, ChangesPage, OrthancClient
+from imaging.orthanc import SAFE_QUERY_VALUE, Change, ChangesPage, OrthancClient, Upstream
+from imaging.reconcile import ReconcileReport, reconcile, withdrawn_study
 from imaging.settings import ImagingSettings
 from imaging.upload import UploadReport, dicom_files, upload_files
 
@@ -47,11 +49,13 @@ __all__ = [
     "OrthancClient",
     "PersonNameGroups",
     "QidoQuery",
+    "ReconcileReport",
     "StudySnapshot",
     "SubjectLink",
     "Target",
     "UidMap",
     "UploadReport",
+    "Upstream",
     "deidentify",
     "dicom_files",
     "dicomweb_endpoint",
@@ -64,10 +68,12 @@ __all__ = [
     "patient_name",
     "qido_query",
     "read_dataset",
+    "reconcile",
     "review_task_id",
     "stow_parts",
     "study_identifier",
     "study_resource_id",
     "study_subjects",
     "upload_files",
+    "withdrawn_study",
 ]

@@ -10,7 +10,9 @@ study changed later (new instances, a new StableStudy) updates its one ImagingSt
 Per study (`imaging.linking`): linked to the resident when certain, else a review `Task`
 (tag `urn:qyhie:imaging|link-review`) and no ImagingStudy; linked to its order when the
 ServiceRequest is there, else tagged `order-pending`. `retry_pending()` retries both (the
-patient or the order may arrive after the images); `run_forever` does it every few polls.
+patient or the order may arrive after the images); `run_forever` does it every few polls, and
+every `reconcile_seconds` withdraws the studies deleted in Orthanc (`imaging.reconcile`; a
+review Task whose study is gone is cancelled in `retry_pending`).
 
 May import: `ehr_store`, `imaging.*`.
 """
@@ -37,6 +39,7 @@ from imaging.mapping import (
     study_resource_id,
 )
 from imaging.orthanc import OrthancClient
+from imaging.reconcile import ReconcileReport, cancel_review, reconcile
 from imaging.settings import ImagingSettings
 
 log = logging.getLogger("imaging.bridge")
@@ -238,7 +241,12 @@ class ImagingBridge:
             uow.commit()
         return done
 
-    def _pending_reviews(self) -> list[str]:
+    def _cancel_review(self, task_id: str) -> None:
+        with self.store.unit_of_work(write=True) as uow:
+            if cancel_review(uow.resources, task_id):
+                uow.commit()
+
+    def _pending_reviews(self) -> list[tuple[str, str]]:
         with self.store.unit_of_work() as uow:
             found = uow.resources.search(
                 "Task",
@@ -250,7 +258,7 @@ class ImagingBridge:
                 i["type"]["text"]: i.get("valueString") for i in json_loads(stored.content).get("input", [])
             }
             if inputs.get("OrthancID"):
-                ids.append(str(inputs["OrthancID"]))
+                ids.append((stored.id, str(inputs["OrthancID"])))
         return ids
 
     def _relink(self, snap: StudySnapshot) -> SubjectLink:
@@ -263,19 +271,26 @@ class ImagingBridge:
         """Retry studies waiting for their resident and for their order.
         Returns (studies now linked to a resident, studies now linked to an order)."""
         linked = 0
-        for orthanc_id in await asyncio.to_thread(self._pending_reviews):
+        for task_id, orthanc_id in await asyncio.to_thread(self._pending_reviews):
             try:
                 snap = StudySnapshot.from_orthanc(await self.client.study(orthanc_id))
-            except NotFound:
+            except NotFound:  # deleted in Orthanc: nothing left to link
+                await asyncio.to_thread(self._cancel_review, task_id)
                 continue
             if (await asyncio.to_thread(self._relink, snap)).subject:
                 linked += 1
         return linked, await asyncio.to_thread(self._retry_orders)
 
+    async def reconcile(self) -> ReconcileReport:
+        """Withdraw the ImagingStudies of studies deleted in Orthanc (`imaging.reconcile`).
+        Raises: Unavailable."""
+        return await reconcile(self.store, self.client)
+
     # -- background service -----------------------------------------------------------------
     async def run_forever(self, retry_every: int = 10) -> None:
         """Poll until cancelled; errors are logged and retried after `poll_seconds`."""
         polls = 0
+        reconciled = time.monotonic()
         while True:
             started = time.monotonic()
             try:
@@ -285,6 +300,10 @@ class ImagingBridge:
                 polls += 1
                 if polls % retry_every == 1:
                     await self.retry_pending()
+                every = self.settings.reconcile_seconds
+                if every and started - reconciled >= every:
+                    reconciled = started
+                    await self.reconcile()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

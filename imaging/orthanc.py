@@ -210,6 +210,15 @@ class OrthancClient:
         body = {"Level": level, "Query": dict(query), "Expand": True, "Limit": limit}
         return list(await self._json("POST", "/tools/find", json=body))
 
+    async def existing_studies(self, study_uids: Sequence[str]) -> set[str]:
+        """Which of these StudyInstanceUIDs Orthanc holds: one `POST /tools/find` with UID list
+        matching (values joined by `\\`, DICOM PS3.4 §C.2.2.2.2). Raises: Unavailable."""
+        if not study_uids:
+            return set()
+        query = {"StudyInstanceUID": "\\".join(study_uids)}
+        found = await self.find("Study", query, limit=len(study_uids) + 1)
+        return {str(h.get("MainDicomTags", {}).get("StudyInstanceUID", "")) for h in found}
+
     async def upload(self, dicom: bytes) -> Json:
         """`POST /instances` one DICOM file. Returns Orthanc's answer (`ID`, `ParentStudy`,
         `Status` Success/AlreadyStored). Raises: InvalidInput (not DICOM), Unavailable."""

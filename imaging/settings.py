@@ -24,6 +24,7 @@ class ImagingSettings(BaseModel):
     is not the default `urn:qyhie:facility:<issuer>:mrn` (the HL7 mapping's scheme).
     `timeout_seconds`: per request to Orthanc (connect/read).
     `dicomweb_url`: the exchange's own DICOMweb root, the address of the ImagingStudy Endpoint.
+    `reconcile_seconds`: pause between sweeps for studies deleted in Orthanc (0 = never).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -37,6 +38,7 @@ class ImagingSettings(BaseModel):
     mrn_systems: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=60.0, gt=0)
     dicomweb_url: str = "http://127.0.0.1:8080/dicom-web"
+    reconcile_seconds: float = Field(default=3600.0, ge=0)
 
     @property
     def enabled(self) -> bool:

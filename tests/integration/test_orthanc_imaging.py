@@ -673,3 +673,40 @@ def test_cli_upload_bridge_review(orthanc, sqlite_url, tmp_path, monkeypatch):
     else:
         raise AssertionError(f"the uploaded study never reached the review queue: {result.output}")
     assert "studies to review" in review.output and "no Patient with this MRN" in review.output
+
+
+# -- deletions in Orthanc ----------------------------------------------------------------------
+async def test_study_deleted_in_orthanc_is_withdrawn(orthanc, store, bridge, tmp_path):
+    kept, deleted, unlinked = generate_uid(), generate_uid(), generate_uid()
+    files = {
+        "kept.dcm": make_dicom(study_uid=kept, patient_id="A001", issuer="TTWSY"),
+        "deleted.dcm": make_dicom(study_uid=deleted, patient_id="A001", issuer="TTWSY", accession="ACC77"),
+        "unlinked.dcm": make_dicom(study_uid=unlinked, patient_id="Q404", issuer="TTWSY"),
+    }
+    await upload(orthanc, tmp_path, files)
+    indexed, review = await index_until(bridge, 3)
+    assert indexed == {kept, deleted} and review == {unlinked}
+
+    async with client_of(orthanc) as client:
+        for uid in (deleted, unlinked):
+            orthanc_id = await client.lookup_study(uid)
+            upstream = await client.open("DELETE", f"/studies/{orthanc_id}")
+            assert upstream.status_code == 200
+            await upstream.aclose()
+    swept = await bridge.reconcile()
+    assert swept.withdrawn == [deleted] and swept.checked >= 2 and swept.stopped is None
+    gone = read(store, "ImagingStudy", study_resource_id(deleted))
+    assert gone and gone["status"] == "entered-in-error" and "endpoint" not in gone
+    assert {"system": "urn:qyhie:imaging", "code": "deleted-in-archive"} in gone["meta"]["tag"]
+    assert gone["subject"] == {"reference": "Patient/TTWSY-A"}  # kept for history and audit
+    assert read(store, "ImagingStudy", study_resource_id(kept))["status"] == "available"
+    await bridge.retry_pending()
+    task = read(store, "Task", bridge_review_id(unlinked))
+    assert task and task["status"] == "cancelled"
+    assert (await bridge.reconcile()).withdrawn == []  # nothing twice
+
+    # the facility sends the study again: it is available again
+    await upload(orthanc, tmp_path, {"again.dcm": files["deleted.dcm"]})
+    assert (await index_until(bridge, 1))[0] == {deleted}
+    again = read(store, "ImagingStudy", study_resource_id(deleted))
+    assert again and again["status"] == "available" and again["endpoint"]
