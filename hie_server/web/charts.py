@@ -78,3 +78,28 @@ def bars_svg(
         ax.legend(fontsize=7, frameon=False, prop={"family": FONT, "size": 7})
     fig.autofmt_xdate(rotation=30)
     return _svg(fig)
+
+
+def epicurve_svg(title: str, weeks: Sequence[str], series: Mapping[str, Sequence[int]], ylabel: str) -> str:
+    """Epidemic curve: cases per ISO week stacked by disease (labels in the page's language)."""
+    fig = Figure(figsize=(6.4, 2.8), dpi=96)
+    ax = fig.add_subplot()
+    bottom = [0] * len(weeks)
+    for name, counts in series.items():
+        ax.bar(list(weeks), list(counts), bottom=bottom, label=name, width=0.8)
+        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
+    ax.set_ylabel(ylabel, fontsize=8, fontfamily=FONT)
+    ax.tick_params(labelsize=7)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(axis="y", alpha=0.25)
+    if series:
+        ax.legend(
+            fontsize=7,
+            frameon=False,
+            prop={"family": FONT, "size": 7},
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )
+    fig.autofmt_xdate(rotation=30)
+    return _svg(fig)

@@ -317,7 +317,9 @@ def consultation_routes(router: APIRouter, wb: Workbench) -> None:
         async def handler(page: Page, id: str) -> Response:
             form = await page.form()
             await page.api.operation(f"ServiceRequest/{id}/${name}", *build(form))
-            page.flash("ok", page.t(name if name != "opinion" else "opinion_sent", id=id))
+            page.flash(
+                "ok", page.t({"opinion": "opinion_sent", "accept": "accepted_ok"}.get(name, name), id=id)
+            )
             if name == "opinion" and not page.session.principal.is_admin:
                 # the completed request no longer opens the record to the specialist (docs/security.md)
                 return page.redirect(f"{PREFIX}/today")
