@@ -14,7 +14,7 @@ Public API (import only from here): `ImagingSettings`, `OrthancClient`, `Change`
 `PersonNameGroups`, `human_names`, `read_dataset`, `patient_name`, `deidentify`, `UidMap`,
 `export_study`, `dicom_files`, `upload_files`, `UploadReport`, `Target`, `parse_target`,
 `study_subjects`, `qido_query`, `QidoQuery`, `stow_parts`, `SAFE_QUERY_VALUE`, `Upstream`,
-`reconcile`, `ReconcileReport`, `withdrawn_study`.
+`reconcile`, `ReconcileReport`, `withdrawn_study`, `viewer_endpoint`.
 
 May import: `ehr_store` and `terminology` public APIs, pydicom, pyorthanc (only in
 `imaging.orthanc`), httpx.
@@ -32,6 +32,7 @@ from imaging.mapping import (
     imaging_study,
     study_identifier,
     study_resource_id,
+    viewer_endpoint,
 )
 from imaging.orthanc import SAFE_QUERY_VALUE, Change, ChangesPage, OrthancClient, Upstream
 from imaging.reconcile import ReconcileReport, reconcile, withdrawn_study
@@ -75,5 +76,6 @@ __all__ = [
     "study_resource_id",
     "study_subjects",
     "upload_files",
+    "viewer_endpoint",
     "withdrawn_study",
 ]

@@ -32,11 +32,13 @@ from imaging.linking import SubjectLink, find_order, link_subject
 from imaging.mapping import (
     ENDPOINT_ID,
     IMAGING_TAG_SYSTEM,
+    VIEWER_ENDPOINT_ID,
     StudySnapshot,
     dicomweb_endpoint,
     imaging_study,
     study_identifier,
     study_resource_id,
+    viewer_endpoint,
 )
 from imaging.orthanc import OrthancClient
 from imaging.reconcile import ReconcileReport, cancel_review, reconcile
@@ -139,15 +141,18 @@ class ImagingBridge:
 
     # -- indexing ---------------------------------------------------------------------------
     def _ensure_endpoint(self) -> None:
+        wanted = [(ENDPOINT_ID, dicomweb_endpoint(self.settings.dicomweb_url))]
+        if self.settings.viewer_url:
+            wanted.append((VIEWER_ENDPOINT_ID, viewer_endpoint(self.settings.viewer_url)))
         with self.store.unit_of_work(write=True) as uow:
-            wanted = dicomweb_endpoint(self.settings.dicomweb_url)
-            try:
-                current = json_loads(uow.resources.read("Endpoint", ENDPOINT_ID).content)
-                if current.get("address") == wanted["address"]:
-                    return
-            except NotFound:
-                pass
-            uow.resources.update("Endpoint", ENDPOINT_ID, wanted)
+            for endpoint_id, doc in wanted:
+                current = uow.resources.read_many([("Endpoint", endpoint_id)]).get(("Endpoint", endpoint_id))
+                if (
+                    current is None
+                    or current.deleted
+                    or json_loads(current.content).get("address") != doc["address"]
+                ):
+                    uow.resources.update("Endpoint", endpoint_id, doc)
             uow.commit()
 
     def _index(self, repo: ResourceRepository, snap: StudySnapshot) -> SubjectLink:
@@ -160,7 +165,13 @@ class ImagingBridge:
                 repo.update("Task", task_id, review_task(snap, link.reason))
             return link
         order = find_order(repo, snap.accession, snap.issuer, link.subject)
-        resource = imaging_study(snap, link.subject, order, pending_order=bool(snap.accession and not order))
+        resource = imaging_study(
+            snap,
+            link.subject,
+            order,
+            pending_order=bool(snap.accession and not order),
+            viewer=bool(self.settings.viewer_url),
+        )
         repo.update("ImagingStudy", study_id, resource)
         task = repo.read_many([("Task", task_id)]).get(("Task", task_id))
         if task is not None and not task.deleted:

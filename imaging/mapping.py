@@ -27,6 +27,8 @@ SNOMED = "http://snomed.info/sct"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 BODY_PART_SYSTEM = "urn:qyhie:dicom:body-part-examined"
 ENDPOINT_ID = "dicomweb"
+VIEWER_ENDPOINT_ID = "dicom-viewer"
+CONNECTION_TYPE = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
 IMAGING_TAG_SYSTEM = "urn:qyhie:imaging"
 BODY_PARTS = {  # DICOM PS3.16 CID 4031 -> SNOMED CT
     "CHEST": ("51185008", "Thoracic structure"),
@@ -166,10 +168,16 @@ def _series(s: SeriesSnapshot) -> Json:
 
 
 def imaging_study(
-    snap: StudySnapshot, subject: str, based_on: str | None = None, *, pending_order: bool = False
+    snap: StudySnapshot,
+    subject: str,
+    based_on: str | None = None,
+    *,
+    pending_order: bool = False,
+    viewer: bool = False,
 ) -> Json:
     """The ImagingStudy of `snap` for `subject` (`Patient/<id>`), optionally `basedOn` an
-    order (`ServiceRequest/<id>`); `pending_order` tags it for a later order link."""
+    order (`ServiceRequest/<id>`); `pending_order` tags it for a later order link; `viewer`
+    adds `Endpoint/dicom-viewer` (the web viewer) after `Endpoint/dicomweb`."""
     resource: Json = {
         "resourceType": "ImagingStudy",
         "id": study_resource_id(snap.study_uid),
@@ -177,7 +185,7 @@ def imaging_study(
         "identifier": [study_identifier(snap.study_uid)],
         "status": "available",
         "subject": {"reference": subject},
-        "endpoint": [{"reference": f"Endpoint/{ENDPOINT_ID}"}],
+        "endpoint": [{"reference": f"Endpoint/{e}"} for e in (ENDPOINT_ID, VIEWER_ENDPOINT_ID)[: 1 + viewer]],
         "numberOfSeries": len(snap.series),
         "numberOfInstances": sum(s.instances for s in snap.series),
     }
@@ -217,12 +225,24 @@ def dicomweb_endpoint(address: str) -> Json:
         "resourceType": "Endpoint",
         "id": ENDPOINT_ID,
         "status": "active",
-        "connectionType": {
-            "system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
-            "code": "dicom-wado-rs",
-        },
+        "connectionType": {"system": CONNECTION_TYPE, "code": "dicom-wado-rs"},
         "name": "Qingyuan HIE DICOMweb (QIDO-RS, WADO-RS, STOW-RS)",
         "payloadType": [{"text": "DICOM"}],
         "payloadMimeType": ["application/dicom", "application/dicom+json"],
+        "address": address,
+    }
+
+
+def viewer_endpoint(address: str) -> Json:
+    """The Endpoint of the exchange's web viewer: IHE Invoke Image Display (connectionType
+    `ihe-iid`); a client opens `<address>?requestType=STUDY&studyUID=<uid>`."""
+    return {
+        "resourceType": "Endpoint",
+        "id": VIEWER_ENDPOINT_ID,
+        "status": "active",
+        "connectionType": {"system": CONNECTION_TYPE, "code": "ihe-iid"},
+        "name": "Qingyuan HIE web viewer (IHE Invoke Image Display, requestType=STUDY)",
+        "payloadType": [{"text": "DICOM"}],
+        "payloadMimeType": ["text/html"],
         "address": address,
     }

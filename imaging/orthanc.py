@@ -196,6 +196,25 @@ class OrthancClient:
         """Orthanc ids of a study's instances. Raises: NotFound, Unavailable."""
         return [str(i["ID"]) for i in await self._json("GET", f"/studies/{orthanc_id}/instances")]
 
+    async def study_instance_index(self, orthanc_id: str) -> list[tuple[str, str]]:
+        """(instance id, series id) of each instance of a study. Raises: NotFound, Unavailable."""
+        found = await self._json("GET", f"/studies/{orthanc_id}/instances")
+        return [(str(i["ID"]), str(i.get("ParentSeries", ""))) for i in found]
+
+    async def study_series(self, orthanc_id: str) -> list[tuple[str, str]]:
+        """(Orthanc series id, SeriesInstanceUID) of a study's series, by SeriesNumber.
+        Raises: NotFound, Unavailable."""
+        found = await self._json("GET", f"/studies/{orthanc_id}/series", params={"expand": ""})
+
+        def number(s: Json) -> tuple[int, str]:
+            value = str(s.get("MainDicomTags", {}).get("SeriesNumber", "")).strip()
+            return (int(value) if value.lstrip("-").isdigit() else 1 << 30, str(s["ID"]))
+
+        return [
+            (str(s["ID"]), str(s.get("MainDicomTags", {}).get("SeriesInstanceUID", "")))
+            for s in sorted(found, key=number)
+        ]
+
     async def lookup_study(self, study_uid: str) -> str | None:
         """Orthanc id of the study with this StudyInstanceUID (`POST /tools/lookup`), or None."""
         for hit in await self._json("POST", "/tools/lookup", content=study_uid.encode("ascii")):

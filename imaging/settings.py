@@ -25,6 +25,9 @@ class ImagingSettings(BaseModel):
     `timeout_seconds`: per request to Orthanc (connect/read).
     `dicomweb_url`: the exchange's own DICOMweb root, the address of the ImagingStudy Endpoint.
     `reconcile_seconds`: pause between sweeps for studies deleted in Orthanc (0 = never).
+    `viewer_url`: the exchange's web viewer entry (IHE Invoke Image Display), the address of the
+    ImagingStudy's `Endpoint/dicom-viewer`; empty = no viewer link.
+    `viewer_ticket_seconds`: lifetime of a viewer session opened through that entry.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -39,6 +42,8 @@ class ImagingSettings(BaseModel):
     timeout_seconds: float = Field(default=60.0, gt=0)
     dicomweb_url: str = "http://127.0.0.1:8080/dicom-web"
     reconcile_seconds: float = Field(default=3600.0, ge=0)
+    viewer_url: str = "http://127.0.0.1:8080/viewer/IHEInvokeImageDisplay"
+    viewer_ticket_seconds: float = Field(default=900.0, gt=0)
 
     @property
     def enabled(self) -> bool:

@@ -5,13 +5,15 @@ Starts Debian's `/usr/sbin/Orthanc` (packages `orthanc` and `orthanc-dicomweb`, 
 machine, storage and index in a temporary directory, HTTP Basic authentication on with one
 generated user, `RemoteAccessAllowed: false` (Orthanc 1.10 cannot bind to loopback only, so
 it answers only loopback clients), `"DefaultEncoding": "Chinese"` (files without
-SpecificCharacterSet decode as GB18030), the DICOMweb plugin loaded, and `StableAge` 1 s so
-`StableStudy` changes come quickly.
+SpecificCharacterSet decode as GB18030), the DICOMweb plugin loaded, the Web Viewer plugin
+(Debian `orthanc-webviewer`) when installed (`viewer` says whether it is), and `StableAge` 1 s
+so `StableStudy` changes come quickly.
 
 `OrthancServer.restart()` stops the process, waits for its pid to exit (Orthanc keeps its
 index locked until then) and starts it again on the same storage.
 
-`HIE_ORTHANC_BINARY` overrides the binary; `HIE_ORTHANC_PLUGIN` the DICOMweb plugin path.
+`HIE_ORTHANC_BINARY` overrides the binary; `HIE_ORTHANC_PLUGIN` the DICOMweb plugin path;
+`HIE_ORTHANC_VIEWER_PLUGIN` the Web Viewer plugin path.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ import httpx
 
 BINARY = os.environ.get("HIE_ORTHANC_BINARY", "/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = os.environ.get("HIE_ORTHANC_PLUGIN", "/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+VIEWER_PLUGIN = os.environ.get(
+    "HIE_ORTHANC_VIEWER_PLUGIN", "/usr/share/orthanc/plugins/libOrthancWebViewer.so"
+)
 USER = "hie-bridge"
 
 
@@ -64,6 +69,11 @@ class OrthancServer:
         return f"http://127.0.0.1:{self.http_port}"
 
     @property
+    def viewer(self) -> bool:
+        """Whether the Web Viewer plugin is installed (and so loaded)."""
+        return Path(VIEWER_PLUGIN).exists()
+
+    @property
     def log_path(self) -> Path:
         return self.home / "orthanc.log"
 
@@ -83,7 +93,8 @@ class OrthancServer:
             "AuthenticationEnabled": True,
             "RegisteredUsers": {self.username: self.password},
             "DefaultEncoding": "Chinese",
-            "Plugins": [DICOMWEB_PLUGIN],
+            "Plugins": [DICOMWEB_PLUGIN, *([VIEWER_PLUGIN] if self.viewer else [])],
+            "WebViewer": {"CachePath": str(self.home / "webviewer-cache"), "Threads": 1},
             "StableAge": 1,
             "OrthancExplorerEnabled": False,
             "WebDavEnabled": False,

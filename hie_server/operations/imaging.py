@@ -5,7 +5,8 @@ Routes (at the root, beside `/fhir`; `imaging_router(settings, store, client)` i
 - `GET /dicom-web/studies|series|instances[...]` QIDO-RS (DICOM PS3.18 §10.6),
 - `GET /dicom-web/studies/{uid}[/series/{uid}[/instances/{uid}]][/metadata|/frames/..|/rendered]`
   WADO-RS (§10.4), `GET /wado?requestType=WADO&studyUID=..` WADO-URI (§9),
-- `POST /dicom-web/studies[/{uid}]` STOW-RS (§10.5).
+- `POST /dicom-web/studies[/{uid}]` STOW-RS (§10.5),
+- `/viewer/...` the web viewer behind the same gate (`hie_server.operations.imaging_viewer`).
 
 Every request goes through the same rules as the FHIR API (`hie_server.auth`): the Bearer
 token is verified by the app's `TokenVerifier`; the endpoint rule is `authorize(principal,
@@ -51,6 +52,7 @@ from hie_server.auth.middleware import ANONYMOUS
 from hie_server.auth.principal import Principal
 from hie_server.auth.resolver import resident_facts
 from hie_server.errors import status_for
+from hie_server.operations.imaging_viewer import add_viewer_routes
 from hie_server.settings import HieSettings
 from imaging import (
     OrthancClient,
@@ -309,5 +311,7 @@ def imaging_router(settings: HieSettings, store: Store, client: OrthancClient) -
     @router.get("/wado")
     async def wado_uri(request: Request) -> Response:
         return await handle(request, "/wado", "/wado")
+
+    add_viewer_routes(router, settings, store, client)
 
     return router

@@ -270,7 +270,7 @@ async def test_upload_links_resident_and_order_before_and_after(orthanc, store, 
     assert sites == {"51185008", "69536005"}  # chest, head (SNOMED CT)
     endpoint = read(store, "Endpoint", "dicomweb")
     assert endpoint and endpoint["connectionType"]["code"] == "dicom-wado-rs"
-    assert study["endpoint"] == [{"reference": "Endpoint/dicomweb"}]
+    assert study["endpoint"][0] == {"reference": "Endpoint/dicomweb"}
 
     by_rid = read(store, "ImagingStudy", study_resource_id(s3))
     assert by_rid and by_rid["subject"] == {"reference": "Patient/TTWSY-C"}
@@ -489,6 +489,93 @@ async def test_proxy_specialist_needs_consultation(orthanc, store, bridge, excha
     proxied = [e for e in events if "/dicom-web/" in json.dumps(e) or "/wado" in json.dumps(e)]
     assert any(e["outcome"] == "4" for e in proxied) and any(e["outcome"] == "0" for e in proxied)
     assert r.status_code == 200
+
+
+async def test_viewer_behind_the_same_check(orthanc, store, bridge, exchange, tmp_path):
+    if not orthanc.viewer:
+        service_unavailable("Orthanc's Web Viewer plugin is not installed (.ci/orthanc.sh)")
+    a_study, a_series, b_study = generate_uid(), generate_uid(), generate_uid()
+    files = {
+        f"a{n}.dcm": make_dicom(
+            study_uid=a_study,
+            series_uid=a_series,
+            patient_id="A001",
+            issuer="TTWSY",
+            extra={"InstanceNumber": n},
+        )
+        for n in (1, 2)
+    }
+    files["b.dcm"] = make_dicom(study_uid=b_study, patient_id="B001", issuer="QYRMYY")
+    await upload(orthanc, tmp_path, files)
+    await index_until(bridge, 2)
+    study = read(store, "ImagingStudy", study_resource_id(a_study))
+    assert study and {"reference": "Endpoint/dicom-viewer"} in study["endpoint"]
+    endpoint = read(store, "Endpoint", "dicom-viewer")
+    assert endpoint and endpoint["connectionType"]["code"] == "ihe-iid"
+    client = exchange[0]
+
+    def entry(claims, uid):
+        params = {"requestType": "STUDY", "studyUID": uid}
+        return call(
+            exchange, claims, "GET", "/viewer/IHEInvokeImageDisplay", params=params, follow_redirects=False
+        )
+
+    refused = await asyncio.to_thread(entry, SPECIALIST, b_study)
+    assert refused.status_code == 403 and "specialist-needs-referral" in refused.text
+    opened = await asyncio.to_thread(entry, SPECIALIST, a_study)
+    assert opened.status_code == 303, opened.text
+    location = opened.headers["location"]
+    base, series_id = location.split("/web-viewer/")[0], location.rsplit("series=", 1)[1]
+    page = await asyncio.to_thread(client.get, location)  # a browser: no Bearer token, the ticket
+    assert page.status_code == 200 and "cornerstone" in page.text
+    assert (
+        await asyncio.to_thread(client.get, f"{base}/web-viewer/libs/cornerstone.min.js")
+    ).status_code == 200
+    geometry = await asyncio.to_thread(client.get, f"{base}/web-viewer/series/{series_id}")
+    assert geometry.status_code == 200 and len(geometry.json()["Slices"]) == 2
+    slice_id = geometry.json()["Slices"][0]
+    image = await asyncio.to_thread(client.get, f"{base}/web-viewer/instances/jpeg95-{slice_id}")
+    assert image.status_code == 200 and len(image.content) > 100
+    dicom = await asyncio.to_thread(client.get, f"{base}/instances/{slice_id.split('_')[0]}/file")
+    assert dicom.status_code == 200 and dicom.content[128:132] == b"DICM"
+    async with client_of(orthanc) as orthanc_client:
+        b_series = (await orthanc_client.study_series(await orthanc_client.lookup_study(b_study)))[0][0]
+    stolen = await asyncio.to_thread(client.get, f"{base}/web-viewer/series/{b_series}")
+    assert stolen.status_code == 403 and "viewer-study-only" in stolen.text  # the ticket is for A only
+    forged = await asyncio.to_thread(client.get, f"/viewer/t/forged/web-viewer/series/{series_id}")
+    assert forged.status_code == 403 and "viewer-ticket" in forged.text
+
+    from auth_world import consent
+
+    put(
+        store,
+        {
+            "resourceType": "ServiceRequest",
+            "id": "ref-B-viewer",
+            "meta": {"source": "urn:qyhie:facility:TTWSY"},
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/QYRMYY-B"},
+            "requester": {"reference": "Organization/org-TTWSY"},
+            "performer": [{"reference": "Organization/org-QYRMYY"}],
+        },
+        consent("consent-B-viewer", "QYRMYY-B", "permit"),
+    )
+    assert (await asyncio.to_thread(entry, SPECIALIST, b_study)).status_code == 303
+
+    client.app.state.audit_writer.flush()
+    with store.unit_of_work() as uow:
+        events = [
+            json_loads(m.content) for m in uow.resources.search("AuditEvent", [("_count", "200")]).matches
+        ]
+    dumped = [json.dumps(e) for e in events]
+    ticket = base.rsplit("/", 1)[1]
+    assert all(ticket not in e for e in dumped)  # a ticket is a capability: never in the audit
+    a_ref = f"ImagingStudy/{study_resource_id(a_study)}"
+    viewed = [e for e in dumped if a_ref in e and '"outcome": "0"' in e]
+    assert len(viewed) >= 2  # the entry and the series (patient-naming) request
+    assert any("viewer-study-only" in e and '"outcome": "4"' in e for e in dumped)
+    assert any("viewer-ticket" in e and '"outcome": "4"' in e for e in dumped)
 
 
 async def test_stow_rs_through_the_exchange(orthanc, store, bridge, exchange):
