@@ -196,7 +196,7 @@ class Workbench:
                 title = i18n.text(lang, "access_refused" if exc.status == 403 else "error_title")
                 return page.render(
                     "error.html",
-                    status=exc.status if exc.status in (403, 404, 409, 422) else 502,
+                    status=exc.status if 400 <= exc.status < 500 else 502,
                     title=title,
                     message=exc.message,
                 )
