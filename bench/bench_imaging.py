@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import shutil
 import socket
 import statistics
@@ -129,6 +130,15 @@ async def upload_big_study(server: orthanc_server.OrthancServer, instances: int)
     return uid, total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int]:
     """Fetch `url` whole with curl (a native client, as a viewer would be), discarding the
     body; returns (seconds, bytes). Falls back to httpx when curl is missing."""
@@ -160,7 +170,9 @@ def _run_exchange(database_url: str, server: orthanc_server.OrthancServer, port:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio")
 
 
-def serve_exchange(database_url: str, server: orthanc_server.OrthancServer, port: int) -> mp.Process:
+def serve_exchange(
+    database_url: str, server: orthanc_server.OrthancServer, port: int
+) -> mp.process.BaseProcess:
     """The exchange in its own process (as `hie serve` would be), so the benchmark client does
     not share its interpreter lock."""
     process = mp.get_context("fork").Process(
@@ -198,18 +210,27 @@ def main() -> None:
         proxy_url = f"http://127.0.0.1:{port}/dicom-web/studies/{uid}"
         # the study must be in the record for the proxy to serve it
         asyncio.run(bench_indexing_one(server, store))
+        retrieve(proxy_url, None)  # warm: connection pools, first audit write
         rates: dict[str, list[float]] = {"direct": [], "exchange": []}
+        cpu = {"direct": 0.0, "exchange": 0.0}
+        pids = {"direct": server.process.pid if server.process else 0, "exchange": exchange.pid or 0}
+        load = os.getloadavg()[0]
         for _ in range(args.rounds):
             for name, target, auth in (
                 ("direct", direct_url, (server.username, server.password)),
                 ("exchange", proxy_url, None),
             ):
+                before = cpu_seconds(pids[name])
                 elapsed, size = retrieve(target, auth)
+                cpu[name] += cpu_seconds(pids[name]) - before
                 rates[name].append(size / elapsed / 1e6)
         direct, proxied = statistics.median(rates["direct"]), statistics.median(rates["exchange"])
         print(
-            f"WADO-RS {total / 1e6:.1f} MB study: direct {direct:.0f} MB/s, through the exchange "
-            f"{proxied:.0f} MB/s ({100 * proxied / direct:.0f} % of direct)"
+            f"WADO-RS {total / 1e6:.1f} MB study, median of {args.rounds}: direct {direct:.0f} MB/s, "
+            f"through the exchange {proxied:.0f} MB/s ({100 * proxied / direct:.0f} % of direct); "
+            f"CPU per retrieval: Orthanc {1000 * cpu['direct'] / args.rounds:.0f} ms, exchange "
+            f"{1000 * cpu['exchange'] / args.rounds:.0f} ms; "
+            f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}"
         )
         exchange.terminate()
         exchange.join(10)

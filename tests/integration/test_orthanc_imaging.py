@@ -46,8 +46,15 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 import orthanc_server  # noqa: E402
 from auth_world import seed  # noqa: E402
-from conftest import service_unavailable  # noqa: E402
 from orthanc_server import make_dicom  # noqa: E402
+
+# tests/conftest.py by path: `import conftest` may give another folder's conftest when several
+# test folders are collected together (its service_unavailable is stateless)
+_root_spec = importlib.util.spec_from_file_location("hie_tests_conftest", TESTS / "conftest.py")
+assert _root_spec and _root_spec.loader
+_root_conftest = importlib.util.module_from_spec(_root_spec)
+_root_spec.loader.exec_module(_root_conftest)
+service_unavailable = _root_conftest.service_unavailable
 
 _spec = importlib.util.spec_from_file_location("auth_issuer", TESTS / "unit/hie_server/auth/conftest.py")
 assert _spec and _spec.loader
