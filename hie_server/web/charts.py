@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib import rcParams
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 rcParams["svg.fonttype"] = "none"
 rcParams["svg.hashsalt"] = "qyhie"  # stable ids: same data, same bytes
@@ -91,7 +92,7 @@ def epicurve_svg(title: str, weeks: Sequence[str], series: Mapping[str, Sequence
     ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
     ax.set_ylabel(ylabel, fontsize=8, fontfamily=FONT)
     ax.tick_params(labelsize=7)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", alpha=0.25)
     if series:
         ax.legend(
