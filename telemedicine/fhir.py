@@ -13,7 +13,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from ehr_store import InvalidInput, StoredResource, format_instant, json_loads
+from ehr_store import InvalidInput, ResourceRepository, StoredResource, format_instant, json_loads
 from terminology import canonical
 
 Json = dict[str, Any]
@@ -47,6 +47,7 @@ REFERRAL = {"system": SNOMED, "code": "3457005", "display": "Patient referral"}
 CONSULT_NOTE = {"system": "http://loinc.org", "code": "11488-4", "display": "Consult note"}
 CANCEL_REASON = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
 CNY = "CNY"
+PAGE = 1000
 
 
 def now_utc() -> datetime:
@@ -132,3 +133,15 @@ def narrative(text: str) -> Json:
 
     body = "<br/>".join(escape(line) for line in text.splitlines()) or escape(text)
     return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
+
+
+def search_all(repo: ResourceRepository, rtype: str, params: list[tuple[str, str]]) -> list[StoredResource]:
+    """Every match of a search, page by page (FHIR R4B search §3.1.1.5.6 `_count`/`_offset`)."""
+    out: list[StoredResource] = []
+    offset = 0
+    while True:
+        page = repo.search(rtype, [*params, ("_count", str(PAGE)), ("_offset", str(offset))])
+        out.extend(page.matches)
+        if not page.has_more or not page.matches:
+            return out
+        offset += len(page.matches)

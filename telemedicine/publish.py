@@ -2,16 +2,18 @@
 
 `publish(repo, template, first, last, calendar, tz)` is idempotent: the Schedule and every
 Slot get deterministic ids (`Schedule/sch-<PractitionerRole id>`, `Slot/slot-<hash of schedule
-and start>`), slots already published are left as they are (their bookings stand), new ones
-are created `free`, and free slots no longer planned (a new holiday or 停诊 day in the
-template) become `busy-unavailable`. Booked slots that are no longer planned are reported in
+and start>`), slots already published are left as they are (their bookings stand; only
+search keys from an older template are rewritten), new ones are created `free`, and free
+slots no longer planned (a new holiday or 停诊 day in the template) become
+`busy-unavailable`. Booked slots that are no longer planned are reported in
 `PublishReport.orphaned` (cancel them with `booking.stop_clinic`).
 
 Slot shape (FHIR R4B Slot): `status`, `start`/`end` with the local offset, `specialty`,
 `serviceCategory` = pool (`general` | `referral`, code system `POOL_SYSTEM`), extensions
 `slot-capacity` (positiveInt), `slot-booked` (unsignedInt), `slot-provider` (PractitionerRole),
-`slot-organization` (the hospital), `slot-session` (morning | afternoon), so one Slot search
-answers `$find` without further reads.
+`slot-organization` (the hospital), `slot-session` (morning | afternoon), `schedule-area`
+(county/township), and the `$find` search keys in `meta.tag` (`telemedicine.slotkeys`), so
+`$find` reads Slots only, a few days at a time.
 
 May import: the standard library, `ehr_store`, `telemedicine.*`.
 """
@@ -36,13 +38,17 @@ from telemedicine.fhir import (
     ext_value,
     load,
     local_instant,
+    parse_instant,
+    search_all,
     set_ext,
     stable_id,
     strip_meta,
 )
+from telemedicine.find import area_of
+from telemedicine.slotkeys import KEY_SYSTEM, key_tags, slot_keys
 from telemedicine.templates import PlannedSlot, ScheduleTemplate, plan_slots
 
-PAGE = 1000
+__all__ = ["PublishReport", "publish", "schedule_id", "search_all", "slot_id"]
 
 
 @dataclass
@@ -54,6 +60,7 @@ class PublishReport:
     created: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     unchanged: int = 0
+    retagged: int = 0
     orphaned: list[str] = field(default_factory=list)
 
 
@@ -84,7 +91,7 @@ def _organization(t: ScheduleTemplate) -> Json:
 
 def schedule_resource(t: ScheduleTemplate, first: date, last: date, tz: ZoneInfo) -> Json:
     """The FHIR Schedule of a template, planning horizon `first`..`last`."""
-    area = [{"url": k, "valueCode": v} for k, v in (("county", t.county), ("township", t.township)) if v]
+    area = _area(t)
     actors = [_provider(t)]
     if t.practitioner:
         actors.append({"reference": f"Practitioner/{t.practitioner}"})
@@ -106,10 +113,37 @@ def schedule_resource(t: ScheduleTemplate, first: date, last: date, tz: ZoneInfo
     return doc
 
 
+def _area(t: ScheduleTemplate) -> list[Json]:
+    return [{"url": k, "valueCode": v} for k, v in (("county", t.county), ("township", t.township)) if v]
+
+
+def slot_tags(t: ScheduleTemplate, start: datetime) -> list[dict[str, str]]:
+    """The search keys of a slot of `t` starting at (local) `start` (`telemedicine.slotkeys`)."""
+    keys = slot_keys(
+        start.date(),
+        specialty=t.specialty.get("code"),
+        organization=t.organization,
+        county=t.county,
+        practitioner_role=t.practitioner_role,
+    )
+    return key_tags(keys)
+
+
+def _with_keys(t: ScheduleTemplate, slot: Json, start: datetime) -> Json:
+    """`slot` with the template's search keys and area (kept tags of other systems)."""
+    out = dict(slot)
+    others = [g for g in (out.get("meta") or {}).get("tag", []) if g.get("system") != KEY_SYSTEM]
+    out["meta"] = {**(out.get("meta") or {}), "tag": [*others, *slot_tags(t, start)]}
+    out["extension"] = [e for e in out.get("extension", []) if e.get("url") != EXT_AREA]
+    if _area(t):
+        out["extension"].append({"url": EXT_AREA, "extension": _area(t)})
+    return out
+
+
 def slot_resource(t: ScheduleTemplate, schedule: str, planned: PlannedSlot) -> Json:
-    """The FHIR Slot of one planned slot (free, nobody booked)."""
+    """The FHIR Slot of one planned slot (free, nobody booked), with its search keys."""
     pool = "referral" if planned.reserved else "general"
-    return {
+    slot: Json = {
         "resourceType": "Slot",
         "schedule": {"reference": f"Schedule/{schedule}"},
         "status": "free",
@@ -125,18 +159,26 @@ def slot_resource(t: ScheduleTemplate, schedule: str, planned: PlannedSlot) -> J
             {"url": EXT_SESSION, "valueCode": planned.session},
         ],
     }
+    return _with_keys(t, slot, planned.start)
 
 
-def search_all(repo: ResourceRepository, rtype: str, params: list[tuple[str, str]]) -> list[StoredResource]:
-    """Every match of a search, page by page (FHIR R4B search §3.1.1.5.6 `_count`/`_offset`)."""
-    out: list[StoredResource] = []
-    offset = 0
-    while True:
-        page = repo.search(rtype, [*params, ("_count", str(PAGE)), ("_offset", str(offset))])
-        out.extend(page.matches)
-        if not page.has_more or not page.matches:
-            return out
-        offset += len(page.matches)
+def _refresh_keys(
+    repo: ResourceRepository,
+    t: ScheduleTemplate,
+    stored: StoredResource,
+    start: datetime,
+    report: PublishReport,
+) -> None:
+    """A slot published before: left as it is, unless its search keys or area are not the
+    template's (published by an older version, or the template moved it): then rewritten."""
+    slot = load(stored)
+    fresh = _with_keys(t, strip_meta(slot), start)
+    tags = [g for g in (slot.get("meta") or {}).get("tag", []) if g.get("system") == KEY_SYSTEM]
+    if tags == slot_tags(t, start) and area_of(slot) == area_of(fresh):
+        report.unchanged += 1
+        return
+    repo.update("Slot", stored.id, fresh, if_match=stored.version_id)
+    report.retagged += 1
 
 
 def publish(
@@ -154,16 +196,15 @@ def publish(
     report = PublishReport(f"Schedule/{sid}")
     planned = plan_slots(template, first, last, calendar, zone)
     repo.update("Schedule", sid, {**schedule_resource(template, first, last, zone), "id": sid})
-    window = [
-        ("schedule", f"Schedule/{sid}"),
-        ("start", f"ge{first.isoformat()}"),
-        ("start", f"le{last.isoformat()}"),
-    ]
-    existing = {s.id: s for s in search_all(repo, "Slot", window)}
+    existing = {
+        s.id: s
+        for s in search_all(repo, "Slot", [("schedule", f"Schedule/{sid}")])
+        if first <= parse_instant(load(s)["start"], "Slot.start").astimezone(zone).date() <= last
+    }
     wanted = {slot_id(sid, p.start): p for p in planned}
     for new_id, p in wanted.items():
         if new_id in existing:
-            report.unchanged += 1
+            _refresh_keys(repo, template, existing[new_id], p.start, report)
             continue
         stored = repo.create({**slot_resource(template, sid, p), "id": new_id}, id=new_id)
         report.created.append(stored.reference)

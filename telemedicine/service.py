@@ -6,6 +6,7 @@ May import: the standard library, `ehr_store`, `telemedicine.*`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 from ehr_store import Store
@@ -39,6 +40,17 @@ class TelemedicineService:
             )
             uow.commit()
         return report
+
+    def publish_many(
+        self, templates: Sequence[ScheduleTemplate], first: date, days: int
+    ) -> list[PublishReport]:
+        """Publish several templates (a hospital's whole timetable) in one unit of work: all or
+        none are written. Raises: InvalidInput (a bad template; nothing written), store errors."""
+        last = first + timedelta(days=days - 1)
+        with self.store.unit_of_work(write=True) as uow:
+            reports = [publish(uow.resources, t, first, last, self.calendar, self.tz) for t in templates]
+            uow.commit()
+        return reports
 
     def send_reminders(self, day: date) -> list[Json]:
         """Record and deliver the reminders for appointments on `day` (run the day before);
