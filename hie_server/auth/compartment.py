@@ -62,6 +62,21 @@ def compartment_paths() -> dict[str, tuple[tuple[str, ...], ...]]:
     return result
 
 
+DIRECTORY_TYPES = frozenset(
+    {
+        "Schedule",
+        "Slot",
+        "PractitionerRole",
+        "Practitioner",
+        "Organization",
+        "Location",
+        "HealthcareService",
+        "Endpoint",
+    }
+)
+"""Regional directory data (号源, who works where): visible to every clinician when it names no resident."""
+
+
 def in_patient_compartment(resource_type: str) -> bool:
     """True when resources of this type can belong to a resident (FHIR R4B Patient compartment)."""
     return resource_type in compartment_paths()

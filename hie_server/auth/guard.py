@@ -29,6 +29,7 @@ from ehr_store import InvalidInput, Store, json_loads_resource
 from hie_server.auth.audit import AccessRecord
 from hie_server.auth.classify import hl7_sending_facilities
 from hie_server.auth.compartment import (
+    DIRECTORY_TYPES,
     in_patient_compartment,
     own_patient_id,
     patient_refs,
@@ -271,7 +272,11 @@ class AccessGuard:
                 visible.add(id(resource))
                 continue
             if not ids:
-                ok = not in_patient_compartment(rtype) or resource_facility(resource) == p.facility
+                ok = (
+                    not in_patient_compartment(rtype)
+                    or rtype in DIRECTORY_TYPES
+                    or resource_facility(resource) == p.facility
+                )
                 refusal = refusal or (None if ok else deny("no-resident", "a record without a resident"))
             else:
                 decisions = [state.decisions[i] for i in ids]

@@ -29,13 +29,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ehr_store import Forbidden
-from hie_server.auth.compartment import in_patient_compartment, resource_facility
+from hie_server.auth.compartment import DIRECTORY_TYPES, in_patient_compartment, resource_facility
 from hie_server.auth.principal import CITY_COUNTY, DOCTOR_ROLES, Principal
 from hie_server.auth.smart import scope_allows
 
 READS = frozenset({"read", "vread", "search", "history", "everything", "operation-read"})
 WRITES = frozenset({"create", "update", "patch", "delete", "transaction", "hl7v2", "operation-write"})
-ADMIN_OPERATIONS = frozenset({"$merge", "$unlink", "$build-cohort", "$ingest-errors", "$ingest-replay", "$feed-stats", "$empi-review", "$empi-review-decide", "$unmapped-codes", "$map-local-code"})  # noqa: E501 (workbench admin ops)
+ADMIN_OPERATIONS = frozenset(
+    {
+        "$merge",
+        "$unlink",
+        "$build-cohort",
+        "$ingest-errors",
+        "$ingest-replay",
+        "$feed-stats",
+        "$empi-review",
+        "$empi-review-decide",
+        "$unmapped-codes",
+        "$map-local-code",
+    }
+)
 CDC_EXTRACTS = frozenset({"bulk-export", "surveillance"})
 BREAK_GLASS_ROLES = DOCTOR_ROLES | {"specialist"}
 
@@ -127,7 +140,7 @@ def _role_rule(p: Principal, a: Action) -> Decision:
     if a.interaction == "history" and a.level != "instance":
         return deny("history-admin-only", "type and system history are for hie-admin")
     if a.operation in ADMIN_OPERATIONS:
-        return deny("empi-admin-only", f"{a.operation} is for hie-admin")
+        return deny("admin-operation", f"{a.operation} is for hie-admin")
     if a.interaction == "delete":
         return deny("delete-admin-only", "only hie-admin deletes")
     if not p.roles & (DOCTOR_ROLES | {"specialist", "cdc-staff", "clinic-feed"}):
@@ -144,7 +157,12 @@ def _write_rule(p: Principal, a: Action) -> Decision:
         return allow("feed-own-facility")
     if not p.roles & (DOCTOR_ROLES | {"specialist"}):
         return deny("cdc-read-only", "CDC staff do not write records")
-    if a.resource_type and not in_patient_compartment(a.resource_type) and a.interaction != "transaction":
+    directory = a.resource_type in DIRECTORY_TYPES
+    if (
+        a.resource_type
+        and (directory or not in_patient_compartment(a.resource_type))
+        and a.interaction != "transaction"
+    ):
         return deny("reference-data-admin-only", f"{a.resource_type} is reference data kept by hie-admin")
     return allow("clinician-write")
 

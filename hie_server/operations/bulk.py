@@ -159,7 +159,7 @@ def build_router(exporter: BulkExporter) -> APIRouter:
     @router.post("/Group/$build-cohort")
     async def build(request: Request, ctx: FhirContext = Ctx) -> Response:
         if not principal_of(request).is_admin:
-            raise _deny("empi-admin-only", "$build-cohort is for hie-admin")
+            raise _deny("admin-operation", "$build-cohort is for hie-admin")
         values = dict(await _params(request, ctx))
         spec = CohortSpec(
             values.get("county"),

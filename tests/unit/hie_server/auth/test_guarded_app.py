@@ -253,3 +253,27 @@ def test_audit_events_cannot_be_written_through_a_transaction(world):
     for who in (ADMIN, DOCTOR):
         r = call(world, who, "POST", "/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 403 and "audit-immutable" in r.text
+
+
+def test_directory_data_is_visible_to_every_clinician_but_not_writable(world):
+    """号源 (Schedule/Slot) and who-works-where are regional directory data: a township doctor
+    sees another hospital's schedule, which names no resident, but cannot change it."""
+    schedule = {
+        "resourceType": "Schedule",
+        "id": "sch-qyrmyy-neuro",
+        "meta": {"source": "urn:qyhie:facility:QYRMYY"},
+        "active": True,
+        "actor": [{"reference": "PractitionerRole/pr-qyrmyy-neuro"}],
+    }
+    assert call(world, ADMIN, "PUT", "/fhir/Schedule/sch-qyrmyy-neuro", json=schedule).status_code in (
+        200,
+        201,
+    )
+    read = call(world, DOCTOR, "GET", "/fhir/Schedule/sch-qyrmyy-neuro")
+    assert read.status_code == 200, read.text
+    assert read.json()["actor"][0]["reference"] == "PractitionerRole/pr-qyrmyy-neuro"
+    assert "Schedule/sch-qyrmyy-neuro" in ids(call(world, DOCTOR, "GET", "/fhir/Schedule"))
+    changed = call(
+        world, DOCTOR, "PUT", "/fhir/Schedule/sch-qyrmyy-neuro", json={**schedule, "active": False}
+    )
+    assert changed.status_code == 403

@@ -41,7 +41,7 @@ ENDPOINTS = [
     (DOCTOR, "GET", "_history", False, "history-admin-only"),
     (DOCTOR, "GET", "Patient/_history", False, "history-admin-only"),
     (DOCTOR, "GET", "Patient/p1/_history", True, "role-read"),
-    (DOCTOR, "POST", "Patient/$merge", False, "empi-admin-only"),
+    (DOCTOR, "POST", "Patient/$merge", False, "admin-operation"),
     (DOCTOR, "POST", "Observation", True, "clinician-write"),
     (DOCTOR, "POST", "CodeSystem", False, "reference-data-admin-only"),
     (CDC, "GET", "Condition", True, "role-read"),
