@@ -49,7 +49,15 @@ from adapters.outcome import (
 )
 from adapters.settings import IngestSettings
 from adapters.writer import ReferenceCache, write_mapped
-from ehr_store import ArchivedMessage, ArchiveStatus, Conflict, MessageOutcome, Store, VersionConflict
+from ehr_store import (
+    ArchivedMessage,
+    ArchiveStatus,
+    Conflict,
+    IncomingMessage,
+    MessageOutcome,
+    Store,
+    VersionConflict,
+)
 from terminology import TerminologyService
 
 log = logging.getLogger(__name__)
@@ -208,8 +216,10 @@ class IngestService:
         skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
         with self.store.unit_of_work(write=True) as uow:
             uow.resources.prefetch(  # the batch's current rows in one round-trip (locked)
-                r.key for (_i, _a, mapped, _w), skip in zip(ready, skips, strict=True)
-                for r in mapped.resources if r.key not in skip
+                r.key
+                for (_i, _a, mapped, _w), skip in zip(ready, skips, strict=True)
+                for r in mapped.resources
+                if r.key not in skip
             )
             for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
                 assert acc.message_id is not None
@@ -297,26 +307,37 @@ class IngestService:
         # write=True: the duplicate check reads before the unit writes (SQLite takes its write
         # lock up front instead of failing to upgrade a read transaction under concurrent writers)
         with self.store.unit_of_work(write=True) as uow:
+            keys = [
+                (a.header.sending_application, a.header.sending_facility, a.header.control_id)
+                for a in accs
+                if a.header.control_id
+            ]
+            earlier = uow.messages.find_processed_many(keys) if keys else {}
+            new: list[tuple[Accepted, IncomingMessage]] = []
             for acc, peer in zip(accs, peers, strict=True):
                 h = acc.header
-                if h.control_id:
-                    earlier = uow.messages.find_processed(
-                        h.sending_application, h.sending_facility, h.control_id
+                found = earlier.get((h.sending_application, h.sending_facility, h.control_id or ""))
+                if h.control_id and found is not None and found.ack and replayable(found, acc.raw):
+                    acc.frames, acc.done, acc.duplicate = [found.ack], True, True
+                    acc.message_id, acc.outcome = found.id, found.ack_code or ""
+                    continue
+                new.append(
+                    (
+                        acc,
+                        IncomingMessage(
+                            acc.raw,
+                            transport,
+                            peer,
+                            h.sending_application,
+                            h.sending_facility,
+                            h.control_id,
+                            h.message_code,
+                            h.charset,
+                        ),
                     )
-                    if earlier is not None and earlier.ack and replayable(earlier, acc.raw):
-                        acc.frames, acc.done, acc.duplicate = [earlier.ack], True, True
-                        acc.message_id, acc.outcome = earlier.id, earlier.ack_code or ""
-                        continue
-                row = uow.messages.add(
-                    acc.raw,
-                    transport=transport,
-                    peer=peer,
-                    sending_application=h.sending_application,
-                    sending_facility=h.sending_facility,
-                    control_id=h.control_id,
-                    message_type=h.message_code,
-                    charset=h.charset,
                 )
+            rows = uow.messages.add_many([m for _a, m in new])  # one round-trip for the batch
+            for (acc, _m), row in zip(new, rows, strict=True):
                 acc.message_id, acc.received_at = row.id, row.received_at
             uow.commit()
 

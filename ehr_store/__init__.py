@@ -38,6 +38,7 @@ from ehr_store.model import HistoryMethod, HistoryPage, SearchResult, StoredReso
 from ehr_store.repository import (
     ArchivedMessage,
     ArchiveStatus,
+    IncomingMessage,
     MessageArchive,
     MessageOutcome,
     ResourceRepository,
@@ -63,6 +64,7 @@ __all__ = [
     "Gone",
     "HistoryMethod",
     "HistoryPage",
+    "IncomingMessage",
     "InvalidInput",
     "Issue",
     "MemoryStore",

@@ -21,10 +21,12 @@ from ehr_store.model import HistoryPage, SearchResult, StoredResource
 from ehr_store.repository import (
     ArchivedMessage,
     ArchiveStatus,
+    IncomingMessage,
     MessageArchive,
     MessageOutcome,
     ResourceRepository,
     SearchParams,
+    SenderKey,
 )
 from ehr_store.search import MemoryIndex
 from ehr_store.settings import StoreSettings
@@ -175,6 +177,20 @@ class MemoryMessageArchive:
         self._s.next_message_id += 1
         self._set(message, None)
         return message
+
+    def add_many(self, messages: Sequence[IncomingMessage]) -> list[ArchivedMessage]:
+        """See `MessageArchive.add_many`."""
+        return [
+            self.add(m.raw, transport=m.transport, peer=m.peer, sending_application=m.sending_application,
+                     sending_facility=m.sending_facility, control_id=m.control_id,
+                     message_type=m.message_type, charset=m.charset)
+            for m in messages
+        ]
+
+    def find_processed_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, ArchivedMessage]:
+        """See `MessageArchive.find_processed_many`."""
+        found = {key: self.find_processed(*key) for key in dict.fromkeys(keys)}
+        return {key: message for key, message in found.items() if message is not None}
 
     def get(self, message_id: int) -> ArchivedMessage:
         """See `MessageArchive.get`. Raises: NotFound."""

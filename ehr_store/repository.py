@@ -138,6 +138,24 @@ class ArchivedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A raw message to archive (see `MessageArchive.add`)."""
+
+    raw: bytes
+    transport: str
+    peer: str | None
+    sending_application: str | None
+    sending_facility: str | None
+    control_id: str | None
+    message_type: str | None
+    charset: str | None
+
+
+SenderKey = tuple[str | None, str | None, str]
+"""(MSH-3 sending application, MSH-4 sending facility, MSH-10 control id)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MessageOutcome:
     """How one archived message ended (see `MessageArchive.finish`)."""
 
@@ -168,6 +186,10 @@ class MessageArchive(Protocol):
         """Archive a raw message with status `received`; returns it with its id."""
         ...
 
+    def add_many(self, messages: Sequence[IncomingMessage]) -> list[ArchivedMessage]:
+        """`add` for several messages in one round-trip; returned in the same order."""
+        ...
+
     def get(self, message_id: int) -> ArchivedMessage:
         """Raises: NotFound."""
         ...
@@ -176,6 +198,10 @@ class MessageArchive(Protocol):
         self, sending_application: str | None, sending_facility: str | None, control_id: str
     ) -> ArchivedMessage | None:
         """The earlier message with this (MSH-3, MSH-4, MSH-10) that got an ACK, if any."""
+        ...
+
+    def find_processed_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, ArchivedMessage]:
+        """`find_processed` for several keys in one round-trip; keys without one are absent."""
         ...
 
     def finish(

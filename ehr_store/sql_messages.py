@@ -6,13 +6,14 @@ May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_stor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
 from ehr_store.errors import NotFound
-from ehr_store.repository import ArchivedMessage, ArchiveStatus, MessageOutcome
+from ehr_store.repository import ArchivedMessage, ArchiveStatus, IncomingMessage, MessageOutcome, SenderKey
 from ehr_store.tables import message_archive_table as M
 from ehr_store.versioning import now_utc
 
@@ -60,6 +61,21 @@ _FIND_PROCESSED = {
     .limit(1)
     for app_null in (False, True) for fac_null in (False, True)
 }
+_ADD_MANY = sa.insert(M).returning(M.c.id, sort_by_parameter_order=True)
+
+
+@lru_cache(maxsize=256)
+def _find_processed_many(pattern: tuple[tuple[bool, bool], ...]) -> Any:
+    """For keys whose (MSH-3, MSH-4) are NULL as in `pattern`: `:a<i>`, `:f<i>`, `:c<i>`. An OR
+    of the per-key conditions (served by the sender/control-id index on both dialects)."""
+    per_key = [
+        sa.and_(_same(M.c.sending_application, f"a{i}", app_null),
+                _same(M.c.sending_facility, f"f{i}", fac_null), M.c.control_id == sa.bindparam(f"c{i}"))
+        for i, (app_null, fac_null) in enumerate(pattern)
+    ]
+    return sa.select(M).where(sa.or_(*per_key), M.c.status.in_(FINISHED), M.c.ack.is_not(None))
+
+
 _ATTEMPTS = sa.case((M.c.status == "received", M.c.attempts), else_=M.c.attempts + 1)
 _FINISH = {
     with_charset: sa.update(M).where(M.c.id == sa.bindparam("mid")).values(
@@ -100,6 +116,39 @@ class SqlMessageArchive:
         }
         new_id = conn.execute(_ADD, values).scalar_one()
         return row_to_message(SimpleNamespace(id=new_id, **values))
+
+    def add_many(self, messages: Sequence[IncomingMessage]) -> list[ArchivedMessage]:
+        """See `MessageArchive.add_many`: one multi-row INSERT ... RETURNING."""
+        if not messages:
+            return []
+        conn = self._uow.connection(write=True)
+        rows: list[dict[str, Any]] = [
+            {"received_at": now_utc(), "transport": m.transport, "peer": m.peer, "raw": bytes(m.raw),
+             "sending_application": m.sending_application, "sending_facility": m.sending_facility,
+             "control_id": m.control_id, "message_type": m.message_type, "charset": m.charset,
+             "status": "received", "ack": None, "ack_code": None, "error": None, "resources": [],
+             "attempts": 1}
+            for m in messages
+        ]
+        ids = [r.id for r in conn.execute(_ADD_MANY, rows)]
+        return [row_to_message(SimpleNamespace(id=i, **row)) for i, row in zip(ids, rows, strict=True)]
+
+    def find_processed_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, ArchivedMessage]:
+        """See `MessageArchive.find_processed_many` (one SELECT per 100 keys)."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[SenderKey, ArchivedMessage] = {}
+        conn = self._uow.connection(write=False)
+        for start in range(0, len(unique), 100):
+            chunk = unique[start:start + 100]
+            pattern = tuple((app is None, fac is None) for app, fac, _ in chunk)
+            params: dict[str, Any] = {}
+            for i, (app, fac, cid) in enumerate(chunk):
+                params.update({f"a{i}": app, f"f{i}": fac, f"c{i}": cid})
+            for row in conn.execute(_find_processed_many(pattern), params):
+                key = (row.sending_application, row.sending_facility, row.control_id)
+                if key not in found or row.id > found[key].id:
+                    found[key] = row_to_message(row)
+        return found
 
     def get(self, message_id: int) -> ArchivedMessage:
         """See `MessageArchive.get`. Raises: NotFound."""

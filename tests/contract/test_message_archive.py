@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ehr_store import MessageOutcome, NotFound, Store
+from ehr_store import IncomingMessage, MessageOutcome, NotFound, Store
 
 RAW = "MSH|^~\\&|HIS|清远人民医院|HIE|QY|20240301080000||ADT^A01|C001|P|2.5|||||CHN|UNICODE UTF-8\r".encode()
 
@@ -86,3 +86,32 @@ def test_finish_many(store: Store) -> None:
     assert one.charset == "GB18030"
     assert (two.status, two.ack_code, two.resources, two.charset) == ("processed", "AA", (), None)
     assert two.attempts == 1
+
+
+def test_add_many_and_find_processed_many(store: Store) -> None:
+    def incoming(control_id: str, app: str | None = "HIS") -> IncomingMessage:
+        return IncomingMessage(RAW, "mllp", None, app, "清远人民医院", control_id, "ADT^A01", None)
+
+    with store.unit_of_work() as uow:
+        added = uow.messages.add_many([incoming("K1"), incoming("K2"), incoming("K1", app=None)])
+        uow.commit()
+    assert [m.control_id for m in added] == ["K1", "K2", "K1"] and len({m.id for m in added}) == 3
+    with store.unit_of_work() as uow:
+        assert [uow.messages.get(m.id).sending_application for m in added] == ["HIS", "HIS", None]
+        for m in (added[0], added[2]):
+            uow.messages.finish(m.id, status="processed", ack=b"MSA|AA|K1\r", ack_code="AA")
+        uow.commit()
+    with store.unit_of_work() as uow:
+        again = uow.messages.add_many([incoming("K1")])[0]
+        uow.messages.finish(again.id, status="error", ack=b"MSA|AE|K1\r", ack_code="AE")
+        uow.commit()
+    keys: list[tuple[str | None, str | None, str]] = [
+        ("HIS", "清远人民医院", "K1"), ("HIS", "清远人民医院", "K2"), (None, "清远人民医院", "K1"),
+        ("LIS", "清远人民医院", "K1"), ("HIS", "清远人民医院", "K1"),
+    ]
+    with store.unit_of_work() as uow:
+        found = uow.messages.find_processed_many(keys)
+        assert uow.messages.add_many([]) == []
+    assert set(found) == {("HIS", "清远人民医院", "K1"), (None, "清远人民医院", "K1")}
+    assert found[("HIS", "清远人民医院", "K1")].id == again.id  # the newest answered one
+    assert found[(None, "清远人民医院", "K1")].id == added[2].id
