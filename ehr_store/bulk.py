@@ -16,6 +16,7 @@ May import: sqlalchemy, the standard library, `ehr_store.tables`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -95,10 +96,19 @@ def _copy_plan(dialect: Dialect, table: sa.Table) -> tuple[str, tuple[str, ...],
 
 def _executemany(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     sql, columns, processors = _sqlite_plan(conn.dialect, table)
-    params = [
-        tuple(p(row.get(c)) if p else row.get(c) for c, p in zip(columns, processors, strict=True))
-        for row in rows
-    ]
+    take = operator.itemgetter(*columns)
+    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
+    params: list[Any] = []
+    for row in rows:
+        try:
+            values = take(row) if len(columns) > 1 else (take(row),)
+        except KeyError:  # absent keys are NULL
+            values = tuple(row.get(c) for c in columns)
+        if convert:
+            values = list(values)
+            for i, process in convert:
+                values[i] = process(values[i])
+        params.append(tuple(values))
     conn.exec_driver_sql(sql, params)
 
 
