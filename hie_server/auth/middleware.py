@@ -95,6 +95,7 @@ class AuthAuditMiddleware:
             return
         record.principal = principal
         scope.setdefault("state", {})["principal"] = principal  # for routes that check ownership
+        scope["state"]["access_record"] = record  # routes add the resident and the deciding rule
         body = await self._body(receive) if method in ("POST", "PUT", "PATCH") else b""
         state = RequestState(principal, action, parse_qsl(query, keep_blank_values=True))
         try:

@@ -28,16 +28,23 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ehr_store import InvalidInput, UnitOfWork, VersionConflict, json_loads_resource
+from ehr_store import (
+    Forbidden,
+    InvalidInput,
+    UnitOfWork,
+    VersionConflict,
+    json_loads,
+    json_loads_resource,
+)
 from hie_server.app import FhirModule
-from hie_server.auth import Principal, resident_decision
+from hie_server.auth import AccessRecord, Principal, resident_decision
 from hie_server.auth.resolver import resident_facts
 from hie_server.bundles import searchset
 from hie_server.capability import FhirOperation
@@ -148,6 +155,9 @@ async def _require_resident(request: Request, ctx: FhirContext, patient_id: str)
     def facts(uow: UnitOfWork) -> Any:
         return resident_facts(uow.resources, {patient_id}).get(patient_id)
 
+    record = _access_record(request)
+    if record is not None:  # the AuditEvent names the resident, allowed or refused
+        record.patients.add(patient_id)
     found = await ctx.run(facts, commit=False)
     if found is None:
         from hie_server.auth import ResidentFacts
@@ -160,8 +170,6 @@ def _require_publisher(request: Request, organization: str) -> None:
     p = _principal(request)
     if p is None or p.is_admin or (p.has("clinic-feed") and f"org-{p.facility}" == organization):
         return
-    from ehr_store import Forbidden
-
     raise Forbidden(
         "access refused by rule 'schedule-publisher': schedules are published by hie-admin "
         "or the hospital's own feed client"
@@ -337,7 +345,7 @@ def registration_routes(router: APIRouter, service: TelemedicineService) -> None
     async def schedule_publish(request: Request, ctx: FhirContext = Ctx) -> Response:
         params = await _params(request, ctx)
         raw = params.value("template", required=True)
-        template = template_from_json(json_loads_resource(raw.encode()) if isinstance(raw, str) else raw)
+        template = template_from_json(json_loads(raw) if isinstance(raw, str) else raw)
         _require_publisher(request, template.organization)
         first = _date(params, "start")
         days = int(params.text("days") or 28)
@@ -351,9 +359,10 @@ def registration_routes(router: APIRouter, service: TelemedicineService) -> None
             report = publish(
                 uow.resources, template, first, first + timedelta(days=days - 1), service.calendar, service.tz
             )
-            return report
+            kind, _, sid = report.schedule.partition("/")
+            return report, uow.resources.read(kind, sid)  # the Schedule: an entity of the AuditEvent
 
-        report = await ctx.run(work)
+        report, _ = await ctx.run(work)
         out = {
             "resourceType": "Parameters",
             "parameter": [
@@ -534,9 +543,28 @@ def consultation_routes(router: APIRouter, service: TelemedicineService) -> None
         return fhir_response(request, record)
 
 
+def _access_record(request: Request) -> AccessRecord | None:
+    record = getattr(request.state, "access_record", None)
+    return record if isinstance(record, AccessRecord) else None
+
+
+async def _audit_refusals(request: Request) -> AsyncIterator[None]:
+    """Route dependency: a refusal raised by a telemedicine rule (`doctor-own-facility`,
+    `consultation-invited`, `schedule-publisher`, ...) names its rule in the request's
+    AuditEvent (`agent.policy`), as the middleware's own refusals do (docs/security.md)."""
+    try:
+        yield
+    except Forbidden as exc:
+        record = _access_record(request)
+        marker = "rule '"
+        if record is not None and marker in exc.diagnostics:
+            record.rule = exc.diagnostics.split(marker, 1)[1].split("'", 1)[0]
+        raise
+
+
 def build_router(service: TelemedicineService) -> APIRouter:
     """Routes of the telemedicine operations bound to `service`."""
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(_audit_refusals)])
     registration_routes(router, service)
     consultation_routes(router, service)
     return router
