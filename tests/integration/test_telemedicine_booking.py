@@ -29,8 +29,14 @@ RACERS = 60
 def _patients(store: Store, count: int) -> None:
     with store.unit_of_work(write=True) as uow:
         for n in range(count):
-            uow.resources.create({"resourceType": "Patient", "name": [{"family": "测", "given": [f"乙{n}"]}],
-                                  "meta": {"tag": [{"system": "urn:qyhie:empi", "code": "golden"}]}}, id=f"R-{n}")
+            uow.resources.create(
+                {
+                    "resourceType": "Patient",
+                    "name": [{"family": "测", "given": [f"乙{n}"]}],
+                    "meta": {"tag": [{"system": "urn:qyhie:empi", "code": "golden"}]},
+                },
+                id=f"R-{n}",
+            )
         uow.commit()
 
 
@@ -61,7 +67,8 @@ def _params(**values: Any) -> dict[str, Any]:
     out = []
     for name, value in values.items():
         key = {"slot": "valueReference", "patient": "valueReference", "identifier": "valueIdentifier"}.get(
-            name, "valueString")
+            name, "valueString"
+        )
         out.append({"name": name, key: {"reference": value} if key == "valueReference" else value})
     return {"resourceType": "Parameters", "parameter": out}
 
@@ -80,8 +87,11 @@ def test_racing_for_the_last_place_gives_one_booking(server: tuple[str, Store, T
 
     def race(n: int) -> None:
         with httpx.Client(timeout=60) as client:
-            body = _params(slot=f"Slot/{slot}", patient=f"Patient/R-{n}",
-                           identifier={"system": "urn:test:village", "value": f"race-{n}"})
+            body = _params(
+                slot=f"Slot/{slot}",
+                patient=f"Patient/R-{n}",
+                identifier={"system": "urn:test:village", "value": f"race-{n}"},
+            )
             barrier.wait()
             try:
                 answers[n] = client.post(f"{base}/Appointment/$book", json=body)
@@ -106,39 +116,53 @@ def test_racing_for_the_last_place_gives_one_booking(server: tuple[str, Store, T
         assert uow.resources.read("Slot", slot).as_dict()["status"] == "busy"
 
 
-def test_idempotent_retry_and_cancellation_frees_the_slot(server: tuple[str, Store, TelemedicineService]) -> None:
+def test_idempotent_retry_and_cancellation_frees_the_slot(
+    server: tuple[str, Store, TelemedicineService],
+) -> None:
     base, store, service = server
     seed_residents(store)
     _patients(store, 2)
     slots = _publish(service)
     ident = {"system": "urn:test:village", "value": "bad-line-1"}
     with httpx.Client(timeout=30) as client:
-        first = client.post(f"{base}/Appointment/$book", json=_params(slot=f"Slot/{slots[1]}",
-                                                                       patient="Patient/TTWSY-A", identifier=ident))
-        again = client.post(f"{base}/Appointment/$book", json=_params(slot=f"Slot/{slots[1]}",
-                                                                       patient="Patient/TTWSY-A", identifier=ident))
+        first = client.post(
+            f"{base}/Appointment/$book",
+            json=_params(slot=f"Slot/{slots[1]}", patient="Patient/TTWSY-A", identifier=ident),
+        )
+        again = client.post(
+            f"{base}/Appointment/$book",
+            json=_params(slot=f"Slot/{slots[1]}", patient="Patient/TTWSY-A", identifier=ident),
+        )
         assert first.status_code == 201, first.text
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
         appt = first.json()
         assert appt["status"] == "booked" and appt["participant"][0]["actor"]["reference"] == "Patient/G-A"
-        other = client.post(f"{base}/Appointment/$book", json=_params(slot=f"Slot/{slots[1]}", patient="Patient/R-0"))
+        other = client.post(
+            f"{base}/Appointment/$book", json=_params(slot=f"Slot/{slots[1]}", patient="Patient/R-0")
+        )
         assert other.status_code == 409
         fee = client.get(f"{base}/ChargeItem", params={"patient": "Patient/G-A"}).json()["entry"]
         assert len(fee) == 1 and fee[0]["resource"]["status"] == "billable"
         assert str(fee[0]["resource"]["priceOverride"]["value"]) in ("10.00", "10.0", "10")
-        cancelled = client.post(f"{base}/Appointment/{appt['id']}/$cancel",
-                                json=_params(reasonCode="pat", reason="村医: 患者已好转"))
+        cancelled = client.post(
+            f"{base}/Appointment/{appt['id']}/$cancel",
+            json=_params(reasonCode="pat", reason="村医: 患者已好转"),
+        )
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         slot = client.get(f"{base}/Slot/{slots[1]}").json()
         assert slot["status"] == "free"
-        retaken = client.post(f"{base}/Appointment/$book", json=_params(slot=f"Slot/{slots[1]}", patient="Patient/R-0"))
+        retaken = client.post(
+            f"{base}/Appointment/$book", json=_params(slot=f"Slot/{slots[1]}", patient="Patient/R-0")
+        )
         assert retaken.status_code == 201, retaken.text
         fee_after = client.get(f"{base}/ChargeItem/{fee[0]['resource']['id']}").json()
         assert fee_after["status"] == "aborted"
         notes = client.get(f"{base}/Communication", params={"based-on": f"Appointment/{appt['id']}"}).json()
         events = sorted(e["resource"]["category"][0]["coding"][0]["code"] for e in notes["entry"])
         assert events == ["appointment-booked", "appointment-cancelled"]
-        found = client.get(f"{base}/Appointment/$find", params={"specialty": "03.04", "start": next_monday().isoformat(),
-                                                                 "county": "4418"}).json()
+        found = client.get(
+            f"{base}/Appointment/$find",
+            params={"specialty": "03.04", "start": next_monday().isoformat(), "county": "4418"},
+        ).json()
         open_ids = {e["resource"]["id"] for e in found["entry"]}
         assert slots[1] not in open_ids and slots[2] in open_ids

@@ -79,64 +79,123 @@ def _call(client: TestClient, path: str, *params: dict[str, Any], status: int = 
 
 def test_consultation_workflow(world: tuple[TestClient, Receiver, TelemedicineService]) -> None:
     client, receiver, service = world
-    subscription = {"resourceType": "Subscription", "status": "active", "reason": "会诊通知",
-                    "criteria": "Communication?category=consultation-opinion",
-                    "channel": {"type": "rest-hook", "endpoint": receiver.url, "payload": "application/fhir+json"}}
+    subscription = {
+        "resourceType": "Subscription",
+        "status": "active",
+        "reason": "会诊通知",
+        "criteria": "Communication?category=consultation-opinion",
+        "channel": {"type": "rest-hook", "endpoint": receiver.url, "payload": "application/fhir+json"},
+    }
     assert client.post("/fhir/Subscription", json=subscription).status_code == 201
     # no consent → refused, nothing written
-    refused = client.post("/fhir/ServiceRequest/$request-consultation", json={"resourceType": "Parameters", "parameter": [
-        _p("patient", valueReference={"reference": "Patient/TTWSY-A"}), _p("performer", valueReference={"reference": "Organization/org-QYRMYY"}),
-        _p("reason", valueString="胸痛待查"), _p("question", valueString="是否需要冠脉造影?"),
-        _p("consent", valueReference={"reference": "Consent/missing"})]})
+    refused = client.post(
+        "/fhir/ServiceRequest/$request-consultation",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [
+                _p("patient", valueReference={"reference": "Patient/TTWSY-A"}),
+                _p("performer", valueReference={"reference": "Organization/org-QYRMYY"}),
+                _p("reason", valueString="胸痛待查"),
+                _p("question", valueString="是否需要冠脉造影?"),
+                _p("consent", valueReference={"reference": "Consent/missing"}),
+            ],
+        },
+    )
     assert refused.status_code == 404
-    sr = _call(client, "ServiceRequest/$request-consultation",
-               _p("patient", valueReference={"reference": "Patient/TTWSY-A"}),
-               _p("performer", valueReference={"reference": "Organization/org-QYRMYY"}),
-               _p("reason", valueString="胸痛待查"), _p("question", valueString="是否需要冠脉造影?"),
-               _p("requester", valueReference={"reference": "Organization/org-TTWSY"}),
-               _p("urgency", valueCode="urgent"), _p("shared", valueReference={"reference": "DiagnosticReport/ecg-A"}),
-               _p("consent", valueReference={"reference": "Consent/consent-A"}), status=201)
-    assert sr["status"] == "active" and sr["priority"] == "urgent" and sr["subject"]["reference"] == "Patient/G-A"
+    sr = _call(
+        client,
+        "ServiceRequest/$request-consultation",
+        _p("patient", valueReference={"reference": "Patient/TTWSY-A"}),
+        _p("performer", valueReference={"reference": "Organization/org-QYRMYY"}),
+        _p("reason", valueString="胸痛待查"),
+        _p("question", valueString="是否需要冠脉造影?"),
+        _p("requester", valueReference={"reference": "Organization/org-TTWSY"}),
+        _p("urgency", valueCode="urgent"),
+        _p("shared", valueReference={"reference": "DiagnosticReport/ecg-A"}),
+        _p("consent", valueReference={"reference": "Consent/consent-A"}),
+        status=201,
+    )
+    assert (
+        sr["status"] == "active"
+        and sr["priority"] == "urgent"
+        and sr["subject"]["reference"] == "Patient/G-A"
+    )
     sid = sr["id"]
     task = client.get("/fhir/Task", params={"focus": f"ServiceRequest/{sid}"}).json()["entry"][0]["resource"]
     assert task["status"] == "requested" and task["owner"]["reference"] == "Organization/org-QYRMYY"
     assert _call(client, f"ServiceRequest/{sid}/$accept")["status"] == "accepted"
     _call(client, f"ServiceRequest/{sid}/$accept", status=422)  # answered already
-    appt = _call(client, f"ServiceRequest/{sid}/$schedule", _p("start", valueDateTime="2026-06-01T09:00:00+08:00"),
-                 _p("end", valueDateTime="2026-06-01T09:30:00+08:00"),
-                 _p("meetingUrl", valueUrl="https://meet.example.cn/r/abc123"),
-                 _p("participant", valueReference={"reference": "PractitionerRole/QYRMYY-card-1"}), status=201)
+    appt = _call(
+        client,
+        f"ServiceRequest/{sid}/$schedule",
+        _p("start", valueDateTime="2026-06-01T09:00:00+08:00"),
+        _p("end", valueDateTime="2026-06-01T09:30:00+08:00"),
+        _p("meetingUrl", valueUrl="https://meet.example.cn/r/abc123"),
+        _p("participant", valueReference={"reference": "PractitionerRole/QYRMYY-card-1"}),
+        status=201,
+    )
     roles = {c["code"] for p in appt["participant"] for t in p.get("type", []) for c in t["coding"]}
-    assert roles == {"inviting", "invited"} and appt["extension"][0]["extension"][1]["valueUrl"].endswith("abc123")
-    note = _call(client, f"ServiceRequest/{sid}/$opinion", _p("opinion", valueString="建议冠脉CTA, 暂予阿司匹林"),
-                 _p("diagnosis", valueString="不稳定型心绞痛?"), status=201)
-    assert note["resourceType"] == "Composition" and note["event"][0]["detail"][0]["reference"] == f"ServiceRequest/{sid}"
+    assert roles == {"inviting", "invited"} and appt["extension"][0]["extension"][1]["valueUrl"].endswith(
+        "abc123"
+    )
+    note = _call(
+        client,
+        f"ServiceRequest/{sid}/$opinion",
+        _p("opinion", valueString="建议冠脉CTA, 暂予阿司匹林"),
+        _p("diagnosis", valueString="不稳定型心绞痛?"),
+        status=201,
+    )
+    assert (
+        note["resourceType"] == "Composition"
+        and note["event"][0]["detail"][0]["reference"] == f"ServiceRequest/{sid}"
+    )
     assert client.get(f"/fhir/ServiceRequest/{sid}").json()["status"] == "completed"
     assert client.get(f"/fhir/Appointment/{appt['id']}").json()["status"] == "fulfilled"
-    up = _call(client, f"ServiceRequest/{sid}/$refer", _p("direction", valueCode="up"),
-               _p("target", valueReference={"reference": "Organization/org-GDSRMYY"}), _p("reason", valueString="需介入治疗"),
-               status=201)
-    assert up["category"][0]["coding"][0]["code"] == "3457005" and up["basedOn"][0]["reference"] == f"ServiceRequest/{sid}"
+    up = _call(
+        client,
+        f"ServiceRequest/{sid}/$refer",
+        _p("direction", valueCode="up"),
+        _p("target", valueReference={"reference": "Organization/org-GDSRMYY"}),
+        _p("reason", valueString="需介入治疗"),
+        status=201,
+    )
+    assert (
+        up["category"][0]["coding"][0]["code"] == "3457005"
+        and up["basedOn"][0]["reference"] == f"ServiceRequest/{sid}"
+    )
     record = client.get(f"/fhir/ServiceRequest/{sid}/$consultation-record").json()
-    assert record["会诊意见"].startswith("建议冠脉CTA") and record["患者"]["身份证件号码 (DE02.01.030.00)"] == "44182119700301002X"
+    assert (
+        record["会诊意见"].startswith("建议冠脉CTA")
+        and record["患者"]["身份证件号码 (DE02.01.030.00)"] == "44182119700301002X"
+    )
     assert [s["状态"] for s in record["状态记录"]] == ["requested", "accepted", "in-progress", "completed"]
     assert record["会诊安排"]["视频会议链接"] == "https://meet.example.cn/r/abc123"
     assert record["会诊申请"]["病历摘要/共享资料"] == ["DiagnosticReport/ecg-A"]
     assert service.dispatcher.wait_idle(20)
     events = [r["category"][0]["coding"][0]["code"] for r in receiver.received]
-    # every Communication reached the configured webhook (one after a retry); the opinion also via the Subscription
-    assert sorted(set(events)) == ["consultation-accepted", "consultation-opinion", "consultation-requested",
-                                   "consultation-scheduled", "referral-up"]
+    # every Communication reached the webhook (one after a retry); the opinion also via the Subscription
+    assert sorted(set(events)) == [
+        "consultation-accepted",
+        "consultation-opinion",
+        "consultation-requested",
+        "consultation-scheduled",
+        "referral-up",
+    ]
     assert events.count("consultation-opinion") == 2 and receiver.calls == len(receiver.received) + 1
 
 
 def test_declined_consultation_is_revoked(world: tuple[TestClient, Receiver, TelemedicineService]) -> None:
     client, _, _ = world
-    sr = _call(client, "ServiceRequest/$request-consultation",
-               _p("patient", valueReference={"reference": "Patient/G-A"}),
-               _p("performer", valueReference={"reference": "Organization/org-QYRMYY"}),
-               _p("reason", valueString="头晕"), _p("question", valueString="?"),
-               _p("consent", valueReference={"reference": "Consent/consent-A"}), status=201)
+    sr = _call(
+        client,
+        "ServiceRequest/$request-consultation",
+        _p("patient", valueReference={"reference": "Patient/G-A"}),
+        _p("performer", valueReference={"reference": "Organization/org-QYRMYY"}),
+        _p("reason", valueString="头晕"),
+        _p("question", valueString="?"),
+        _p("consent", valueReference={"reference": "Consent/consent-A"}),
+        status=201,
+    )
     _call(client, f"ServiceRequest/{sr['id']}/$decline", status=400)  # reason required
     task = _call(client, f"ServiceRequest/{sr['id']}/$decline", _p("reason", valueString="专家外出"))
     assert task["status"] == "rejected" and task["statusReason"]["text"] == "专家外出"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from world import CARDIO, template
 
 from ehr_store import InvalidInput
 from telemedicine import (
@@ -16,7 +17,6 @@ from telemedicine import (
     reserved_indices,
     template_from_json,
 )
-from world import CARDIO, template
 
 TZ = "Asia/Shanghai"
 
@@ -48,14 +48,20 @@ def test_makeup_working_day_follows_monday(calendar) -> None:  # type: ignore[no
     # Saturday 2026-10-10 is a 调休 working day: it runs Monday's sessions.
     slots = plan_slots(template(), date(2026, 10, 10), date(2026, 10, 10), calendar, TZ)
     assert len(slots) == 16 and slots[0].session == "morning"
-    no_makeup = plan_slots(template(makeup_follows=None), date(2026, 10, 10), date(2026, 10, 10), calendar, TZ)
+    no_makeup = plan_slots(
+        template(makeup_follows=None), date(2026, 10, 10), date(2026, 10, 10), calendar, TZ
+    )
     assert no_makeup == []
 
 
 def test_stop_clinic_day_and_session(calendar) -> None:  # type: ignore[no-untyped-def]
-    both = ScheduleTemplate("R1", "org-QYRMYY", CARDIO,
-                            (SessionTemplate(0, "morning", 30), SessionTemplate(0, "afternoon", 30)),
-                            stop_clinic=(StopClinic(date(2026, 3, 2)), StopClinic(date(2026, 3, 9), "afternoon")))
+    both = ScheduleTemplate(
+        "R1",
+        "org-QYRMYY",
+        CARDIO,
+        (SessionTemplate(0, "morning", 30), SessionTemplate(0, "afternoon", 30)),
+        stop_clinic=(StopClinic(date(2026, 3, 2)), StopClinic(date(2026, 3, 9), "afternoon")),
+    )
     slots = plan_slots(both, date(2026, 3, 2), date(2026, 3, 16), calendar, TZ)
     per_day = {d: sum(1 for s in slots if s.start.date() == d) for d in {s.start.date() for s in slots}}
     assert date(2026, 3, 2) not in per_day
@@ -75,9 +81,21 @@ def test_bad_templates_are_refused(calendar) -> None:  # type: ignore[no-untyped
     with pytest.raises(InvalidInput, match="weekday"):
         plan_slots(bad, date(2026, 3, 2), date(2026, 3, 3), calendar, TZ)
     with pytest.raises(InvalidInput) as caught:
-        template_from_json({"practitioner_role": "R1", "organization": "org-X", "specialty": {},
-                            "sessions": [{"weekday": 0, "session": "evening"}]})
+        template_from_json(
+            {
+                "practitioner_role": "R1",
+                "organization": "org-X",
+                "specialty": {},
+                "sessions": [{"weekday": 0, "session": "evening"}],
+            }
+        )
     assert any("session" in i.diagnostics for i in caught.value.issues)
-    parsed = template_from_json({"practitioner_role": "R1", "organization": "org-X", "specialty": CARDIO,
-                                 "sessions": [{"weekday": 1, "session": "afternoon", "start": "14:00"}]})
+    parsed = template_from_json(
+        {
+            "practitioner_role": "R1",
+            "organization": "org-X",
+            "specialty": CARDIO,
+            "sessions": [{"weekday": 1, "session": "afternoon", "start": "14:00"}],
+        }
+    )
     assert parsed.sessions[0].hours()[0].hour == 14
