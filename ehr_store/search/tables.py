@@ -204,8 +204,12 @@ def delete_index_many(session: Any, keys: Sequence[tuple[str, str]]) -> None:
     condition an OR of `resource_type = t AND resource_id IN (...)` per type (indexed on
     both dialects; SQLite scans the table for a row-value `IN`)."""
     unique = sorted(set(keys))
+    postgres = isinstance(session, Connection) and session.dialect.name == "postgresql"
     for start in range(0, len(unique), 500):
         types, params = keys_params(unique[start:start + 500])
+        if postgres:  # one round-trip: the other tables' DELETEs as data-modifying CTEs
+            session.execute(_delete_all_statement(types), params)
+            continue
         for table in INDEX_TABLES.values():
             session.execute(_delete_statement(table, types), params)
 
@@ -213,6 +217,15 @@ def delete_index_many(session: Any, keys: Sequence[tuple[str, str]]) -> None:
 @lru_cache(maxsize=1024)
 def _delete_statement(table: sa.Table, types: tuple[str, ...]) -> Any:
     return table.delete().where(keys_condition(table.c.resource_type, table.c.resource_id, types))
+
+
+@lru_cache(maxsize=256)
+def _delete_all_statement(types: tuple[str, ...]) -> Any:
+    """PostgreSQL: `WITH d_token AS (DELETE ...), ... DELETE FROM search_uri ...` (a
+    data-modifying CTE runs once and to completion whether or not it is referenced)."""
+    *first, last = INDEX_TABLES.items()
+    ctes = [_delete_statement(table, types).cte(f"d_{kind}") for kind, table in first]
+    return _delete_statement(last[1], types).add_cte(*ctes)
 
 
 def keys_params(keys: Iterable[tuple[str, str]]) -> tuple[tuple[str, ...], dict[str, list[str]]]:
