@@ -22,8 +22,8 @@ synchronous_commit on (durable, as in production).
 
 Measured 2026-11-29 on the shared 2-core machine while other work kept the load average at
 2.5-6 (EMPI hook on, 1500 messages, 8 connections, senders in their own process, PostgreSQL
-durable): SQLite 180-282 msg/s, PostgreSQL 206-245 msg/s; at 100 msg/s offered ACK p50
-3.3-4.1 ms / p99 8.6-33 ms (SQLite), p50 3.2-9.7 ms / p99 10-48 ms (PostgreSQL; 68 ms once at
+durable): SQLite 180-320 msg/s, PostgreSQL 206-245 msg/s; at 100 msg/s offered ACK p50
+2.4-4.1 ms / p99 7.6-33 ms (SQLite), p50 3.2-9.7 ms / p99 10-48 ms (PostgreSQL; 68 ms once at
 load ~4). Without EMPI: SQLite 361, PostgreSQL 235 msg/s (load ~4). The code before the
 store's write-behind, bulk rows and MLLP batching, run with this same harness back to back
 at load ~4: SQLite 97-135, PostgreSQL 98-149 msg/s (its own harness, senders in-process and

@@ -7,12 +7,13 @@ search indexing are included in every write. Synthetic data only. "prefetched" l
 batch's current rows first (`ResourceRepository.prefetch`), as transaction Bundles do, so
 the store writes the rows in bulk.
 
-Measured 2026-11-29 on the shared 2-core machine at load average 3.3-4 from other work
-(N=3000-5000, creates/s wall): SQLite 1 per unit 273-711 (every commit synced:
-`synchronous=FULL`), 100 per unit 1,865-3,453, prefetched 2,571-3,662, reads 10,400-13,750;
-PostgreSQL (durable) 1 per unit 532-913, 100 per unit 1,778-2,736, prefetched 2,272-3,786,
-reads 3,900-4,770. Before the write-behind and bulk rows, at the same load: SQLite 100 per
-unit 1,648, PostgreSQL 1,049 (idle: 3,425 and 1,656).
+Measured 2026-11-29 on the shared 2-core machine, other work keeping the load average at
+2.4-4 (creates/s wall). Paired runs, this code against the code before the write-behind and
+bulk rows, back to back: PostgreSQL (durable) 1 per unit 542-625 (before 530-559), 100 per
+unit 2,761-3,117 (before 1,796-2,132), prefetched 3,903-4,104; SQLite 1 per unit 883 (before
+900, then with `synchronous=NORMAL`), 100 per unit 4,154 (before 3,604), prefetched 4,634;
+reads 13,800 (SQLite), 3,300-4,800 (PostgreSQL). Under heavier I/O from other work single
+units drop (SQLite 270-710/s: every commit is synced; PostgreSQL 218-913/s).
 """
 
 from __future__ import annotations
