@@ -108,8 +108,19 @@ class BulkExporter:
         if len(open_jobs) >= self.settings.max_jobs_per_owner:
             raise TooCostly(f"{len(open_jobs)} exports of yours are still running; wait or cancel one")
         now = self._now()
+        # Versions carry millisecond timestamps: a write in the kick-off's own millisecond may come
+        # after it, so transactionTime is the millisecond before. Such writes then fall in the next
+        # `_since=transactionTime` export (strictly later), never in this one; nothing is lost.
+        transaction_time = now - timedelta(milliseconds=1)
         job = ExportJob(
-            uuid.uuid4().hex, owner, "accepted", request.to_json(), now, now, now, progress="queued"
+            uuid.uuid4().hex,
+            owner,
+            "accepted",
+            request.to_json(),
+            transaction_time,
+            now,
+            now,
+            progress="queued",
         )
         self.jobs.add(job)
         self.start()
@@ -151,8 +162,7 @@ class BulkExporter:
         gone = [
             j.id
             for j in self.jobs.list(("completed", "error", "cancelled"))
-            if (j.status == "cancelled"
-            and j.updated_at < now - timedelta(minutes=5))
+            if (j.status == "cancelled" and j.updated_at < now - timedelta(minutes=5))
             or (j.expires_at is not None and j.expires_at <= now)
         ]
         for job_id in gone:
