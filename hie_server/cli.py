@@ -28,6 +28,8 @@ from hie_server import (
     cli_telemedicine,
     cli_terminology,
 )
+from hie_server.cli_common import DatabaseUrl, open_checked
+from hie_server.cli_common import fail as _fail
 from hie_server.operations.empi import empi_module
 from hie_server.operations.telemedicine import telemedicine_module
 from hie_server.operations.terminology import terminology_module
@@ -50,32 +52,15 @@ cli_surveillance.register(app)
 cli_imaging.register(app)
 cli_telemedicine.register(app)
 
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
-]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
-
 
 def open_checked_store(settings: HieSettings) -> Store:
     """Open the store and check it is at the current schema.
 
     Raises: typer.Exit(1) with the message naming `hie db upgrade` when it is not.
     """
-    from ehr_store import open_store
-
-    store: Store = open_store(settings.store)
-    try:
-        store.check_schema()
-    except DomainError as exc:
-        store.close()
-        raise _fail(
-            f"cannot serve: {exc.diagnostics}\nrun `hie db upgrade` to bring the database up to date"
-        ) from None
-    return store
+    return open_checked(
+        settings, hint="run `hie db upgrade` to bring the database up to date", prefix="cannot serve: "
+    )
 
 
 def background_services(

@@ -15,28 +15,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ehr_store import DomainError, Store, open_store
+from ehr_store import Store
 from ehr_store.empi import EmpiService, import_residents, load_rules, read_rows
-from hie_server.settings import HieSettings, with_overrides
+from hie_server.cli_common import DatabaseUrl, open_for
 
 empi_app = typer.Typer(no_args_is_help=True, help="Resident identity (EMPI): review queue, register import")
 console = Console()
 
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
-]
-
 
 def _store(database_url: str | None) -> Store:
-    settings = with_overrides(HieSettings(), database_url=database_url)
-    store = open_store(settings.store)
-    try:
-        store.check_schema()
-    except DomainError as exc:
-        store.close()
-        typer.secho(f"{exc.diagnostics}\nrun `hie db upgrade` first", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
-    return store
+    return open_for(database_url)[1]
 
 
 def _mask(value: str) -> str:

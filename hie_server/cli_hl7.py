@@ -24,19 +24,16 @@ from rich.table import Table
 
 from adapters import IngestService, MllpClient, MllpError, MllpServer, python_codec, read_ack, split_batch
 from adapters.http import hl7v2_router
-from ehr_store import DomainError, NotFound, Store, open_store
+from ehr_store import NotFound, Store
 from ehr_store.empi import EmpiService, load_rules
-from hie_server.settings import HieSettings, with_overrides
+from hie_server.cli_common import DatabaseUrl, open_for
+from hie_server.settings import HieSettings
 from terminology import TerminologyService
 
 MESSAGE_SUFFIXES = {".hl7", ".er7", ".msg", ".txt", ".hl7v2", ".batch"}
 ACCEPTED = {"AA", "CA"}
 console = Console(stderr=True)
 errors_app = typer.Typer(no_args_is_help=True, help="The HL7 v2 error queue (rejected and failed messages)")
-
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
-]
 
 
 def message_files(paths: list[Path]) -> list[Path]:
@@ -106,14 +103,7 @@ def send(
 
 
 def _service(database_url: str | None) -> tuple[Store, IngestService]:
-    settings = with_overrides(HieSettings(), database_url=database_url)
-    store = open_store(settings.store)
-    try:
-        store.check_schema()
-    except DomainError as exc:
-        store.close()
-        console.print(f"[red]{exc.diagnostics}[/red]\nrun `hie db upgrade` first")
-        raise typer.Exit(1) from None
+    settings, store = open_for(database_url)
     return store, build_ingest_service(settings, store)
 
 

@@ -28,10 +28,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ehr_store import DomainError, Store, json_loads, open_store
+from ehr_store import DomainError, Store, json_loads
+from hie_server.cli_common import DatabaseUrl, open_for
+from hie_server.cli_common import fail as _fail
 from hie_server.operations.imaging import imaging_router
 from hie_server.runtime import BackgroundService
-from hie_server.settings import HieSettings, with_overrides
+from hie_server.settings import HieSettings
 from imaging import (
     ImagingBridge,
     ImagingSettings,
@@ -46,9 +48,6 @@ imaging_app = typer.Typer(no_args_is_help=True, help="DICOM imaging: upload, bri
 console = Console()
 OrthancUrl = Annotated[
     str | None, typer.Option("--orthanc-url", help="Orthanc REST root (HIE_IMAGING__ORTHANC_URL)")
-]
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
 ]
 
 
@@ -85,11 +84,6 @@ def imaging_routers(settings: HieSettings, store: Store) -> list[APIRouter]:
     return [imaging_router(settings, store, client_for(settings.imaging))]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
-
-
 @imaging_app.command("upload")
 def upload_command(
     paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders (searched recursively)")],
@@ -123,14 +117,7 @@ def upload_command(
 
 
 def _store(database_url: str | None) -> Store:
-    settings = with_overrides(HieSettings(), database_url=database_url)
-    store = open_store(settings.store)
-    try:
-        store.check_schema()
-    except DomainError as exc:
-        store.close()
-        raise _fail(f"{exc.diagnostics}\nrun `hie db upgrade` first") from None
-    return store
+    return open_for(database_url)[1]
 
 
 @imaging_app.command("bridge")

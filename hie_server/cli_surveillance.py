@@ -27,19 +27,17 @@ import orjson
 import typer
 from fastapi import APIRouter
 
-from ehr_store import DomainError, Store, open_store
+from ehr_store import DomainError, Store
 from hie_server.app import FhirModule
 from hie_server.bulk import BulkExporter, CohortSpec, build_cohort, parse_instant
+from hie_server.cli_common import DatabaseUrl, open_for
 from hie_server.operations import surveillance as surveillance_ops
 from hie_server.operations.bulk import bulk_module, file_router
-from hie_server.settings import HieSettings, with_overrides
+from hie_server.settings import HieSettings
 from hie_server.surveillance import SurveillanceService, report_task
 from terminology import TerminologyService
 
 surveillance_app = typer.Typer(no_args_is_help=True, help="Notifiable-disease surveillance (疾控) extracts")
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
-]
 From = Annotated[str, typer.Option("--from", help="first diagnosis date YYYY-MM-DD")]
 To = Annotated[str, typer.Option("--to", help="last diagnosis date YYYY-MM-DD")]
 County = Annotated[str | None, typer.Option(help="GB/T 2260 county code (prefix), e.g. 441802")]
@@ -76,14 +74,7 @@ def server_parts(
 
 
 def _open(database_url: str | None) -> tuple[HieSettings, Store, SurveillanceService]:
-    settings = with_overrides(HieSettings(), database_url=database_url)
-    store = open_store(settings.store)
-    try:
-        store.check_schema()
-    except DomainError as exc:
-        store.close()
-        typer.secho(f"{exc.diagnostics}\nrun `hie db upgrade` first", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
+    settings, store = open_for(database_url)
     return settings, store, SurveillanceService(store, TerminologyService(store), settings.surveillance)
 
 

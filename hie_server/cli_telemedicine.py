@@ -17,26 +17,12 @@ from typing import Annotated
 
 import typer
 
-from ehr_store import DomainError, Store, open_store
-from hie_server.settings import HieSettings, with_overrides
+from ehr_store import DomainError
+from hie_server.cli_common import DatabaseUrl, open_for
+from hie_server.settings import HieSettings
 from telemedicine import TelemedicineService, load_calendar, template_from_json
 
 telemedicine_app = typer.Typer(no_args_is_help=True, help="Remote registration and consultation")
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
-]
-
-
-def _open(database_url: str | None) -> tuple[HieSettings, Store]:
-    settings = with_overrides(HieSettings(), database_url=database_url)
-    store = open_store(settings.store)
-    try:
-        store.check_schema()
-    except DomainError as exc:
-        store.close()
-        typer.secho(f"{exc.diagnostics}\nrun `hie db upgrade` first", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
-    return settings, store
 
 
 @telemedicine_app.command("remind")
@@ -46,7 +32,7 @@ def remind_command(
 ) -> None:
     """Record and deliver reminders for the booked appointments of DATE (default tomorrow)."""
     target = date.fromisoformat(day) if day else date.today() + timedelta(days=1)
-    settings, store = _open(database_url)
+    settings, store = open_for(database_url)
     service = TelemedicineService(store, settings.telemedicine)
     try:
         sent = service.send_reminders(target)
@@ -70,7 +56,7 @@ def publish_command(
     except (OSError, ValueError, DomainError) as exc:
         typer.secho(f"cannot read {template}: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    settings, store = _open(database_url)
+    settings, store = open_for(database_url)
     service = TelemedicineService(store, settings.telemedicine)
     try:
         report = service.publish(parsed, date.fromisoformat(start), days)

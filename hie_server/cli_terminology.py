@@ -24,34 +24,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ehr_store import DomainError, NotFound, Store, open_store
-from hie_server.settings import HieSettings, with_overrides
+from ehr_store import DomainError, NotFound, Store
+from hie_server.cli_common import DatabaseUrl, open_for
+from hie_server.cli_common import fail as _fail
 from terminology import CSV_COLUMNS, TerminologyService, rows_from_conceptmap
 
 terminology_app = typer.Typer(no_args_is_help=True, help="Terminology (WS/T 790.9): content, local-code maps")
 console = Console()
 
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: HIE_DATABASE_URL)")
-]
 Source = Annotated[str, typer.Option("--source", help="Sending facility (MSH-4), e.g. QYRMYY")]
 
 
 def _store(database_url: str | None) -> Store:
-    settings = with_overrides(HieSettings(), database_url=database_url)
-    store = open_store(settings.store)
-    try:
-        store.check_schema()
-    except DomainError as exc:
-        store.close()
-        typer.secho(f"{exc.diagnostics}\nrun `hie db upgrade` first", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
-    return store
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+    return open_for(database_url)[1]
 
 
 @terminology_app.command("load")
