@@ -101,16 +101,10 @@ def _label(case: CaseRecord, cjk: bool) -> str:
 
 
 def _cjk_font() -> Any:
-    """A font with Chinese glyphs when one is installed (else matplotlib's default)."""
-    from matplotlib import font_manager
+    """A font with Chinese glyphs when one is installed (else None: matplotlib's default)."""
+    from hie_server.surveillance.chart_font import cjk_font_properties
 
-    for name in ("Noto Sans CJK SC", "WenQuanYi Zen Hei", "SimHei", "Source Han Sans SC", "AR PL UMing CN"):
-        try:
-            path = font_manager.findfont(name, fallback_to_default=False)
-        except ValueError:
-            continue
-        return font_manager.FontProperties(fname=path, size="small")
-    return None
+    return cjk_font_properties("small")
 
 
 def _patients(uow: UnitOfWork, ids: set[str]) -> dict[str, Json]:

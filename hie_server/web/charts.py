@@ -2,7 +2,7 @@
 worker threads). Text is kept as SVG text (`svg.fonttype = none`) so the browser draws Chinese
 labels with its own CJK fonts.
 
-May import: matplotlib, the standard library.
+May import: matplotlib, the standard library, `hie_server.surveillance.chart_font`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from matplotlib import rcParams
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hie_server.surveillance.chart_font import chart_families
+
 rcParams["svg.fonttype"] = "none"
 rcParams["svg.hashsalt"] = "qyhie"  # stable ids: same data, same bytes
-FONT = ["Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "DejaVu Sans"]
 
 
 def _svg(fig: Figure) -> str:
@@ -47,8 +48,8 @@ def trend_svg(
     if low is not None and high is not None:
         ax.axhspan(low, high, color="#0b6e4f", alpha=0.08, lw=0)
     ax.plot(xs, ys, marker="o", color="#0b6e4f", lw=1.6, ms=4)
-    ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
-    ax.set_ylabel(unit, fontsize=8, fontfamily=FONT)
+    ax.set_title(title, fontsize=9, fontfamily=chart_families(), loc="left")
+    ax.set_ylabel(unit, fontsize=8, fontfamily=chart_families())
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.25)
     for side in ("top", "right"):
@@ -71,12 +72,12 @@ def bars_svg(
         ax.plot(
             list(labels), [v * 100 if percent else v for v in values], marker="o", ms=3, lw=1.4, label=name
         )
-    ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
-    ax.set_ylabel(ylabel, fontsize=8, fontfamily=FONT)
+    ax.set_title(title, fontsize=9, fontfamily=chart_families(), loc="left")
+    ax.set_ylabel(ylabel, fontsize=8, fontfamily=chart_families())
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.25)
     if len(series) > 1:
-        ax.legend(fontsize=7, frameon=False, prop={"family": FONT, "size": 7})
+        ax.legend(fontsize=7, frameon=False, prop={"family": chart_families(), "size": 7})
     fig.autofmt_xdate(rotation=30)
     return _svg(fig)
 
@@ -89,8 +90,8 @@ def epicurve_svg(title: str, weeks: Sequence[str], series: Mapping[str, Sequence
     for name, counts in series.items():
         ax.bar(list(weeks), list(counts), bottom=bottom, label=name, width=0.8)
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
-    ax.set_title(title, fontsize=9, fontfamily=FONT, loc="left")
-    ax.set_ylabel(ylabel, fontsize=8, fontfamily=FONT)
+    ax.set_title(title, fontsize=9, fontfamily=chart_families(), loc="left")
+    ax.set_ylabel(ylabel, fontsize=8, fontfamily=chart_families())
     ax.tick_params(labelsize=7)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", alpha=0.25)
@@ -98,7 +99,7 @@ def epicurve_svg(title: str, weeks: Sequence[str], series: Mapping[str, Sequence
         ax.legend(
             fontsize=7,
             frameon=False,
-            prop={"family": FONT, "size": 7},
+            prop={"family": chart_families(), "size": 7},
             loc="upper left",
             bbox_to_anchor=(1.0, 1.0),
         )
