@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ehr_store import DomainError, Unavailable, json_dumps
+from hie_server.auth.smart import smart_configuration
 from hie_server.context import FhirContext, fhir_context
 from hie_server.formats import fhir_response
 
@@ -38,6 +39,8 @@ TYPE_INTERACTIONS = (
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 COMMON_PARAMS = ("_count", "_offset", "_summary", "_elements", "_total", "_format", "_pretty")
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 class SearchParamInfo(Protocol):
@@ -118,16 +121,57 @@ def _resource(resource_type: str, catalogue: SearchCatalogue, ops: Sequence[Fhir
     return item
 
 
+def smart_security(issuer: str, base: str) -> Json:
+    """`rest.security` of a server taking SMART-on-FHIR OAuth 2.0 Bearer tokens from `issuer`
+    (FHIR R4B CapabilityStatement.rest.security; SMART App Launch 2.1 §2.0.6 oauth-uris).
+
+    The endpoints are those `[base]/.well-known/smart-configuration` publishes without the
+    issuer's discovery document (Keycloak's standard paths under `issuer`).
+    """
+    smart = smart_configuration(issuer)
+    uris = (
+        ("authorize", "authorization_endpoint"),
+        ("token", "token_endpoint"),
+        ("introspect", "introspection_endpoint"),
+        ("revoke", "revocation_endpoint"),
+    )
+    return {
+        "service": [
+            {
+                "coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}],
+                "text": "OAuth 2.0 Bearer tokens (SMART App Launch 2.1, OpenID Connect)",
+            }
+        ],
+        "description": (
+            f"Every request except `metadata` and the SMART configuration needs `Authorization: Bearer "
+            f"<token>` issued by {issuer}; endpoints and scopes at {base}/.well-known/smart-configuration"
+        ),
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [{"url": name, "valueUri": smart[key]} for name, key in uris],
+            }
+        ],
+    }
+
+
 def capability_statement(
-    base: str, catalogue: SearchCatalogue, ops: Sequence[FhirOperation], version: str
+    base: str,
+    catalogue: SearchCatalogue,
+    ops: Sequence[FhirOperation],
+    version: str,
+    issuer: str | None = None,
 ) -> Json:
-    """The CapabilityStatement JSON (kind instance, fhirVersion 4.3.0, format json)."""
+    """The CapabilityStatement JSON (kind instance, fhirVersion 4.3.0, format json); with an
+    OpenID `issuer` configured, `rest.security` describes the SMART-on-FHIR sign-in."""
     rest: Json = {
         "mode": "server",
         "resource": [_resource(t, catalogue, ops) for t in sorted(catalogue.resource_types)],
         "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
         "searchParam": [{"name": n, "type": "special" if n != "_count" else "number"} for n in COMMON_PARAMS],
     }
+    if issuer:
+        rest["security"] = smart_security(issuer, base)
     system_ops = _operations(ops, None)
     if system_ops:
         rest["operation"] = system_ops
@@ -157,7 +201,11 @@ async def metadata(request: Request, ctx: FhirContext = Depends(fhir_context)) -
             raise Unavailable(f"not ready: {exc.diagnostics}") from None
         catalogue: SearchCatalogue = request.app.state.search_catalogue
         statement = capability_statement(
-            ctx.base_url(request), catalogue, cache.operations, request.app.version
+            ctx.base_url(request),
+            catalogue,
+            cache.operations,
+            request.app.version,
+            issuer=ctx.settings.auth.issuer,
         )
         cache.body = json_dumps(statement)
     return fhir_response(request, cache.body)

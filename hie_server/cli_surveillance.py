@@ -70,7 +70,10 @@ def server_parts(
         file_router(exporter, settings.http.base_path),
         surveillance_ops.build_router(service, settings.http.base_path),
     ]
-    return [bulk_module(exporter)], routers, [BulkExportService(exporter)]
+    # the surveillance routes are root routers (CSV/PNG, not FHIR JSON); the empty-router module
+    # only lists their operations in the CapabilityStatement
+    cdc_ops = FhirModule(APIRouter(), surveillance_ops.OPERATIONS)
+    return [bulk_module(exporter), cdc_ops], routers, [BulkExportService(exporter)]
 
 
 def _open(database_url: str | None) -> tuple[HieSettings, Store, SurveillanceService]:

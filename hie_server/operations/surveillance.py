@@ -32,12 +32,24 @@ from starlette.responses import Response
 from ehr_store import Forbidden, InvalidInput
 from hie_server.auth.principal import CITY_COUNTY, IDENTIFIED_ROLE, Principal
 from hie_server.bulk import parse_instant
+from hie_server.capability import FhirOperation
 from hie_server.operations.bulk import principal_of
 from hie_server.surveillance import SurveillanceService
 
 CSV = "text/csv; charset=utf-8"
 NDJSON = "application/x-ndjson; charset=utf-8"
 JSON = "application/json"
+OPERATION_DEF = "http://qingyuan-hie.cn/fhir/OperationDefinition"
+NAMES = (
+    "surveillance-cases",
+    "surveillance-overdue",
+    "surveillance-counts",
+    "epidemic-curve",
+    "ili-share",
+    "vaccination-coverage",
+)
+OPERATIONS = tuple(FhirOperation(name, f"{OPERATION_DEF}/{name}") for name in NAMES)
+"""The system-level operations `build_router` serves, for the CapabilityStatement."""
 
 
 def _date(value: str | None, name: str) -> date:

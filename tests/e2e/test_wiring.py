@@ -61,3 +61,26 @@ def test_serve_translates_codes_and_serves_empi_operations(tmp_path: Path) -> No
         assert unmapped.returncode == 0 and "DX-CHEST" in unmapped.stdout, unmapped.stdout
     finally:
         server.stop()
+
+
+def test_capability_statement_lists_every_routed_operation(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {})
+    try:
+        statement = httpx.get(f"{server.base}/metadata", timeout=30).json()
+        root = server.base.removesuffix("/fhir")
+        paths = httpx.get(f"{root}/openapi.json", timeout=30).json()["paths"]
+    finally:
+        server.stop()
+    rest = statement["rest"][0]
+    listed = {("", op["name"]) for op in rest.get("operation", [])}
+    for resource in rest["resource"]:
+        listed |= {(resource["type"], op["name"]) for op in resource.get("operation", [])}
+    routed = set()
+    for path in paths:
+        parts = path.removeprefix("/fhir/").split("/")
+        ops = [p[1:] for p in parts if p.startswith("$")]
+        if path.startswith("/fhir/") and ops and ops[0] not in ("export-poll-status", "export-file"):
+            routed.add((parts[0] if not parts[0].startswith("$") else "", ops[0]))
+    assert routed, sorted(paths)
+    assert routed <= listed, f"routed but not in the CapabilityStatement: {sorted(routed - listed)}"
+    assert {("", "surveillance-cases"), ("", "empi-review"), ("Appointment", "book")} <= routed

@@ -80,3 +80,34 @@ def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert "/fhir/{resource_type}/{id}" in paths
+
+
+def test_no_security_element_without_an_identity_provider(client: TestClient) -> None:
+    assert "security" not in client.get("/fhir/metadata").json()["rest"][0]
+
+
+def test_security_describes_smart_on_fhir_when_an_issuer_is_configured(settings: Any) -> None:
+    issuer = "https://sso.example.cn/realms/qingyuan"
+    secured = settings.model_copy(update={"auth": settings.auth.model_copy(update={"issuer": issuer})})
+    with TestClient(create_app(secured, MemoryStore())) as client:
+        r = client.get("/fhir/metadata")  # public even with sign-in required
+        assert r.status_code == 200
+        security = r.json()["rest"][0]["security"]
+        assert security["service"][0]["coding"] == [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR",
+            }
+        ]
+        assert issuer in security["description"]
+        [oauth] = security["extension"]
+        assert oauth["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+        uris = {e["url"]: e["valueUri"] for e in oauth["extension"]}
+        oidc = f"{issuer}/protocol/openid-connect"
+        assert uris == {
+            "authorize": f"{oidc}/auth",
+            "token": f"{oidc}/token",
+            "introspect": f"{oidc}/token/introspect",
+            "revoke": f"{oidc}/revoke",
+        }
+        assert client.get("/fhir/Patient").status_code == 401  # the statement says what is enforced
