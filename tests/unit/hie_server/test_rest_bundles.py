@@ -174,6 +174,10 @@ def test_transaction_conditional_create_and_conditional_reference(client: TestCl
 def test_conditional_reference_matching_nothing_fails_the_transaction(client: TestClient) -> None:
     r = client.post("/fhir", json=bundle("transaction", post(observation("Patient?identifier=NOBODY"))))
     assert r.status_code == 412
+    assert r.json()["resourceType"] == "OperationOutcome" and r.json()["issue"][0]["severity"] == "error"
+    assert (
+        client.get("/fhir/Observation", params={"_summary": "count"}).json()["total"] == 0
+    )  # nothing written
 
 
 def test_transaction_conditional_update_and_delete(client: TestClient, patient: Any) -> None:

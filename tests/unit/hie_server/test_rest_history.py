@@ -32,7 +32,9 @@ def test_instance_history_has_request_and_response(client: TestClient, patient: 
 
 
 def test_history_of_unknown_instance_is_404(client: TestClient) -> None:
-    assert client.get("/fhir/Patient/nobody/_history").status_code == 404
+    r = client.get("/fhir/Patient/nobody/_history")
+    assert r.status_code == 404
+    assert r.json()["resourceType"] == "OperationOutcome" and r.json()["issue"][0]["code"] == "not-found"
 
 
 def test_type_and_system_history_paging_followed_to_the_end(client: TestClient, patient: Any) -> None:
