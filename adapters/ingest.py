@@ -63,6 +63,7 @@ from terminology import TerminologyService
 log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
 _QUEUE_STATUSES = ("error", "rejected", "received")
+REFUSED = "sender not authorised"
 
 
 class IngestService:
@@ -271,6 +272,26 @@ class IngestService:
             acc, Hl7Rejection(APPLICATION_INTERNAL_ERROR, "internal error; send again"), enhanced_ok=False
         )
 
+    def reject(self, raw: bytes, reason: str, *, transport: str, peer: str | None = None) -> list[bytes]:
+        """Refuse a message the transport does not let its sender write (e.g. MSH-4 is not the
+        facility of the MLLP client certificate): archived as `rejected` (no duplicate replay,
+        nothing mapped), answered AR (CR in enhanced mode) with ERR 207 and `reason`. 207 keeps
+        the refusal from being replayed to a later, authorised send of the same message, and
+        `replay_all` leaves refused messages alone (REFUSED in the error text). Never raises."""
+        header = read_header(raw)
+        acc = Accepted(header, raw, None, python_codec(header.charset) or "utf-8")
+        err = Hl7Rejection(APPLICATION_INTERNAL_ERROR, f"{REFUSED}: {reason}", ErrLocation("MSH", 1, 4))
+        h = acc.header
+        keys = (h.sending_application, h.sending_facility, h.control_id, h.message_code, h.charset)
+        row = IncomingMessage(raw, transport, peer, *keys)
+        try:
+            with self.store.unit_of_work(write=True) as uow:
+                acc.message_id = uow.messages.add_many([row])[0].id
+                uow.commit()
+        except Exception:  # nothing durable: the AR still tells the sender
+            return [self._nak(acc, err, enhanced_ok=True)]
+        return self._finish_error(acc, err, accept_level=True)
+
     def replay(self, message_id: int) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
         archive row; duplicates are not checked. Raises: NotFound."""
@@ -295,6 +316,7 @@ class IngestService:
         """Replay every message in the error queue (oldest first)."""
         with self.store.unit_of_work() as uow:
             queued = uow.messages.list(status=list(statuses), limit=limit)  # type: ignore[arg-type]
+        queued = [m for m in queued if REFUSED not in (m.error or "")]  # a sender's refusal stands
         return [self.replay(m.id) for m in sorted(queued, key=lambda m: m.id)]
 
     def error_queue(self, limit: int = 100, offset: int = 0) -> list[ArchivedMessage]:

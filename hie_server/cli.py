@@ -28,6 +28,7 @@ from hie_server import (
     cli_telemedicine,
     cli_terminology,
 )
+from hie_server.auth.install import serving_settings
 from hie_server.cli_common import DatabaseUrl, open_checked
 from hie_server.cli_common import fail as _fail
 from hie_server.operations.empi import empi_module
@@ -80,6 +81,7 @@ def serve_command(
     """Serve the FHIR API at http://HOST:PORT/fhir (flags override HIE_* settings)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = with_overrides(HieSettings(), host=host, port=port, database_url=database_url)
+    settings = serving_settings(settings)  # audit on by default
     if not settings.auth.enabled:
         if settings.http.host not in LOOPBACK_HOSTS:
             raise _fail(

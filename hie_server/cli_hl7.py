@@ -26,6 +26,7 @@ from adapters import IngestService, MllpClient, MllpError, MllpServer, python_co
 from adapters.http import hl7v2_router
 from ehr_store import NotFound, Store
 from ehr_store.empi import EmpiService, load_rules
+from hie_server.auth.mllp import mllp_gate
 from hie_server.cli_common import DatabaseUrl, open_for
 from hie_server.settings import HieSettings
 from terminology import TerminologyService
@@ -219,11 +220,13 @@ def build_ingest_service(
 def mllp_services(
     settings: HieSettings, store: Store, mllp_port: int | None = None, service: IngestService | None = None
 ) -> list[MllpServer]:
-    """The MLLP listener for `hie serve` (none when `HIE_MLLP__ENABLED=false`)."""
+    """The MLLP listener for `hie serve` (none when `HIE_MLLP__ENABLED=false`), each connection
+    held to its client certificate's facility (`hie_server.auth.mllp.mllp_gate`)."""
     if not settings.mllp.enabled:
         return []
     mllp = settings.mllp if mllp_port is None else settings.mllp.model_copy(update={"port": mllp_port})
-    return [MllpServer(service or build_ingest_service(settings, store), mllp)]
+    gate = mllp_gate(settings.auth)  # a feed writes only as its own facility (docs/security.md)
+    return [MllpServer(service or build_ingest_service(settings, store), mllp, gate=gate)]
 
 
 def http_routers(

@@ -11,6 +11,9 @@ closed instead of a NAK: oversized frames, undecodable bytes and internal errors
 ACK with MSA-1 AR/AE; only an idle timeout or the peer closes it. In enhanced mode the
 accept ACK (CA) is written as soon as the raw message is durable, then the application ACK
 when MSH-16 asks for it. Optional TLS, with client certificates when a CA is configured.
+A `gate` (wired by the composition root) decides per connection, from the peer address and
+its verified client certificate, which frames it may send; a refused frame is archived as
+rejected and answered AR (`IngestService.reject`); the connection stays open.
 
 May import: the standard library, `adapters.*` (no fastapi).
 """
@@ -22,14 +25,22 @@ import contextlib
 import functools
 import logging
 import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from adapters.hl7v2.framing import FrameTooLarge, MllpDecoder, frame
 from adapters.ingest import IngestService
 from adapters.settings import MllpSettings
 
 log = logging.getLogger(__name__)
+
+FrameCheck = Callable[[bytes], str | None]
+"""One connection's check of a frame: why it is refused, or None to accept it."""
+SenderGate = Callable[[str, dict[str, Any] | None], FrameCheck]
+"""Per connection: (peer `host:port`, the verified client certificate as
+`ssl.SSLSocket.getpeercert()` gives it, or None) -> the check its frames must pass."""
 
 
 def server_ssl_context(settings: MllpSettings) -> ssl.SSLContext | None:
@@ -65,9 +76,15 @@ class MllpServer:
     name = "mllp"
 
     def __init__(
-        self, service: IngestService, settings: MllpSettings | None = None, *, workers: int = 4
+        self,
+        service: IngestService,
+        settings: MllpSettings | None = None,
+        *,
+        workers: int = 4,
+        gate: SenderGate | None = None,
     ) -> None:
         self.service = service
+        self.gate = gate
         self.settings = settings or MllpSettings()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
         self._server: asyncio.Server | None = None
@@ -124,6 +141,7 @@ class MllpServer:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         decoder = MllpDecoder(self.settings.max_frame_bytes)
+        check = self.gate(peer, writer.get_extra_info("peercert")) if self.gate is not None else None
         try:
             while True:
                 try:
@@ -133,7 +151,7 @@ class MllpServer:
                 if not data:
                     break
                 for item in decoder.feed(data):
-                    await self._answer(item, writer, peer)
+                    await self._answer(item, writer, peer, check)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("MLLP connection from %s ended: %s", peer, type(exc).__name__)
         except asyncio.CancelledError:  # server stopping: end quietly (asyncio logs cancelled handlers)
@@ -144,7 +162,9 @@ class MllpServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _answer(self, item: bytes | FrameTooLarge, writer: asyncio.StreamWriter, peer: str) -> None:
+    async def _answer(
+        self, item: bytes | FrameTooLarge, writer: asyncio.StreamWriter, peer: str, check: FrameCheck | None
+    ) -> None:
         loop = asyncio.get_running_loop()
         if isinstance(item, FrameTooLarge):
             nak = await loop.run_in_executor(
@@ -155,6 +175,16 @@ class MllpServer:
                 self.settings.max_frame_bytes,
             )
             writer.write(frame(nak))
+            await writer.drain()
+            return
+        refusal = check(item) if check is not None else None
+        if refusal is not None:
+            naks = await loop.run_in_executor(
+                self._executor,
+                functools.partial(self.service.reject, item, refusal, transport="mllp", peer=peer),
+            )
+            for nak in naks:
+                writer.write(frame(nak))
             await writer.drain()
             return
         assert self._queue is not None

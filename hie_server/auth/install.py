@@ -2,7 +2,8 @@
 
 Called by `hie_server.app.create_app`. Does nothing unless an identity provider is configured
 (`HIE_AUTH__ISSUER`) or audit is switched on (`HIE_AUDIT__ENABLED=true`; by default audit is
-on exactly when an identity provider is). Publishes `/.well-known/smart-configuration` and
+on exactly when an identity provider is; `hie serve` switches it on through `serving_settings`).
+Publishes `/.well-known/smart-configuration` and
 `<base>/.well-known/smart-configuration` when an identity provider is configured.
 
 `app.state.audit_writer` (AuditWriter | None): call `close()` at shutdown (the runtime does).
@@ -53,6 +54,16 @@ def audit_enabled(settings: HieSettings) -> bool:
     """Audit on when forced by `audit.enabled`, else exactly when an identity provider is configured."""
     forced = settings.audit.enabled
     return settings.auth.enabled if forced is None else forced
+
+
+def serving_settings(settings: HieSettings) -> HieSettings:
+    """The settings `hie serve` (and so `hie demo`) runs with: audit on unless
+    `HIE_AUDIT__ENABLED` says otherwise (issue 6: every record access produces an AuditEvent,
+    also in the unauthenticated loopback demo, where the agent is `anonymous`). Apps built
+    directly with `create_app` (tests, embedding) keep the section's own default."""
+    if settings.audit.enabled is not None:
+        return settings
+    return settings.model_copy(update={"audit": settings.audit.model_copy(update={"enabled": True})})
 
 
 def install(app: FastAPI, settings: HieSettings, store: Store) -> None:

@@ -8,6 +8,8 @@ May import: pydantic.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -27,6 +29,13 @@ class AuthSettings(BaseModel):
     `break_glass_minutes`: how long a recorded break-glass reason opens a resident's record.
     `facts_cache_seconds`: how long what the rules know of a resident (registrations, referrals,
     consents) is reused; writes through the API to Patient/Consent/ServiceRequest clear it.
+    `mllp_certificates`: MLLP client certificate name (subject CN, or a subjectAltName DNS,
+    URI or email value) -> the facility code (MSH-4.1) that connection writes as; a SAN URI
+    `urn:qyhie:facility:<code>` names its facility without an entry.
+    `mllp_plain`: with an issuer, what an MLLP connection without a verified client
+    certificate may send: `refuse` (default; every message AR), `loopback` (only from
+    127.0.0.1/::1, e.g. a local interface engine), `any`. Without an issuer everything is
+    accepted (the loopback demo), except that a mapped certificate is still held to its facility.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -45,6 +54,8 @@ class AuthSettings(BaseModel):
     break_glass_minutes: int = Field(default=60, ge=1, le=24 * 60)
     facts_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     public_paths: tuple[str, ...] = ("/fhir/metadata", "/fhir/.well-known/", "/.well-known/")
+    mllp_certificates: dict[str, str] = Field(default_factory=dict)
+    mllp_plain: Literal["refuse", "loopback", "any"] = "refuse"
 
     @property
     def enabled(self) -> bool:
