@@ -14,10 +14,8 @@ import asyncio
 import importlib.util
 import json
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 import orthanc_server  # noqa: E402
 from auth_world import seed  # noqa: E402
+from local_issuer import served_issuer  # noqa: E402
 from orthanc_server import make_dicom  # noqa: E402
 
 # tests/conftest.py by path: `import conftest` may give another folder's conftest when several
@@ -56,12 +55,6 @@ _root_conftest = importlib.util.module_from_spec(_root_spec)
 _root_spec.loader.exec_module(_root_conftest)
 service_unavailable = _root_conftest.service_unavailable
 
-_spec = importlib.util.spec_from_file_location("auth_issuer", TESTS / "unit/hie_server/auth/conftest.py")
-assert _spec and _spec.loader
-_issuer_module = importlib.util.module_from_spec(_spec)
-sys.modules["auth_issuer"] = _issuer_module
-_spec.loader.exec_module(_issuer_module)
-LocalIssuer = _issuer_module.LocalIssuer
 
 SPECIALIST = {
     "preferred_username": "specialist.qyrmyy",
@@ -366,31 +359,8 @@ async def test_bridge_restart_mid_feed_loses_and_duplicates_nothing(orthanc, sto
 # -- viewing ---------------------------------------------------------------------------------
 @pytest.fixture
 def local_issuer() -> Iterator[Any]:
-    state = LocalIssuer()
-    state.add_key()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.endswith("/.well-known/openid-configuration"):
-                body = {"issuer": state.issuer, "jwks_uri": f"{state.issuer}/certs"}
-            else:
-                body = state.jwks()
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with served_issuer() as issuer:
+        yield issuer
 
 
 @pytest.fixture

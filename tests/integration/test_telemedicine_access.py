@@ -8,7 +8,6 @@ village clinic DWCWSS. Hospitals: QYRMYY (invited), LZRMYY (not invited).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from collections.abc import Iterator
@@ -29,14 +28,15 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS / "unit" / "telemedicine"))
 from world import next_monday, seed_residents, template  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location(
-    "auth_issuer", TESTS / "unit" / "hie_server" / "auth" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-auth_issuer = importlib.util.module_from_spec(_spec)
-sys.modules["auth_issuer"] = auth_issuer  # dataclasses look their module up
-_spec.loader.exec_module(auth_issuer)
-local_issuer = auth_issuer.local_issuer
+sys.path.insert(0, str(TESTS))
+from local_issuer import LocalIssuer, served_issuer  # noqa: E402
+
+
+@pytest.fixture
+def local_issuer() -> Iterator[LocalIssuer]:
+    with served_issuer() as issuer:
+        yield issuer
+
 
 Json = dict[str, Any]
 VILLAGE = {
