@@ -47,6 +47,7 @@ from ehr_store.repository import (
     UnitOfWork,
 )
 from ehr_store.schema import check_schema, current_revision, head_revision, upgrade_schema
+from ehr_store.search import CodeSet, CodeSetResolver, make_code_set, use_code_set_resolver
 from ehr_store.settings import StoreSettings
 from ehr_store.sql import SqlStore
 from ehr_store.validation import check_id, check_resource_type, validate_resource
@@ -55,6 +56,8 @@ from ehr_store.versioning import format_instant
 __all__ = [
     "ArchiveStatus",
     "ArchivedMessage",
+    "CodeSet",
+    "CodeSetResolver",
     "Conflict",
     "DomainError",
     "ExportJob",
@@ -100,9 +103,11 @@ __all__ = [
     "json_dumps",
     "json_loads",
     "json_loads_resource",
+    "make_code_set",
     "open_store",
     "parse_criteria",
     "stream_snapshot",
     "upgrade_schema",
+    "use_code_set_resolver",
     "validate_resource",
 ]

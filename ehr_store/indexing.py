@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from ehr_store.model import SearchResult, StoredResource
 from ehr_store.repository import SearchParams
 from ehr_store.search import (
+    CodeSets,
     IndexEntries,
     Registry,
     delete_index_many,
@@ -39,6 +40,7 @@ class SqlIndexer:
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
         self._registry: Registry | None = None
+        self.code_sets = CodeSets()  # :in/:not-in/:below/:above resolver (ehr_store/search/code_sets.py)
 
     @property
     def registry(self) -> Registry:
@@ -55,11 +57,12 @@ class SqlIndexer:
                strict: bool) -> SearchResult:
         """Run a search on `conn` (FHIR R4B search §3.1.1). Raises: InvalidInput."""
         return execute_search(conn, resource_type, params, strict=strict, settings=self.settings,
-                              registry=self.registry)
+                              registry=self.registry, code_sets=self.code_sets)
 
     def count(self, conn: Connection, resource_type: str | None, params: SearchParams) -> int:
         """Count a search's matches on `conn`. Raises: InvalidInput."""
-        return execute_count(conn, resource_type, params, settings=self.settings, registry=self.registry)
+        return execute_count(conn, resource_type, params, settings=self.settings, registry=self.registry,
+                             code_sets=self.code_sets)
 
 
 class PendingIndex:

@@ -257,6 +257,7 @@ class MemoryStore:
     def __init__(self, settings: StoreSettings | None = None) -> None:
         self.settings = settings or StoreSettings(database_url="memory://")
         self._state = _State(self.settings)
+        self.code_sets = self._state.search.code_sets  # see ehr_store.use_code_set_resolver
 
     @contextmanager
     def unit_of_work(self, *, write: bool = False) -> Iterator[MemoryUnitOfWork]:

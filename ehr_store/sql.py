@@ -195,6 +195,7 @@ class SqlStore:
         self.settings = settings
         self.engine: Engine = make_engine(settings)
         self.indexer = SqlIndexer(settings)
+        self.code_sets = self.indexer.code_sets  # see ehr_store.use_code_set_resolver
         path = sqlite_file(self.engine)
         self._checkpointer = WalCheckpointer(path, self) if path is not None else None
 

@@ -18,7 +18,7 @@ from terminology.canonical import conceptmap_url, local_system, normalize_system
 from terminology.conceptmap import COLUMNS as CSV_COLUMNS
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
 from terminology.content import shipped_resources, shipped_senders
-from terminology.expand import codes_below, valueset_codes
+from terminology.expand import codes_above, codes_below, valueset_codes
 from terminology.icd10 import Rollup, rollup
 from terminology.index import TerminologyIndex
 from terminology.ingest import Translator, source_system, standard_codings
@@ -44,6 +44,7 @@ __all__ = [
     "UnmappedCode",
     "UnmappedLog",
     "canonical",
+    "codes_above",
     "codes_below",
     "codesystem_validate_code",
     "conceptmap_from_rows",

@@ -174,10 +174,12 @@ def _apply_filter(cs: CodeSystemIndex, codes: list[str], flt: Json) -> list[str]
     raise NotSupported(f"ValueSet filter op {op!r} on {prop!r} is not supported", expression=("filter",))
 
 
-def valueset_codes(index: TerminologyIndex, url: str) -> frozenset[tuple[str, str]]:
+def valueset_codes(
+    index: TerminologyIndex, url: str, version: str | None = None
+) -> frozenset[tuple[str, str]]:
     """(system, code) pairs of a value set, for the `:in`/`:not-in` token modifiers of
     resource search (FHIR R4B search §3.1.1.5.5). Raises: NotFound, NotSupported, TooCostly."""
-    return frozenset((item.system, item.code) for item in expand_url(index, url)[1])
+    return frozenset((item.system, item.code) for item in expand_url(index, url, version)[1])
 
 
 def codes_below(index: TerminologyIndex, system: str, code: str) -> frozenset[str]:
@@ -188,3 +190,13 @@ def codes_below(index: TerminologyIndex, system: str, code: str) -> frozenset[st
         raise NotFound(f"CodeSystem {system} is not known", expression=("system",))
     concept = cs.find(code)
     return frozenset((concept.code, *cs.descendants(concept.code))) if concept else frozenset()
+
+
+def codes_above(index: TerminologyIndex, system: str, code: str) -> frozenset[str]:
+    """`code` and every code that subsumes it in `system`, for the `:above` token modifier
+    (FHIR R4B search §3.1.1.5.5). Raises: NotFound (unknown system)."""
+    cs = index.codesystem(system)
+    if cs is None:
+        raise NotFound(f"CodeSystem {system} is not known", expression=("system",))
+    concept = cs.find(code)
+    return frozenset((concept.code, *cs.ancestors(concept.code))) if concept else frozenset()

@@ -6,11 +6,16 @@ version of those types with the one it was built from and rebuilds when they dif
 ConceptMap edited over REST or by `hie terminology load` in another process is picked up);
 `invalidate()` forces a rebuild.
 
+The service is also the store's resolver of the `:in`/`:not-in`/`:below`/`:above` token
+modifiers of resource search: built on a store, it attaches `code_set` to it
+(`ehr_store.use_code_set_resolver`); the store materialises the sets (no SQL `IN` list).
+
 May import: the standard library, pydantic, `ehr_store` (public API), `terminology.*`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -20,7 +25,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ehr_store import Gone, NotFound, ResourceRepository, Store
+from ehr_store import (
+    CodeSet,
+    Gone,
+    NotFound,
+    NotSupported,
+    ResourceRepository,
+    Store,
+    make_code_set,
+    use_code_set_resolver,
+)
 from terminology import content, expand
 from terminology.canonical import check_sender, conceptmap_url, normalize_system
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
@@ -87,6 +101,10 @@ class TerminologyService:
         self._marker: tuple[tuple[str, int, str], ...] = ()
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._code_sets: dict[tuple[str, str | None, str], CodeSet] = {}
+        self._code_sets_of: TerminologyIndex | None = None
+        with contextlib.suppress(NotSupported):  # a store without code-set search (a test double)
+            use_code_set_resolver(store, self.code_set)
 
     def index(self) -> TerminologyIndex:
         """The current index: built from the store on first use, after `invalidate()`, and
@@ -219,6 +237,34 @@ class TerminologyService:
     def codes_below(self, system: str, code: str) -> frozenset[str]:
         """A code and its descendants: the resolver for `:below` on hierarchical systems (ICD-10)."""
         return expand.codes_below(self.index(), system, code)
+
+    def code_set(self, kind: str, system: str | None, value: str) -> CodeSet:
+        """Resolver of the code-set token modifiers (FHIR R4B search §3.1.1.5.5), cached per
+        index: kind "in" → the expansion of ValueSet `value` (`url` or `url|version`);
+        "below"/"above" → `value` and its descendants/ancestors in `system` (ICD-10).
+        Raises: NotFound (unknown value set or code system), NotSupported, TooCostly.
+        """
+        index = self.index()
+        key = (kind, system, value)
+        with self._lock:
+            if self._code_sets_of is not index:
+                self._code_sets, self._code_sets_of = {}, index
+            found = self._code_sets.get(key)
+        if found is not None:
+            return found
+        if kind == "in":
+            url, _, version = value.partition("|")
+            pairs: Iterable[tuple[str, str]] = expand.valueset_codes(index, url, version or None)
+        elif system is not None and kind in ("below", "above"):
+            near = expand.codes_below if kind == "below" else expand.codes_above
+            pairs = ((system, code) for code in near(index, system, value))
+        else:
+            raise NotSupported(f"code set kind {kind!r} is not supported")
+        found = make_code_set(f"{kind}:{system or ''}|{value}", pairs)
+        with self._lock:
+            if self._code_sets_of is index:
+                self._code_sets[key] = found
+        return found
 
     def conceptmap_url(self, sender: str) -> str:
         """Canonical URL of a sender's local-code ConceptMap."""

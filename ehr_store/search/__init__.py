@@ -10,6 +10,10 @@ Public API (other `ehr_store` modules import only from here):
 - `parse_search(type | None, params, registry, *, strict, max_count) -> SearchQuery`.
 - `execute_search(session, type | None, params, *, strict, settings, registry) -> SearchResult`,
   `execute_count(session, type | None, params, *, settings, registry) -> int`.
+- Code sets for `:in`/`:not-in`/`:below`/`:above` (`code_sets.py`): `CodeSet(key, label, codes)`,
+  `make_code_set(label, codes)`, `CodeSetResolver = (kind, system, value) -> CodeSet`,
+  `use_code_set_resolver(store, resolver)`, `write_code_set(conn, code_set)`; executors take
+  `code_sets=CodeSets()` (the store's, holding its resolver).
 - `MemoryIndex(settings, registry)`: `index(version, doc)`, `put`, `remove`,
   `search(current, type, params, *, strict)`, `count(current, type, params)`.
 
@@ -17,6 +21,14 @@ May import: sqlalchemy, sqlmodel, fhirpathpy, fhir.resources, pypinyin, the stan
 modules below `ehr_store.search` (errors, model, settings, tables).
 """
 
+from ehr_store.search.code_sets import (
+    CodeSet,
+    CodeSetResolver,
+    CodeSets,
+    make_code_set,
+    use_code_set_resolver,
+    write_code_set,
+)
 from ehr_store.search.extract import (
     DateEntry,
     IndexEntries,
@@ -47,6 +59,9 @@ from ehr_store.search.values import normalize_string, parse_date_range
 __all__ = [
     "INDEX_TABLES",
     "RESULT_PARAMS",
+    "CodeSet",
+    "CodeSetResolver",
+    "CodeSets",
     "DateEntry",
     "Include",
     "IndexEntries",
@@ -69,10 +84,13 @@ __all__ = [
     "get_registry",
     "keys_condition",
     "keys_params",
+    "make_code_set",
     "normalize_string",
     "parse_date_range",
     "parse_search",
     "run_query",
+    "use_code_set_resolver",
+    "write_code_set",
     "write_index",
     "write_indexes",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ehr_store.model import SearchResult, StoredResource
+from ehr_store.search.code_sets import CodeSets
 from ehr_store.search.entries import IndexEntries, fit_entry
 from ehr_store.search.extract import extract_index
 from ehr_store.search.memory_match import date_matches, entry_matches, sort_value
@@ -36,6 +37,7 @@ class MemoryIndex:
         self._by_key: dict[Key, dict[str, list[Any]]] = {}
         self._memo: dict[tuple[Criterion, str], set[str]] = {}
         self._has_memo: dict[Has, set[Key]] = {}
+        self.code_sets = CodeSets()  # resolver for :in/:not-in/:below/:above (code_sets.py)
 
     def put(self, resource_type: str, id: str, entries: IndexEntries) -> None:
         """Replace the entries of one resource."""
@@ -109,6 +111,7 @@ class MemoryIndex:
     def _matching(self, current: Mapping[Key, StoredResource], query: SearchQuery) -> list[Key]:
         self._memo = {}
         self._has_memo = {}
+        query = self.code_sets.bind(query)
         keys = self._live(current, query.types)
         for criterion in query.criteria:
             keys = [k for k in keys if self._matches(current, criterion, k)]
@@ -161,7 +164,7 @@ class MemoryIndex:
         if f.modifier == "missing":
             return (not items) if f.values[0] is True else bool(items)
         hit = any(entry_matches(e, f.modifier, v) for e in items for v in f.values)
-        return not hit if f.modifier == "not" else hit
+        return not hit if f.modifier in ("not", "not-in") else hit
 
     def _sorted(
         self, keys: list[Key], current: Mapping[Key, StoredResource], query: SearchQuery

@@ -19,6 +19,7 @@ from ehr_store.search.extract import (
     UriEntry,
 )
 from ehr_store.search.query import (
+    CodeSetValue,
     DateValue,
     NumberValue,
     QuantityValue,
@@ -35,6 +36,8 @@ __all__ = ["date_matches", "entry_matches", "sort_value"]
 
 def entry_matches(entry: Any, modifier: str | None, value: Value) -> bool:
     """Does one index entry match one query value (under `modifier`)?"""
+    if isinstance(value, CodeSetValue):
+        return isinstance(entry, TokenEntry) and (entry.system, entry.code) in value.codes
     if isinstance(value, TokenValue):
         if isinstance(entry, ReferenceEntry):
             return _token(entry.identifier_system, entry.identifier_value, value)

@@ -47,7 +47,7 @@ RESULT_PARAMS = frozenset(
 )
 _MODIFIERS = {
     "string": {"exact", "contains", "missing"},
-    "token": {"text", "not", "missing"},
+    "token": {"text", "not", "missing", "in", "not-in", "below", "above"},
     "reference": {"missing", "identifier"},
     "date": {"missing"},
     "number": {"missing"},

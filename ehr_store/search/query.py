@@ -20,6 +20,7 @@ from ehr_store.search.registry import SearchParamDef
 
 __all__ = [
     "Chain",
+    "CodeSetValue",
     "Criterion",
     "DateValue",
     "Filter",
@@ -94,7 +95,31 @@ class UriValue:
     uri: str
 
 
-Value = TokenValue | StringValue | DateValue | NumberValue | QuantityValue | ReferenceValue | UriValue | bool
+@dataclass(frozen=True, slots=True)
+class CodeSetValue:
+    """A token value naming a set of codes: `:in`/`:not-in` a ValueSet (`value` its canonical
+    url, `system` None) or `:below`/`:above` a code of a hierarchical `system`
+    (FHIR R4B search §3.1.1.5.5). `key` and `codes` are filled in before execution
+    (`ehr_store.search.code_sets.bind_code_sets`); equality and hashing use the key."""
+
+    kind: Literal["in", "below", "above"]
+    system: str | None
+    value: str
+    key: str | None = None
+    codes: frozenset[tuple[str, str]] = field(default=frozenset(), compare=False, repr=False)
+
+
+Value = (
+    CodeSetValue
+    | TokenValue
+    | StringValue
+    | DateValue
+    | NumberValue
+    | QuantityValue
+    | ReferenceValue
+    | UriValue
+    | bool
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +127,7 @@ class Filter:
     """One parameter on `resource_type` (None: any type, for system search); values are OR-ed.
 
     `modifier`: exact, contains, missing (values are bools), not, text, identifier, below,
-    above, or None. `param.code` `_id` / `_lastUpdated` read the resource row.
+    above, in, not-in, or None. `param.code` `_id` / `_lastUpdated` read the resource row.
     """
 
     resource_type: str | None

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from ehr_store.model import SearchResult
+from ehr_store.search.code_sets import CodeSets
 from ehr_store.search.parse import parse_search
 from ehr_store.search.query import Chain, Criterion, DateValue, Filter, Has, SearchQuery, SortKey
 from ehr_store.search.registry import Registry, get_registry
@@ -60,17 +61,20 @@ def execute_search(
     strict: bool = False,
     settings: StoreSettings | None = None,
     registry: Registry | None = None,
+    code_sets: CodeSets | None = None,
 ) -> SearchResult:
     """Run a type (or system, `resource_type` None) search in `session` (Session or Connection).
 
     Returns matches (page of `_count`, default `settings.default_page_size`), included
     resources, total when `_total=accurate|estimate` or `_summary=count`, has_more.
-    Raises: InvalidInput (bad parameter value, unknown parameter under `strict`).
+    `code_sets` resolves `:in`/`:not-in`/`:below`/`:above` (see `code_sets.py`).
+    Raises: InvalidInput (bad parameter value, unknown parameter under `strict`, unknown
+    ValueSet), NotSupported (a code-set modifier without `code_sets` resolver).
     """
     settings = settings or StoreSettings()
     registry = registry or get_registry(settings.default_timezone)
     query = parse_search(resource_type, params, registry, strict=strict, max_count=settings.max_page_size)
-    return run_query(session, query, settings, registry)
+    return run_query(session, query, settings, registry, code_sets)
 
 
 def execute_count(
@@ -80,16 +84,24 @@ def execute_count(
     *,
     settings: StoreSettings | None = None,
     registry: Registry | None = None,
+    code_sets: CodeSets | None = None,
 ) -> int:
     """Number of matches, ignoring paging. Raises: InvalidInput (bad value)."""
     settings = settings or StoreSettings()
     registry = registry or get_registry(settings.default_timezone)
     query = parse_search(resource_type, params, registry, strict=False, max_count=settings.max_page_size)
-    return _count(session, query)
+    return _count(session, _prepare(session, query, code_sets))
 
 
-def run_query(session: Any, query: SearchQuery, settings: StoreSettings, registry: Registry) -> SearchResult:
+def run_query(
+    session: Any,
+    query: SearchQuery,
+    settings: StoreSettings,
+    registry: Registry,
+    code_sets: CodeSets | None = None,
+) -> SearchResult:
     """Execute an already parsed query (see `execute_search`)."""
+    query = _prepare(session, query, code_sets)
     total = _count(session, query) if query.total != "none" or query.count_only else None
     page = settings.default_page_size if query.count is None else query.count
     if query.count_only or page == 0:
@@ -106,6 +118,15 @@ def run_query(session: Any, query: SearchQuery, settings: StoreSettings, registr
         has_more=len(rows) > page,
         warnings=list(query.warnings),
     )
+
+
+def _prepare(session: Any, query: SearchQuery, code_sets: CodeSets | None) -> SearchQuery:
+    """Resolve and materialise the query's code sets (none: the query as it is)."""
+    code_sets = code_sets or CodeSets()  # without a resolver a code-set modifier is NotSupported
+    query = code_sets.bind(query)
+    conn = session.connection() if hasattr(session, "get_bind") else session
+    code_sets.materialise(conn, query)
+    return query
 
 
 def _dialect(session: Any) -> str:
@@ -136,7 +157,8 @@ def _where(query: SearchQuery, dialect: str) -> Cond:
 
 def _drive_rank(c: Criterion) -> int:
     if isinstance(c, Filter):
-        if c.modifier in ("missing", "not") or any(getattr(v, "prefix", "eq") == "ne" for v in c.values):
+        negated = c.modifier in ("missing", "not", "not-in")
+        if negated or any(getattr(v, "prefix", "eq") == "ne" for v in c.values):
             return 90
         if c.param.code == "_lastUpdated":
             return 80
@@ -149,7 +171,7 @@ def _ids(c: Criterion, rtype: str, dialect: str) -> Any:
     if (
         isinstance(c, Filter)
         and c.param.code not in ("_id", "_lastUpdated")
-        and c.modifier not in ("missing", "not")
+        and c.modifier not in ("missing", "not", "not-in")
     ):
         t = INDEX_TABLES[c.param.type]
         return sa.select(t.c.resource_id).where(
@@ -215,7 +237,7 @@ def _filter(f: Filter, type_col: Any, id_col: Any, dialect: str) -> Cond:
     hit = sa.exists().where(
         *base, sa.or_(*(value_condition(t, f.param.type, f.modifier, v, dialect) for v in f.values))
     )
-    return ~hit if f.modifier == "not" else hit
+    return ~hit if f.modifier in ("not", "not-in") else hit
 
 
 def _row_filter(f: Filter, type_col: Any, id_col: Any) -> Cond:

@@ -7,7 +7,7 @@ of its distance from now. Numbers and quantities: eq means the stored value lies
 value's implicit range by significant figures contains the stored value's range; ap within ±10 %.
 Redundant conjuncts are added where they let an index bound the scan.
 
-May import: sqlalchemy, the standard library, `ehr_store.search.{query,tables,values}`.
+May import: sqlalchemy, the standard library, `ehr_store.search.{code_sets,query,tables,values}`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from ehr_store.search.code_sets import code_set_table
 from ehr_store.search.query import (
+    CodeSetValue,
     DateValue,
     NumberValue,
     QuantityValue,
@@ -46,6 +48,9 @@ def value_condition(
 ) -> Cond:
     """Condition on a row of the `kind` index table (`table` may be an alias) for one value."""
     c = table.c
+    if isinstance(value, CodeSetValue):  # membership: a semi-join on the set's primary key
+        s = code_set_table.alias()
+        return sa.exists().where(s.c.set_key == value.key, s.c.system == c.system, s.c.code == c.code)
     if isinstance(value, TokenValue):
         if kind == "reference":  # :identifier
             return _token(c.identifier_system, c.identifier_value, value)

@@ -10,11 +10,13 @@ May import: the standard library, `ehr_store.errors`, `ehr_store.search.{registr
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import Literal
 
 from ehr_store.errors import InvalidInput
 from ehr_store.search.entries import fit
 from ehr_store.search.extract import parse_reference
 from ehr_store.search.query import (
+    CodeSetValue,
     DateValue,
     NumberValue,
     Prefix,
@@ -95,6 +97,8 @@ def _one(param: SearchParamDef, modifier: str | None, part: str, tz: tzinfo) -> 
     if kind == "token" or (kind == "reference" and modifier == "identifier"):
         if modifier == "text":
             return TokenValue(None, None, normalize_string(_unescape(part)))
+        if modifier in ("in", "not-in", "below", "above"):
+            return _code_set(modifier, part)
         return _token(part)
     if kind == "string":
         text = _unescape(part)
@@ -134,6 +138,21 @@ def _token(part: str) -> TokenValue:
     if not system and not code:
         raise ValueError("a token needs a system or a code")
     return TokenValue(system, code or None)
+
+
+def _code_set(modifier: str, part: str) -> CodeSetValue:
+    """`:in`/`:not-in` take a ValueSet canonical url (`url|version` allowed); `:below`/`:above`
+    take `system|code` (FHIR R4B search §3.1.1.5.5)."""
+    if modifier in ("in", "not-in"):
+        url = _unescape(part)
+        if not url.strip():
+            raise ValueError("a ValueSet url is needed")
+        return CodeSetValue("in", None, url)
+    pieces = split_escaped(part, "|")
+    if len(pieces) != 2 or not pieces[0] or not pieces[1]:
+        raise ValueError(f":{modifier} needs system|code (a hierarchical code system and one of its codes)")
+    kind: Literal["below", "above"] = "below" if modifier == "below" else "above"
+    return CodeSetValue(kind, _unescape(pieces[0]), _unescape(pieces[1]))
 
 
 def _reference(text: str, type_modifier: str | None) -> ReferenceValue:
