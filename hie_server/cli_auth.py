@@ -6,6 +6,8 @@
 - `hie keycloak provision [--server URL] [--admin-user U] [--realm-file PATH] [--realm NAME]
   [--demo-users/--no-demo-users]`: create or update the realm from the versioned description.
   The admin password comes from `HIE_KEYCLOAK_ADMIN_PASSWORD` or a prompt, never a flag.
+- `hie audit break-glass [--since 2026-11-01 | --since 7d] [--json] [--database-url URL]`: the
+  break-glass accesses recorded in the AuditEvents, oldest first, for admins to review.
 
 May import: typer, `ehr_store` (error kinds), `hie_server.auth`, `hie_server.settings`.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -22,12 +25,16 @@ import typer
 
 from ehr_store import DomainError
 from hie_server.auth import keycloak_admin
+from hie_server.auth.report import break_glass_accesses
+from hie_server.cli_common import DatabaseUrl, open_for
 from hie_server.settings import HieSettings
 
 DEFAULT_REALM_FILE = Path(__file__).resolve().parents[1] / "docker" / "keycloak" / "qingyuan-realm.json"
 TOKEN_FILE = Path.home() / ".config" / "hie" / "token.json"
 
 keycloak_app = typer.Typer(no_args_is_help=True, help="Keycloak realm administration")
+CHINA_TIME = timezone(timedelta(hours=8))
+audit_app = typer.Typer(no_args_is_help=True, help="Audit reports (AuditEvents)")
 
 
 def _issuer(given: str | None) -> str:
@@ -122,7 +129,59 @@ def provision_command(
             )
 
 
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`--since`: an ISO date or date-time (China time, +08:00, when it has no offset) or an
+    age like `7d`, `12h`, `30m`. Raises: typer.BadParameter."""
+    if not value:
+        return None
+    now = now or datetime.now(UTC)
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return now - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r}: give a date (2026-11-01), a date-time or an age (7d, 12h)"
+        ) from None
+    return (
+        when if when.tzinfo else when.replace(tzinfo=datetime.fromisoformat("2000-01-01T00:00+08:00").tzinfo)
+    )
+
+
+@audit_app.command("break-glass")
+def break_glass_command(
+    since: Annotated[str | None, typer.Option(help="From this date/time or age (7d, 12h)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Break-glass accesses (who, facility, resident, reason, request, outcome), oldest first."""
+    store = open_for(database_url)[1]
+    try:
+        rows = break_glass_accesses(store, parse_since(since))
+    except DomainError as exc:
+        typer.secho(exc.diagnostics, err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps({f: getattr(row, f) for f in row.__slots__}, ensure_ascii=False))
+        return
+    for r in rows:
+        typer.echo(
+            f"{r.recorded}  {r.user}@{r.facility or '-'}  {', '.join(r.patients) or '-'}  "
+            f"{r.interaction} {r.request or ''}  outcome {r.outcome}  reason: {r.reason}  "
+            f"(AuditEvent/{r.event_id})"
+        )
+    users = {r.user for r in rows}
+    typer.echo(
+        f"{len(rows)} break-glass access(es) by {len(users)} user(s)" + (f" since {since}" if since else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
-    """Add `hie login` and `hie keycloak ...` to the `hie` command line."""
+    """Add `hie login`, `hie keycloak ...` and `hie audit ...` to the `hie` command line."""
     app.command("login")(login_command)
     app.add_typer(keycloak_app, name="keycloak")
+    app.add_typer(audit_app, name="audit")

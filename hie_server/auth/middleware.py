@@ -246,6 +246,8 @@ class AuthAuditMiddleware:
                 start = {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
         elif status == 200 and body[:1] == b"{":
             AccessGuard._note(record, _resources_of(body))
+        # a break-glass window opened by an earlier request is found while filtering: flag it too
+        record.break_glass_reason = record.break_glass_reason or state.break_glass_reason
         await send(start)
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
