@@ -35,9 +35,10 @@ from ehr_store import (
     make_code_set,
     use_code_set_resolver,
 )
-from terminology import content, expand
+from terminology import content
 from terminology.canonical import check_sender, conceptmap_url, normalize_system
 from terminology.conceptmap import conceptmap_from_rows, rows_from_conceptmap, rows_from_csv
+from terminology.expand import codes_above, codes_below, valueset_codes
 from terminology.index import TerminologyIndex
 from terminology.ingest import LOCAL_PREFIX, Translator, standard_codings
 from terminology.unmapped import (
@@ -232,11 +233,11 @@ class TerminologyService:
     def valueset_codes(self, url: str) -> frozenset[tuple[str, str]]:
         """(system, code) pairs of a value set: the resolver for `:in`/`:not-in` in resource
         search (pass this bound method to the search layer). Raises: NotFound, TooCostly."""
-        return expand.valueset_codes(self.index(), url)
+        return valueset_codes(self.index(), url)
 
     def codes_below(self, system: str, code: str) -> frozenset[str]:
         """A code and its descendants: the resolver for `:below` on hierarchical systems (ICD-10)."""
-        return expand.codes_below(self.index(), system, code)
+        return codes_below(self.index(), system, code)
 
     def code_set(self, kind: str, system: str | None, value: str) -> CodeSet:
         """Resolver of the code-set token modifiers (FHIR R4B search §3.1.1.5.5), cached per
@@ -254,9 +255,9 @@ class TerminologyService:
             return found
         if kind == "in":
             url, _, version = value.partition("|")
-            pairs: Iterable[tuple[str, str]] = expand.valueset_codes(index, url, version or None)
+            pairs: Iterable[tuple[str, str]] = valueset_codes(index, url, version or None)
         elif system is not None and kind in ("below", "above"):
-            near = expand.codes_below if kind == "below" else expand.codes_above
+            near = codes_below if kind == "below" else codes_above
             pairs = ((system, code) for code in near(index, system, value))
         else:
             raise NotSupported(f"code set kind {kind!r} is not supported")
