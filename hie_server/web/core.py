@@ -135,8 +135,8 @@ class Workbench:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self'; form-action 'self' " + self._issuer_origin()
-        )
+            "script-src 'self'; form-action " + " ".join(filter(None, ("'self'", self._issuer_origin())))
+        )  # no trailing space: h11 refuses header values that end in white space
         return response
 
     def _issuer_origin(self) -> str:
