@@ -115,8 +115,13 @@ def test_below_and_above_in_a_hierarchy(coded: tuple[Store, Resolver]) -> None:
 def test_code_set_in_a_chain(coded: tuple[Store, Resolver]) -> None:
     store, _ = coded
     with store.unit_of_work(write=True) as uow:
-        report = {"resourceType": "DiagnosticReport", "id": "r1", "status": "final",
-                  "code": {"text": "panel"}, "result": [{"reference": "Observation/last"}]}
+        report = {
+            "resourceType": "DiagnosticReport",
+            "id": "r1",
+            "status": "final",
+            "code": {"text": "panel"},
+            "result": [{"reference": "Observation/last"}],
+        }
         uow.resources.update("DiagnosticReport", "r1", report)
         uow.commit()
     with store.unit_of_work() as uow:

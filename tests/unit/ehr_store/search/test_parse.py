@@ -11,6 +11,7 @@ from ehr_store.errors import InvalidInput
 from ehr_store.search import get_registry, parse_search
 from ehr_store.search.query import (
     Chain,
+    CodeSetValue,
     DateValue,
     Filter,
     Has,
@@ -64,6 +65,35 @@ def test_token_modifiers(modifier: str) -> None:
     assert f.modifier == modifier
     if modifier == "text":
         assert f.values == (TokenValue(None, None, "hemoglobin"),)
+
+
+@pytest.mark.parametrize(
+    ("modifier", "value", "expected"),
+    [
+        ("in", "http://x.org/ValueSet/a|2", CodeSetValue("in", None, "http://x.org/ValueSet/a|2")),
+        ("not-in", "http://x.org/ValueSet/a", CodeSetValue("in", None, "http://x.org/ValueSet/a")),
+        (
+            "below",
+            "http://hl7.org/fhir/sid/icd-10|A15",
+            CodeSetValue("below", "http://hl7.org/fhir/sid/icd-10", "A15"),
+        ),
+        (
+            "above",
+            "http://hl7.org/fhir/sid/icd-10|A15.0",
+            CodeSetValue("above", "http://hl7.org/fhir/sid/icd-10", "A15.0"),
+        ),
+    ],
+)
+def test_code_set_token_modifiers(modifier: str, value: str, expected: CodeSetValue) -> None:
+    f = one("Condition", f"code:{modifier}", value)
+    assert f.modifier == modifier and f.values == (expected,) and f.values[0].key is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", ["A15", "|A15", "http://hl7.org/fhir/sid/icd-10|", "a|b|c"])
+def test_below_on_a_token_needs_system_and_code(value: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_search("Condition", [("code:below", value)], REG)
+    assert info.value.issues[0].expression == ("code:below",)
 
 
 @pytest.mark.parametrize(("modifier", "value"), [(None, "zhang"), ("exact", "Zhang"), ("contains", "han")])
