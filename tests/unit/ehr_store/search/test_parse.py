@@ -86,7 +86,7 @@ def test_token_modifiers(modifier: str) -> None:
 )
 def test_code_set_token_modifiers(modifier: str, value: str, expected: CodeSetValue) -> None:
     f = one("Condition", f"code:{modifier}", value)
-    assert f.modifier == modifier and f.values == (expected,) and f.values[0].key is None  # type: ignore[union-attr]
+    assert f.modifier == modifier and f.values == (expected,) and f.values[0].key is None
 
 
 @pytest.mark.parametrize("value", ["A15", "|A15", "http://hl7.org/fhir/sid/icd-10|", "a|b|c"])
@@ -122,7 +122,7 @@ def test_prefixes_on_date_number_quantity(prefix: str) -> None:
         prefix,
         Decimal("5.4"),
         Decimal("5.35"),
-        Decimal("5.45"),  # type: ignore[arg-type]
+        Decimal("5.45"),
         "http://unitsofmeasure.org",
         "mmol/L",
     )
