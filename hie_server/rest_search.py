@@ -35,9 +35,14 @@ class Paging:
     offset: int
 
 
+_MAX_INT = 2**31 - 1  # beyond any real page or offset, and within every database's INTEGER
+
+
 def _int_param(value: str, name: str) -> int:
-    if not value.isdigit():
-        raise InvalidInput(f"{name}={value} is not a non-negative integer", expression=(name,))
+    if not (value.isascii() and value.isdigit()) or int(value) > _MAX_INT:
+        raise InvalidInput(
+            f"{name}={value[:40]} is not a non-negative integer up to {_MAX_INT}", expression=(name,)
+        )
     return int(value)
 
 

@@ -168,3 +168,12 @@ def test_empty_searchset_has_no_empty_entry_array(client: TestClient) -> None:
     assert bundle["type"] == "searchset" and "entry" not in bundle
     empty_tx = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction"}).json()
     assert empty_tx["type"] == "transaction-response" and "entry" not in empty_tx
+
+
+def test_huge_or_non_ascii_paging_numbers_are_400(client: TestClient) -> None:
+    for query in ("_offset=999999999999999999999", "_count=99999999999999999999", "_offset=²"):
+        response = client.get(f"/fhir/Observation?{query}")
+        assert response.status_code == 400, (query, response.text)
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["expression"][0] in ("_offset", "_count")
