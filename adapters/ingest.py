@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta, timezone
 
 from adapters.coding import feed_coding, persist_unmapped
@@ -56,6 +57,7 @@ from ehr_store import (
     IncomingMessage,
     MessageOutcome,
     Store,
+    ValidationPool,
     VersionConflict,
 )
 from terminology import TerminologyService
@@ -76,8 +78,11 @@ class IngestService:
         identity_hooks: IdentityHooks | None = None,
         clock: Callable[[], datetime] | None = None,
         terminology: TerminologyService | None = None,
+        validation_pool: ValidationPool | None = None,
     ) -> None:
         self.store = store
+        # optional: mapped resources are validated in worker processes while this thread writes
+        self.validation_pool = validation_pool
         self.terminology = terminology  # standard codes added to coded elements (adapters.coding)
         self.settings = settings or IngestSettings()
         self.hooks = identity_hooks
@@ -153,9 +158,10 @@ class IngestService:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
             except Exception as exc:
                 out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
+        checks = self._prevalidate(ready)
         if len(ready) > 1:
             try:
-                done = self._write(ready)
+                done = self._write(ready, checks)
                 for (i, acc, _m, _w), frames in zip(ready, done, strict=True):
                     out[i], acc.outcome = frames, "AA"
                 ready = []
@@ -163,7 +169,7 @@ class IngestService:
                 log.info("group write of %d messages failed; writing them one by one", len(ready))
         for i, acc, mapped, warnings in ready:
             try:
-                out[i] = self._write_retrying((i, acc, mapped, warnings))
+                out[i] = self._write_retrying((i, acc, mapped, warnings), checks)
                 acc.outcome = "AA"
             except Hl7Error as exc:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
@@ -198,20 +204,44 @@ class IngestService:
             warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
         return mapped, warnings
 
-    def _write_retrying(self, item: tuple[int, Accepted, Mapped, list[AckError]]) -> list[bytes]:
+    def _prevalidate(
+        self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]
+    ) -> dict[int, Future[list[bytes | None]]]:
+        """Send each message's resources that are written as mapped (not merged with a stored
+        version) to the validation pool, one task per message in write order."""
+        if self.validation_pool is None:
+            return {}
+        checks = {}
+        try:
+            for i, _acc, mapped, _w in ready:
+                checks[i] = self.validation_pool.submit([r.resource for r in mapped.resources if not r.merge])
+        except Exception as exc:  # a broken pool: the writes validate inline, as without one
+            log.warning("validation pool unavailable: %s", type(exc).__name__)
+        return checks
+
+    def _write_retrying(
+        self,
+        item: tuple[int, Accepted, Mapped, list[AckError]],
+        checks: dict[int, Future[list[bytes | None]]] | None = None,
+    ) -> list[bytes]:
         """`_write` of one message, tried again (twice) when a concurrent writer won a race
         (PostgreSQL with several writers, or the FHIR API writing the same resource)."""
         for attempt in range(3):
             try:
-                return self._write([item])[0]
+                return self._write([item], checks)[0]
             except (Conflict, VersionConflict):
                 if attempt == 2:
                     raise
                 log.info("message %s lost a write race; retrying", item[1].message_id)
         raise AssertionError("unreachable")
 
-    def _write(self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]) -> list[list[bytes]]:
-        """Write mapped messages and finish their archive rows in one unit of work, then commit."""
+    def _write(
+        self,
+        ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]],
+        checks: dict[int, Future[list[bytes | None]]] | None = None,
+    ) -> list[list[bytes]]:
+        """Write mapped messages and finish their archive rows in one unit of work, then commit.
+        `checks`: pool validations by message index (see `_prevalidate`)."""
         results = []
         outcomes = []
         skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
@@ -222,8 +252,10 @@ class IngestService:
                 for r in mapped.resources
                 if r.key not in skip
             )
-            for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
+            for (i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
                 assert acc.message_id is not None
+                if checks and i in checks:
+                    uow.resources.accept_validated(_digests(checks[i]))
                 write_mapped(uow.resources, mapped, self.hooks, skip=skip)
                 frames = self._success_frames(acc, warnings)
                 outcomes.append(
@@ -446,3 +478,12 @@ class IngestService:
         return IngestResult(
             acc.message_id, tuple(frames), msa_code(frames[0]), acc.outcome, acc.duplicate, acc.codec
         )
+
+
+def _digests(check: Future[list[bytes | None]]) -> list[bytes | None]:
+    """A pool validation's digests; none when the worker failed (the write validates inline)."""
+    try:
+        return check.result(timeout=60)
+    except Exception as exc:
+        log.warning("pool validation failed: %s", type(exc).__name__)
+        return []

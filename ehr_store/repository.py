@@ -57,6 +57,13 @@ class ResourceRepository(Protocol):
         results are the same with or without it."""
         ...
 
+    def accept_validated(self, digests: Iterable[bytes | None]) -> None:
+        """Content digests (`content_digest`) of documents already validated with
+        `validate_resource` for this unit of work (e.g. by a `ValidationPool`); a later
+        create/update of exactly such a document is not validated a second time. None
+        entries (documents that failed) are ignored. An optimisation only."""
+        ...
+
     def update(
         self,
         resource_type: str,
