@@ -30,7 +30,7 @@ from ehr_store import (
     json_loads_resource,
 )
 from hie_server import interactions
-from hie_server.bundle_plan import METHOD_ORDER, Entry, Plan, parse_entry, resolve
+from hie_server.bundle_plan import METHOD_ORDER, Entry, Plan, check_unique_full_urls, parse_entry, resolve
 from hie_server.bundles import searchset
 from hie_server.context import FhirContext, fhir_context
 from hie_server.errors import outcome, status_for
@@ -139,7 +139,8 @@ def _transaction(entries: list[Entry], base: str, representation: bool) -> Calla
     def work(uow: UnitOfWork) -> list[Json]:
         plan: Plan = resolve(entries, uow.resources)
         uow.resources.prefetch(  # the written resources' current rows in one round-trip (store write-behind)
-            (e.resource_type, e.target_id) for e in plan.entries
+            (e.resource_type, e.target_id)
+            for e in plan.entries
             if e.method in ("POST", "PUT", "PATCH", "DELETE") and e.target_id is not None and not e.skip
         )
         results: dict[int, Json] = {}
@@ -223,6 +224,7 @@ async def batch_or_transaction(request: Request, ctx: FhirContext = Depends(fhir
     representation = prefer(request).get("return", "representation") != "minimal"
     if kind == "transaction":
         entries = [parse_entry(i, raw, base) for i, raw in enumerate(raw_entries)]
+        check_unique_full_urls(entries)
         results = await ctx.run(_transaction(entries, base, representation))
     else:
         parsed: list[Entry | DomainError] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ def _criteria(query: str) -> Criteria:
     return tuple((k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k)
 
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 def _split_url(url: str, base: str) -> tuple[list[str], Criteria | None]:
     if url.startswith(base + "/"):
         url = url[len(base) + 1 :]
@@ -94,7 +98,13 @@ def parse_entry(index: int, raw: Any, base: str) -> Entry:
     parts, query = _split_url(request["url"], base)
     if not parts or len(parts) not in (1, 2, 4) or (len(parts) == 4 and parts[2] != "_history"):
         raise InvalidInput(f"{where}: request.url {request['url']!r} is not Type, Type/id or Type?criteria")
-    entry = Entry(index, method, check_type(parts[0]), query=query, full_url=raw.get("fullUrl"))
+    full_url = raw.get("fullUrl")
+    if isinstance(full_url, str) and full_url.startswith("urn:uuid:") and not _UUID.match(full_url[9:]):
+        raise InvalidInput(
+            f"{where}: fullUrl {full_url[:60]!r} is not a urn:uuid with a UUID (RFC 4122)",
+            expression=(f"{where}.fullUrl",),
+        )
+    entry = Entry(index, method, check_type(parts[0]), query=query, full_url=full_url)
     if len(parts) >= 2:
         entry.id = check_id(parts[1])
     if len(parts) == 4:
@@ -107,6 +117,25 @@ def parse_entry(index: int, raw: Any, base: str) -> Entry:
         entry.if_match = parse_version(str(request["ifMatch"]), "ifMatch")
     _check_shape(entry, where)
     return entry
+
+
+def check_unique_full_urls(entries: list[Entry]) -> None:
+    """bdl-7: a fullUrl names one entry of a Bundle (FHIR R4B Bundle invariants).
+
+    Raises: InvalidInput naming the second entry with a repeated fullUrl.
+    """
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.full_url is None:
+            continue
+        if entry.full_url in seen:
+            where = f"Bundle.entry[{entry.index}]"
+            first = seen[entry.full_url]
+            raise InvalidInput(
+                f"{where}: fullUrl {entry.full_url[:60]!r} is already used by Bundle.entry[{first}] (bdl-7)",
+                expression=(f"{where}.fullUrl",),
+            )
+        seen[entry.full_url] = entry.index
 
 
 def _check_shape(entry: Entry, where: str) -> None:

@@ -234,3 +234,15 @@ def test_transaction_reads_see_writes_and_a_missing_read_fails_it(client: TestCl
     assert failed.status_code == 404
     assert "Bundle.entry[1]" in failed.json()["issue"][0]["diagnostics"]
     assert client.get("/fhir/Patient?identifier=MRN-M").json().get("entry", []) == []
+
+
+def test_transaction_refuses_repeated_or_malformed_full_urls(client: TestClient, patient: Any) -> None:
+    before = client.get("/fhir/Patient/_history").json().get("entry", [])
+    twice = client.post("/fhir", json=bundle("transaction", post(patient(), PID), post(patient(), PID)))
+    assert twice.status_code == 400
+    issue = twice.json()["issue"][0]
+    assert "bdl-7" in issue["diagnostics"] and issue["expression"] == ["Bundle.entry[1].fullUrl"]
+    malformed = client.post("/fhir", json=bundle("transaction", post(patient(), "urn:uuid:not-a-uuid")))
+    assert malformed.status_code == 400
+    assert malformed.json()["issue"][0]["expression"] == ["Bundle.entry[0].fullUrl"]
+    assert client.get("/fhir/Patient/_history").json().get("entry", []) == before
