@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from ehr_store import Issue, Store
 from hie_server import bundle_execute, capability, rest_crud, rest_search
@@ -98,9 +102,10 @@ def create_app(
     app = FastAPI(
         title="Qingyuan HIE FHIR R4B API",
         version=_version(),
-        docs_url="/docs",
+        docs_url=None,  # served below from the vendored Swagger UI: no CDN at run time
         openapi_url="/openapi.json",
     )
+    _install_offline_docs(app)
     app.state.settings = settings
     app.state.fhir = FhirContext(settings, store)
     app.state.capability = CapabilityCache(operations=[op for m in modules for op in m.operations])
@@ -116,3 +121,20 @@ def create_app(
     auth_install(app, settings, store)  # authentication, access rules, audit (when configured)
     app.add_middleware(RequestGuard, max_body_bytes=settings.http.max_body_bytes)
     return app
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """OpenAPI docs at `/docs` with Swagger UI assets from the `swagger-ui-bundle` package, so the
+    page works on an intranet without internet access (FastAPI's default loads them from a CDN)."""
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} — docs",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, include_in_schema=False, methods=["GET"])

@@ -77,7 +77,11 @@ def test_metadata_is_503_until_the_schema_is_current(settings: Any) -> None:
 
 
 def test_openapi_docs(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text and "cdn." not in page.text  # works offline
+    asset = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 100_000
     paths = client.get("/openapi.json").json()["paths"]
     assert "/fhir/{resource_type}/{id}" in paths
 
