@@ -231,6 +231,12 @@ class MemoryMessageArchive:
         chosen.sort(key=lambda m: -m.id)
         return chosen[offset:offset + limit]
 
+    def received_since(self, since: datetime, *, limit: int = 50_000
+                       ) -> Sequence[tuple[str | None, datetime, ArchiveStatus]]:
+        """See `MessageArchive.received_since` (newest first)."""
+        newest = sorted(self._s.messages.values(), key=lambda m: -m.id)[:limit]
+        return [(m.sending_facility, m.received_at, m.status) for m in newest if m.received_at >= since]
+
 
 class MemoryUnitOfWork:
     """One serialised transaction over the in-memory state with an undo journal."""

@@ -6,6 +6,7 @@ May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_stor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
@@ -223,3 +224,21 @@ class SqlMessageArchive:
         if status is not None:
             stmt = stmt.where(M.c.status.in_(list(status)))
         return [row_to_message(r) for r in conn.execute(stmt)]
+
+    def received_since(
+        self, since: datetime, *, limit: int = 50_000
+    ) -> Sequence[tuple[str | None, datetime, ArchiveStatus]]:
+        """See `MessageArchive.received_since` (three columns, newest first, stops at `since`)."""
+        conn = self._uow.connection(write=False)
+        columns = (M.c.sending_facility, M.c.received_at, M.c.status)
+        stmt = sa.select(*columns).order_by(M.c.id.desc()).limit(limit)
+        found: list[tuple[str | None, datetime, ArchiveStatus]] = []
+        result = conn.execute(stmt)
+        try:
+            for row in result:
+                if row.received_at < since:
+                    break
+                found.append((row.sending_facility, row.received_at, cast(ArchiveStatus, row.status)))
+        finally:
+            result.close()
+        return found

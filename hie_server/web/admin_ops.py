@@ -164,17 +164,8 @@ def ingest_routes(router: APIRouter, ingest: IngestService | None, tz: ZoneInfo)
 
         def work(uow: UnitOfWork) -> Counter[tuple[str, str, str]]:
             counts: Counter[tuple[str, str, str]] = Counter()
-            offset = 0
-            while offset < 50_000:
-                page = uow.messages.list(limit=500, offset=offset)
-                for m in page:
-                    if m.received_at < since:
-                        return counts
-                    day = m.received_at.astimezone(tz).date().isoformat()
-                    counts[(m.sending_facility or "?", day, m.status)] += 1
-                if len(page) < 500:
-                    break
-                offset += 500
+            for facility, received, status in uow.messages.received_since(since, limit=50_000):
+                counts[(facility or "?", received.astimezone(tz).date().isoformat(), status)] += 1
             return counts
 
         counts = await ctx.run(work, commit=False)
