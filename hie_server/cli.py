@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from adapters import IngestService
-from ehr_store import DomainError, Store
+from ehr_store import DomainError, Store, Unavailable
 from ehr_store.empi import EmpiService, load_rules
 from hie_server import (
     cli_auth,
@@ -126,6 +126,8 @@ def serve_command(
                 ],
             )
         )
+    except Unavailable as exc:
+        raise _fail(str(exc)) from None
     finally:
         store.close()
 

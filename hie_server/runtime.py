@@ -17,7 +17,7 @@ from typing import Protocol
 import uvicorn
 from fastapi import APIRouter
 
-from ehr_store import Store
+from ehr_store import Store, Unavailable
 from hie_server.app import FhirModule, create_app
 from hie_server.settings import HieSettings
 
@@ -76,13 +76,17 @@ async def serve(
     `modules` and `root_routers` are passed to `create_app` (FHIR operations; `/hl7v2`).
     Setting `stop` (when given) shuts the server down as SIGINT/SIGTERM would.
 
-    Raises: whatever a service's `start` raises (services already started are stopped first).
+    Raises: Unavailable when a service cannot bind its socket; whatever else a service's `start`
+    raises (services already started are stopped first).
     """
     server = uvicorn.Server(uvicorn_config(settings, store, modules, root_routers))
     started: list[BackgroundService] = []
     try:
         for service in extra_services:
-            await service.start()
+            try:
+                await service.start()
+            except OSError as exc:  # e.g. the MLLP port is taken: say so instead of a traceback
+                raise Unavailable(f"{service.name} could not start: {exc.strerror or exc}") from exc
             started.append(service)
             log.info("started %s", service.name)
         watcher = asyncio.create_task(_exit_on(stop, server)) if stop is not None else None
