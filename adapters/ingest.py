@@ -44,6 +44,7 @@ from adapters.outcome import (
     IngestResult,
     ack_wanted,
     as_hl7_error,
+    check_frame,
     error_text,
     msa_code,
     replayable,
@@ -54,6 +55,7 @@ from ehr_store import (
     ArchivedMessage,
     ArchiveStatus,
     Conflict,
+    DomainError,
     IncomingMessage,
     MessageOutcome,
     Store,
@@ -66,6 +68,8 @@ log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
 _QUEUE_STATUSES = ("error", "rejected", "received")
 REFUSED = "sender not authorised"
+SUPERSEDED = "superseded by message"
+_REPLAYABLE = ("error", "rejected")
 
 
 class IngestService:
@@ -207,14 +211,14 @@ class IngestService:
     def _prevalidate(
         self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]
     ) -> dict[int, Future[list[bytes | None]]]:
-        """Send each message's resources that are written as mapped (not merged with a stored
-        version) to the validation pool, one task per message in write order."""
+        """Send each message's mapped resources to the validation pool, one task per message in
+        write order. A merged source Patient benefits only when it is new (written as mapped)."""
         if self.validation_pool is None:
             return {}
         checks = {}
         try:
             for i, _acc, mapped, _w in ready:
-                checks[i] = self.validation_pool.submit([r.resource for r in mapped.resources if not r.merge])
+                checks[i] = self.validation_pool.submit([r.resource for r in mapped.resources])
         except Exception as exc:  # a broken pool: the writes validate inline, as without one
             log.warning("validation pool unavailable: %s", type(exc).__name__)
         return checks
@@ -324,11 +328,20 @@ class IngestService:
             return [self._nak(acc, err, enhanced_ok=True)]
         return self._finish_error(acc, err, accept_level=True)
 
-    def replay(self, message_id: int) -> IngestResult:
+    def replay(self, message_id: int, *, force: bool = False) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
-        archive row; duplicates are not checked. Raises: NotFound."""
+        archive row; duplicates are not checked. Only messages in the error queue (status
+        error/rejected) are replayed unless `force`: replaying a processed message would write
+        its old data over later updates.
+
+        Raises: NotFound; Conflict (not in the error queue and not `force`)."""
         with self.store.unit_of_work() as uow:
             archived = uow.messages.get(message_id)
+        if not force and archived.status not in _REPLAYABLE:
+            raise Conflict(
+                f"message {message_id} is {archived.status}, not in the error queue; not replayed "
+                "(replaying it could overwrite later updates; use --force to replay it anyway)"
+            )
         header = read_header(archived.raw)
         acc = Accepted(header, archived.raw, archived.id, python_codec(header.charset) or "utf-8")
         acc.received_at = archived.received_at
@@ -348,13 +361,47 @@ class IngestService:
         """Replay every message in the error queue (oldest first)."""
         with self.store.unit_of_work() as uow:
             queued = uow.messages.list(status=list(statuses), limit=limit)  # type: ignore[arg-type]
+        queued = self._drop_superseded(queued)
         queued = [m for m in queued if REFUSED not in (m.error or "")]  # a sender's refusal stands
-        return [self.replay(m.id) for m in sorted(queued, key=lambda m: m.id)]
+        return [self.replay(m.id, force=True) for m in sorted(queued, key=lambda m: m.id)]
 
     def error_queue(self, limit: int = 100, offset: int = 0) -> list[ArchivedMessage]:
-        """Failed, rejected and unfinished messages, newest first."""
+        """Failed, rejected and unfinished messages, newest first; a failed message whose
+        resend (same MSH-3, MSH-4, MSH-10) was processed later is superseded and left out."""
         with self.store.unit_of_work() as uow:
-            return uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
+            queued = uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
+        return self._drop_superseded(queued)
+
+    def _drop_superseded(self, queued: Sequence[ArchivedMessage]) -> list[ArchivedMessage]:
+        """Queue entries not superseded; newly superseded ones are marked in the archive (error
+        text "superseded by message N: ..."; the row keeps its status, raw bytes and ACK)."""
+        keys = [(m.sending_application, m.sending_facility, m.control_id) for m in queued if m.control_id]
+        if not keys:
+            return [m for m in queued if not (m.error or "").startswith(SUPERSEDED)]
+        try:
+            with self.store.unit_of_work(write=True) as uow:
+                later = uow.messages.find_processed_many(keys)
+                kept = []
+                for m in queued:
+                    if (m.error or "").startswith(SUPERSEDED):
+                        continue
+                    found = later.get((m.sending_application, m.sending_facility, m.control_id or ""))
+                    if found is None or found.status != "processed" or found.id < m.id or not m.control_id:
+                        kept.append(m)
+                    elif m.ack is not None and m.ack_code:
+                        uow.messages.finish(
+                            m.id,
+                            status=m.status,
+                            ack=m.ack,
+                            ack_code=m.ack_code,
+                            error=f"{SUPERSEDED} {found.id}: {m.error or ''}",
+                            charset=m.charset,
+                        )
+                uow.commit()
+        except DomainError as exc:  # the queue is still shown; marking is retried next time
+            log.warning("could not mark superseded messages: %s", type(exc).__name__)
+            return list(queued)
+        return kept
 
     # -- steps ----------------------------------------------------------------------------
     def _archive(self, accs: Sequence[Accepted], transport: str, peers: Sequence[str | None]) -> None:
@@ -404,6 +451,7 @@ class IngestService:
         acc.decoded = decode_message(acc.raw, h.charset, self.settings.charset_for(h.sending_facility))
         acc.codec = acc.decoded.codec
         acc.message = split_message(acc.decoded.text)
+        check_frame(h, acc.message)
         msh = acc.message.msh
         check_header(msh.get(9, 1), msh.get(9, 2), msh.get(12, 1), msh.get(11, 1))
 
@@ -413,7 +461,9 @@ class IngestService:
             return [self._ack(acc, "AA", warnings)]
         if ack_wanted(h.application_ack_type or "AL", True):
             return [self._ack(acc, "AA", warnings)]
-        return [] if acc.frames else [self._ack(acc, "CA", warnings)]
+        # nothing asked for (e.g. MSH-15 NE or ER): an MLLP sender still waits for an answer,
+        # so the message gets an original-mode ACK rather than an accept ACK it did not ask for
+        return [] if acc.frames else [self._ack(acc, "AA", warnings)]
 
     def _finish_error(self, acc: Accepted, exc: Hl7Error, *, accept_level: bool) -> list[bytes]:
         h = acc.header
@@ -421,11 +471,17 @@ class IngestService:
         if accept_level or not h.enhanced_mode or ack_wanted(h.application_ack_type or "AL", False):
             frames = [nak]
         else:
-            frames = [] if acc.frames else [self._ack(acc, "CA")]
+            frames = [] if acc.frames else [self._nak(acc, exc, enhanced_ok=False)]
         acc.outcome = exc.ack_code
         status: ArchiveStatus = "rejected" if exc.ack_code == "AR" else "error"
-        log.info("message %s from %s: %s %s", acc.message_id, h.sending_facility, exc.ack_code, exc.code)
         first = (acc.frames + frames)[0]
+        log.info(  # the code the sender actually got (CE/CR in enhanced mode)
+            "message %s from %s: %s %s",
+            acc.message_id,
+            h.sending_facility or "(no MSH-4)",
+            msa_code(first),
+            exc.code,
+        )
         try:
             with self.store.unit_of_work() as uow:
                 assert acc.message_id is not None

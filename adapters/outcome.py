@@ -7,6 +7,7 @@ May import: the standard library, `ehr_store` (public API), `adapters.hl7v2`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,10 @@ from adapters.hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
     APPLICATION_RECORD_LOCKED,
     DATA_TYPE_ERROR,
+    REQUIRED_FIELD_MISSING,
+    SEGMENT_SEQUENCE_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    ErrLocation,
     Hl7ContentError,
     Hl7Error,
     Hl7Rejection,
@@ -69,13 +74,61 @@ def ack_wanted(condition: str, success: bool) -> bool:
     return cond == "AL" or (cond == "ER" and not success) or (cond == "SU" and success)
 
 
+def content_digest(raw: bytes) -> bytes:
+    """SHA-256 of a message's bytes without MLLP framing (VT, FS), surrounding blanks and
+    trailing segment terminators; CR LF and LF count as CR. Two sends of one message match."""
+    body = raw.strip(b"\x0b\x1c\r\n \t").replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    return hashlib.sha256(body).digest()
+
+
 def replayable(earlier: ArchivedMessage, raw: bytes) -> bool:
-    """Whether a duplicate gets the earlier ACK: always after success; after an error only for
-    the same bytes and a non-transient error (207/206 are retried)."""
+    """Whether a message with the (MSH-3, MSH-4, MSH-10) of `earlier` is a resend that gets the
+    earlier ACK (HL7 v2.5 §2.9.2 duplicate detection): only when its content is the same
+    (`content_digest`), and after an error only for a non-transient error (207/206 are retried).
+
+    A DIFFERENT message reusing the control id (a sender that reset its counter) is not a
+    duplicate: it is processed as a new message (never dropped) and the reuse is logged at
+    WARNING with the archive id only.
+    """
+    if content_digest(earlier.raw) != content_digest(raw):
+        log.warning(
+            "control id of archived message %s reused by a message with different content; "
+            "processing it as a new message",
+            earlier.id,
+        )
+        return False
     if earlier.status == "processed":
         return True
     transient = (earlier.error or "").startswith((APPLICATION_INTERNAL_ERROR, APPLICATION_RECORD_LOCKED))
-    return earlier.raw == raw and not transient
+    return not transient
+
+
+_ACK_TYPES = ("AL", "NE", "ER", "SU")
+
+
+def check_frame(header: Header, message: Message) -> None:
+    """Accept-level checks of a decoded message (HL7 v2.5 §2.9.2, Appendix C.4 MLLP: one
+    message per frame). Raises: Hl7Rejection 100 (a second MSH, or FHS/BHS batch envelope, in
+    the frame or body); Hl7ContentError 101 (MSH-10 empty), 103 (MSH-15/16 not in Table 0155).
+    """
+    names = [seg.name for seg in message.segments]
+    if names.count("MSH") > 1 or {"FHS", "BHS"} & set(names):
+        raise Hl7Rejection(
+            SEGMENT_SEQUENCE_ERROR,
+            "more than one message in a frame: send each message in its own MLLP frame or HTTP body",
+            ErrLocation("MSH", 2) if names.count("MSH") > 1 else ErrLocation("MSH", 1),
+        )
+    if not header.control_id:
+        raise Hl7ContentError(
+            REQUIRED_FIELD_MISSING, "MSH-10 (message control ID) is required", ErrLocation("MSH", 1, 10)
+        )
+    for number, value in ((15, header.accept_ack_type), (16, header.application_ack_type)):
+        if value and value.upper() not in _ACK_TYPES:
+            raise Hl7ContentError(
+                TABLE_VALUE_NOT_FOUND,
+                f"MSH-{number} {value!r} is not in HL7 Table 0155 (AL, NE, ER, SU)",
+                ErrLocation("MSH", 1, number),
+            )
 
 
 def msa_code(frame: bytes) -> str:

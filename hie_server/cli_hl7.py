@@ -24,7 +24,7 @@ from rich.table import Table
 
 from adapters import IngestService, MllpClient, MllpError, MllpServer, python_codec, read_ack, split_batch
 from adapters.http import hl7v2_router
-from ehr_store import NotFound, Store
+from ehr_store import Conflict, NotFound, Store
 from ehr_store.empi import EmpiService, load_rules
 from hie_server.auth.mllp import mllp_gate
 from hie_server.cli_common import DatabaseUrl, open_for
@@ -178,15 +178,23 @@ def _codec(name: str | None) -> str:
 def replay(
     message_id: Annotated[int | None, typer.Argument(help="Archive id to replay")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay the whole error queue")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replay a message that is not in the error queue")
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Re-run archived messages after a mapping or settings fix; exits 1 if any still fails."""
+    """Re-run messages of the error queue (status error/rejected) after a mapping or settings
+    fix; a processed message only with --force (its old data would overwrite later updates).
+    Prints each message that still fails and why; exits 1 if any still fails."""
     if (message_id is None) == (not all_):
         raise typer.BadParameter("give a message id or --all")
     store, service = _service(database_url)
     try:
-        results = service.replay_all() if all_ else [service.replay(message_id or 0)]
-    except NotFound as exc:
+        results = service.replay_all() if all_ else [service.replay(message_id or 0, force=force)]
+        failed = [r for r in results if r.outcome != "AA"]
+        with store.unit_of_work() as uow:
+            reasons = [(r.message_id, uow.messages.get(r.message_id).error) for r in failed if r.message_id]
+    except (NotFound, Conflict) as exc:
         console.print(f"[red]{exc.diagnostics}[/red]")
         raise typer.Exit(1) from None
     finally:
@@ -195,7 +203,9 @@ def replay(
     typer.echo(
         f"replayed {len(results)} message(s): " + "  ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
     )
-    if any(r.outcome != "AA" for r in results):
+    for mid, reason in reasons:
+        typer.echo(f"  message {mid} failed: {reason or 'no reason recorded'}")
+    if failed:
         raise typer.Exit(1)
 
 

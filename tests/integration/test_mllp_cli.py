@@ -64,6 +64,11 @@ def test_send_errors_and_replay(listener: tuple[int, str]) -> None:
     assert shown.exit_code == 0 and "--- message ---" in shown.output
     replayed = runner.invoke(app, ["replay", "--all", "--database-url", url])
     assert replayed.exit_code == 1 and "replayed 7 message(s)" in replayed.output
+    assert "failed: " in replayed.output  # which messages still fail, and why
+    processed = runner.invoke(app, ["replay", "1", "--database-url", url])  # an accepted message
+    assert processed.exit_code == 1 and "not in the error queue" in processed.output
+    forced = runner.invoke(app, ["replay", "1", "--force", "--database-url", url])
+    assert forced.exit_code == 0 and "replayed 1 message(s): AA 1" in forced.output
     missing = runner.invoke(app, ["replay", "99999", "--database-url", url])
     assert missing.exit_code == 1
 
