@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -190,6 +191,8 @@ def demo(
         started = time.perf_counter()
         _print_feed(generate_feed(feed, residents=residents, seed=seed), time.perf_counter() - started)
     base = f"http://{settings.http.host}:{settings.http.port}{settings.http.base_path}"
+    for what, number in (("HTTP", settings.http.port), ("MLLP", mllp_port)):
+        _require_free_port(settings.http.host, number, what)
     server = subprocess.Popen(
         [*HIE, "serve", "--host", settings.http.host, "--port", str(settings.http.port),
          "--mllp-port", str(mllp_port), "--database-url", url],
@@ -216,6 +219,20 @@ def demo(
         raise typer.Exit(1) from None
     finally:
         _stop(server)
+
+
+def _require_free_port(host: str, port: int, what: str) -> None:
+    """Refuse to start when `port` is taken, so the readiness probe cannot be answered by another
+    server (e.g. a `make demo` still running). Raises: typer.Exit(1) with a message."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            console.print(
+                f"[red]{what} port {host}:{port} is in use (another `hie serve` or `make demo`?); "
+                f"stop it or choose another port (--port / --mllp-port)[/red]"
+            )
+            raise typer.Exit(1) from None
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
