@@ -66,6 +66,14 @@ class Rules(BaseModel):
     conflicting_resident_id_blocks: bool = True
     max_candidates_per_key: int = Field(default=200, ge=1)
     review_top: int = Field(default=3, ge=1)
+    conflicting_mrn_blocks: bool = True
+    """Two different MRNs of the same facility (same MRN system) never auto-link: a facility
+    registers a person once; its own duplicates are joined by ADT^A40 or a reviewer."""
+    corroboration: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """field -> agreement levels that corroborate a probabilistic auto-link. When not empty,
+    a score >= upper links only if at least one of these levels was reached (e.g. phone
+    `same`, address `village`); otherwise the pair goes to review. Name + birth date + sex
+    alone never auto-link."""
 
 
 class Blocking(BaseModel):
@@ -85,6 +93,12 @@ class NameRules(BaseModel):
     surname_equivalents: tuple[tuple[str, str], ...] = ()
     """Surname pairs scored as homophones though their Mandarin pinyin differs (黄/王 in
     Cantonese-accented speech)."""
+    surname_share: dict[str, float] = Field(default_factory=dict)
+    """Surname -> share of the population (0-1). An exact surname agreement weighs
+    log2(m / max(u, share)): agreeing on 陈 (10 %) is weaker evidence than on 骆."""
+    single_given_u: float | None = Field(default=None, gt=0, le=1)
+    """u of an exact agreement on a one-character given name (伟, 娜: a few hundred
+    characters shared by a third of the population), used when larger than the field's u."""
 
     def equivalent_surnames(self) -> frozenset[tuple[str, str]]:
         """Both orders of every configured pair."""
@@ -125,6 +139,20 @@ class MatchRules(BaseModel):
     def weight(self, field: str, level: str) -> float:
         """Weight (bits) of `level` for `field`. Raises: KeyError for an unknown pair."""
         return self.fields[field][level].weight
+
+    def name_weight(self, field: str, level: str, value: str) -> float:
+        """Frequency-aware weight (bits) of a `family`/`given` level for the name `value`:
+        an `exact` agreement on a common name uses u = max(u, name share) (Winkler's
+        frequency-based matching). Raises: KeyError for an unknown pair."""
+        lv = self.fields[field][level]
+        if level != "exact":
+            return lv.weight
+        share = 0.0
+        if field == "family":
+            share = self.name.surname_share.get(value, 0.0)
+        elif field == "given" and len(value) == 1 and self.name.single_given_u is not None:
+            share = self.name.single_given_u
+        return math.log2(lv.m / max(lv.u, share))
 
 
 class EmpiSettings(BaseModel):

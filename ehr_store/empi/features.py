@@ -33,7 +33,8 @@ class Features:
     `family`/`given`: characters as sent (spaces removed); `family_py`/`given_py`: toneless
     pinyin syllables joined without separator; `birth_date`: `YYYY-MM-DD` (only full dates);
     `sex`: FHIR administrative-gender; `phones`: national numbers (digits); `county`: GB/T
-    2260 code; `resident_ids`: VALID 身份证号s in canonical 18-character form.
+    2260 code; `resident_ids`: VALID 身份证号s in canonical 18-character form; `mrns`:
+    facility record numbers as `system|value` (identifiers typed MR/PI/PT, v2-0203).
     """
 
     family: str = ""
@@ -47,6 +48,7 @@ class Features:
     town: str = ""
     village: str = ""
     resident_ids: tuple[str, ...] = ()
+    mrns: tuple[str, ...] = ()
     invalid_resident_ids: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -57,7 +59,7 @@ class Features:
     def from_json(cls, data: dict[str, Any]) -> Features:
         """Inverse of `to_json`; unknown keys are ignored."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        for key in ("phones", "resident_ids", "invalid_resident_ids"):
+        for key in ("phones", "resident_ids", "mrns", "invalid_resident_ids"):
             if key in known:
                 known[key] = tuple(known[key])
         return cls(**known)
@@ -142,6 +144,22 @@ def resident_ids_of(patient: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str
     return tuple(valid), tuple(invalid)
 
 
+_MRN_TYPES = frozenset({"MR", "PI", "PT"})
+
+
+def mrns_of(patient: dict[str, Any]) -> tuple[str, ...]:
+    """Facility record numbers of a Patient as `system|value`: identifiers with a system and
+    a v2-0203 type MR/PI/PT (PID-3 mapping). One facility = one MRN system."""
+    out: list[str] = []
+    for ident in patient.get("identifier", []):
+        codes = {str(c.get("code", "")).upper() for c in ident.get("type", {}).get("coding", [])}
+        if ident.get("system") and ident.get("value") and codes & _MRN_TYPES:
+            key = f"{ident['system']}|{ident['value']}"
+            if key not in out:
+                out.append(key)
+    return tuple(out)
+
+
 def extract(patient: dict[str, Any]) -> Features:
     """Features of a FHIR R4B Patient (dict as stored).
 
@@ -175,5 +193,6 @@ def extract(patient: dict[str, Any]) -> Features:
         town=town,
         village=village,
         resident_ids=valid,
+        mrns=mrns_of(patient),
         invalid_resident_ids=invalid,
     )

@@ -24,7 +24,9 @@ from ehr_store.empi.config import MatchRules
 from ehr_store.empi.features import Features
 
 Decision = Literal["link", "review", "separate"]
-Rule = Literal["resident_id", "probabilistic", "resident_id_conflict", "none"]
+Rule = Literal[
+    "resident_id", "probabilistic", "resident_id_conflict", "mrn_conflict", "uncorroborated", "none"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +35,17 @@ class Comparison:
 
     `score`: total weight in bits; `levels`: field → agreement level (missing fields absent);
     `same_resident_id`: both carry the same valid 身份证号; `resident_id_conflict`: both carry
-    valid 身份证号s and none is shared.
+    valid 身份证号s and none is shared; `mrn_conflict`: both carry MRNs of one facility (same
+    system) and none is shared; `corroborated`: a field independent of name and birth date
+    reached a corroborating level (`rules.rules.corroboration`).
     """
 
     score: float
     levels: dict[str, str] = field(default_factory=dict)
     same_resident_id: bool = False
     resident_id_conflict: bool = False
+    mrn_conflict: bool = False
+    corroborated: bool = True
 
 
 def score(a: Features, b: Features, rules: MatchRules) -> Comparison:
@@ -61,10 +67,26 @@ def score(a: Features, b: Features, rules: MatchRules) -> Comparison:
     for name, level in candidates.items():
         if level is not None:
             levels[name] = level
-            total += rules.weight(name, level)
+            if name in ("family", "given"):
+                total += rules.name_weight(name, level, a.family if name == "family" else a.given)
+            else:
+                total += rules.weight(name, level)
     shared = bool(set(a.resident_ids) & set(b.resident_ids))
     conflict = bool(a.resident_ids and b.resident_ids and not shared)
-    return Comparison(round(total, 3), levels, shared, conflict)
+    corroborating = rules.rules.corroboration
+    corroborated = not corroborating or any(
+        levels.get(name) in wanted for name, wanted in corroborating.items()
+    )
+    return Comparison(round(total, 3), levels, shared, conflict, mrn_conflict(a, b), corroborated)
+
+
+def mrn_conflict(a: Features, b: Features) -> bool:
+    """Both records carry an MRN of the same facility (MRN system) and share none: a facility
+    registers one person once, so these are two people unless an ADT^A40 merge says otherwise."""
+    if not a.mrns or not b.mrns or set(a.mrns) & set(b.mrns):
+        return False
+    systems_a = {m.rsplit("|", 1)[0] for m in a.mrns}
+    return any(m.rsplit("|", 1)[0] in systems_a for m in b.mrns)
 
 
 def decide(comparison: Comparison, rules: MatchRules) -> tuple[Decision, Rule]:
@@ -73,6 +95,9 @@ def decide(comparison: Comparison, rules: MatchRules) -> tuple[Decision, Rule]:
     - same valid 身份证号 → ("link", "resident_id") when `rules.resident_id_links`;
     - conflicting valid 身份证号s → never "link": ("review", "resident_id_conflict") when
       the score reaches the lower threshold, else ("separate", "resident_id_conflict");
+    - two different MRNs of one facility → never "link" ("mrn_conflict"), same as above;
+    - score ≥ upper without a corroborating field (phone, address to the village: see
+      `rules.rules.corroboration`) → ("review", "uncorroborated");
     - otherwise score ≥ upper → link, ≥ lower → review, else separate ("probabilistic").
     """
     if comparison.same_resident_id and rules.rules.resident_id_links:
@@ -80,6 +105,10 @@ def decide(comparison: Comparison, rules: MatchRules) -> tuple[Decision, Rule]:
     upper, lower = rules.thresholds.upper, rules.thresholds.lower
     if comparison.resident_id_conflict and rules.rules.conflicting_resident_id_blocks:
         return ("review" if comparison.score >= lower else "separate"), "resident_id_conflict"
+    if comparison.mrn_conflict and rules.rules.conflicting_mrn_blocks:
+        return ("review" if comparison.score >= lower else "separate"), "mrn_conflict"
+    if comparison.score >= upper and not comparison.corroborated:
+        return "review", "uncorroborated"
     if comparison.score >= upper:
         return "link", "probabilistic"
     if comparison.score >= lower:

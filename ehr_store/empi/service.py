@@ -76,12 +76,15 @@ class EmpiService:
         found = index.candidates(keys, limit_per_key=self.rules.rules.max_candidates_per_key)
         best: dict[str, GoldenScore] = {}
         conflicted: set[str] = set()
+        mrn_conflicted: set[str] = set()
         for cand in found:
             if cand.source_id == exclude:
                 continue
             comparison = score(features, cand.features, self.rules)
             if comparison.resident_id_conflict:
                 conflicted.add(cand.golden_id)
+            if comparison.mrn_conflict and self.rules.rules.conflicting_mrn_blocks:
+                mrn_conflicted.add(cand.golden_id)
             decision, rule = decide(comparison, self.rules)
             entry = GoldenScore(cand.golden_id, comparison, decision, rule, cand.source_id)
             prev = best.get(cand.golden_id)
@@ -89,11 +92,18 @@ class EmpiService:
                 best[cand.golden_id] = entry
         ranked: list[GoldenScore] = []
         for entry in best.values():
-            if entry.golden_id in conflicted and entry.rule != "resident_id":
-                decision = "review" if entry.comparison.score >= self.rules.thresholds.lower else "separate"
-                entry = GoldenScore(
-                    entry.golden_id, entry.comparison, decision, "resident_id_conflict", entry.best_source_id
+            blocked: Rule | None = (
+                "resident_id_conflict"
+                if entry.golden_id in conflicted
+                else "mrn_conflict"
+                if entry.golden_id in mrn_conflicted
+                else None
+            )  # one source of the resident conflicts: the whole resident is at most reviewed
+            if blocked is not None and entry.rule != "resident_id":
+                demoted: Decision = (
+                    "review" if entry.comparison.score >= self.rules.thresholds.lower else "separate"
                 )
+                entry = GoldenScore(entry.golden_id, entry.comparison, demoted, blocked, entry.best_source_id)
             ranked.append(entry)
         ranked.sort(key=lambda e: (e.rule != "resident_id", -e.comparison.score, e.golden_id))
         return ranked
