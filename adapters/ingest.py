@@ -41,10 +41,12 @@ from adapters.hl7v2.mapping import Mapped, MappingContext, check_header, load_co
 from adapters.identity import IdentityHooks
 from adapters.outcome import (
     Accepted,
+    InFlight,
     IngestResult,
     ack_wanted,
     as_hl7_error,
     check_frame,
+    content_digest,
     error_text,
     msa_code,
     replayable,
@@ -93,6 +95,7 @@ class IngestService:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._codes = load_code_tables(self.settings.code_tables)
         self._reference_cache = ReferenceCache()
+        self._inflight = InFlight()
 
     # -- public API -----------------------------------------------------------------------
     def handle(self, raw: bytes, *, transport: str, peer: str | None = None) -> bytes:
@@ -100,12 +103,15 @@ class IngestService:
         return self.ingest(raw, transport=transport, peer=peer).ack
 
     def ingest(self, raw: bytes, *, transport: str, peer: str | None = None) -> IngestResult:
-        """`accept` then `process`; all frames for the connection. Never raises."""
-        acc = self.accept(raw, transport=transport, peer=peer)
-        frames = list(acc.frames)
-        if not acc.done:
-            frames += self.process(acc)
-        return self._result(acc, frames)
+        """`accept` then `process`; all frames for the connection. Concurrent calls for the
+        same (MSH-3, MSH-4, MSH-10) run one after the other (a copy in flight is answered with
+        the first copy's ACK, not processed twice). Never raises."""
+        with self._inflight.hold(read_header(raw)):
+            acc = self.accept(raw, transport=transport, peer=peer)
+            frames = list(acc.frames)
+            if not acc.done:
+                frames += self.process(acc)
+            return self._result(acc, frames)
 
     def accept(self, raw: bytes, *, transport: str, peer: str | None = None) -> Accepted:
         """Header, durable archive, duplicate check, decode and accept-level checks.
@@ -133,7 +139,7 @@ class IngestService:
                 acc.frames, acc.done, acc.outcome = [self._nak(acc, err, enhanced_ok=False)], True, "AR"
             return accs
         for acc in accs:
-            if acc.done:
+            if acc.done or acc.leader is not None:
                 continue
             try:
                 self._decode(acc)
@@ -142,6 +148,13 @@ class IngestService:
                 continue
             if acc.header.enhanced_mode and ack_wanted(acc.header.accept_ack_type or "AL", True):
                 acc.frames.append(self._ack(acc, "CA"))
+        for acc in accs:  # copies of a message earlier in the batch answer as it does
+            if acc.leader is not None:
+                acc.frames, acc.done, acc.outcome = (
+                    list(acc.leader.frames),
+                    acc.leader.done,
+                    acc.leader.outcome,
+                )
         return accs
 
     def process(self, acc: Accepted) -> list[bytes]:
@@ -154,7 +167,15 @@ class IngestService:
         cannot fail the others. Returns each message's remaining frames. Never raises."""
         out: list[list[bytes] | None] = [None] * len(accs)
         ready: list[tuple[int, Accepted, Mapped, list[AckError]]] = []
+        index = {id(acc): i for i, acc in enumerate(accs)}
+        copies = [
+            (i, index[id(a.leader)])
+            for i, a in enumerate(accs)
+            if a.leader is not None and id(a.leader) in index
+        ]
         for i, acc in enumerate(accs):
+            if acc.leader is not None and id(acc.leader) in index:
+                continue  # a copy of an earlier message of this batch (see `_archive`)
             try:
                 mapped, warnings = self._map(acc)
                 ready.append((i, acc, mapped, warnings))
@@ -179,6 +200,8 @@ class IngestService:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
             except Exception as exc:
                 out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
+        for i, first in copies:
+            out[i], accs[i].outcome = list(out[first] or []), accs[first].outcome
         return [frames or [] for frames in out]
 
     def _map(self, acc: Accepted) -> tuple[Mapped, list[AckError]]:
@@ -415,8 +438,20 @@ class IngestService:
             ]
             earlier = uow.messages.find_processed_many(keys) if keys else {}
             new: list[tuple[Accepted, IncomingMessage]] = []
+            firsts: dict[tuple[str | None, str | None, str, bytes], Accepted] = {}
             for acc, peer in zip(accs, peers, strict=True):
                 h = acc.header
+                if h.control_id:  # the same message twice in one batch (sent on two connections)
+                    copy_key = (
+                        h.sending_application,
+                        h.sending_facility,
+                        h.control_id,
+                        content_digest(acc.raw),
+                    )
+                    if copy_key in firsts:
+                        acc.leader, acc.duplicate = firsts[copy_key], True
+                        continue
+                    firsts[copy_key] = acc
                 found = earlier.get((h.sending_application, h.sending_facility, h.control_id or ""))
                 if h.control_id and found is not None and found.ack and replayable(found, acc.raw):
                     acc.frames, acc.done, acc.duplicate = [found.ack], True, True
@@ -441,6 +476,9 @@ class IngestService:
             for (acc, _m), row in zip(new, rows, strict=True):
                 acc.message_id, acc.received_at = row.id, row.received_at
             uow.commit()
+        for acc in accs:
+            if acc.leader is not None:
+                acc.message_id, acc.received_at = acc.leader.message_id, acc.leader.received_at
 
     def _decode(self, acc: Accepted) -> None:
         h = acc.header

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -66,6 +69,40 @@ class Accepted:
     message: Message | None = None
     duplicate: bool = False
     received_at: datetime | None = None
+    # an earlier copy of the same message (sender, MSH-10, content) in the same batch: this one
+    # is not archived or written again and gets the leader's frames
+    leader: Accepted | None = None
+
+
+class InFlight:
+    """Per-sender-key locks: concurrent `ingest` calls for the same (MSH-3, MSH-4, MSH-10) run
+    one after the other, so a copy sent on another connection while the first is still being
+    processed finds the first's ACK instead of being processed again. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: dict[tuple[str | None, str | None, str], tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, header: Header) -> Iterator[None]:
+        """Hold the key of `header` (nothing when MSH-10 is empty) for the with-block."""
+        if not header.control_id:
+            yield
+            return
+        key = (header.sending_application, header.sending_facility, header.control_id)
+        with self._guard:
+            lock, users = self._held.get(key, (threading.Lock(), 0))
+            self._held[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._held[key]
+                if users == 1:
+                    del self._held[key]
+                else:
+                    self._held[key] = (lock, users - 1)
 
 
 def ack_wanted(condition: str, success: bool) -> bool:
