@@ -268,7 +268,8 @@ class IngestService:
         checks: dict[int, Future[list[bytes | None]]] | None = None,
     ) -> list[list[bytes]]:
         """Write mapped messages and finish their archive rows in one unit of work, then commit.
-        `checks`: pool validations by message index (see `_prevalidate`)."""
+        `checks`: pool validations by message index (see `_prevalidate`); those finished when
+        a message is written spare its validations, the others are validated here as usual."""
         results = []
         outcomes = []
         skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
@@ -279,10 +280,11 @@ class IngestService:
                 for r in mapped.resources
                 if r.key not in skip
             )
-            for (i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
+            pending = {i: checks[i] for i, _a, _m, _w in ready if i in checks} if checks else {}
+            for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
                 assert acc.message_id is not None
-                if checks and i in checks:
-                    uow.resources.accept_validated(_digests(checks[i]))
+                for j in [j for j, check in pending.items() if check.done()]:  # never wait for it
+                    uow.resources.accept_validated(_digests(pending.pop(j)))
                 write_mapped(uow.resources, mapped, self.hooks, skip=skip)
                 frames = self._success_frames(acc, warnings)
                 outcomes.append(
@@ -575,9 +577,9 @@ class IngestService:
 
 
 def _digests(check: Future[list[bytes | None]]) -> list[bytes | None]:
-    """A pool validation's digests; none when the worker failed (the write validates inline)."""
+    """A finished pool validation's digests; none when the worker failed (the write validates inline)."""
     try:
-        return check.result(timeout=60)
+        return check.result(timeout=0)
     except Exception as exc:
         log.warning("pool validation failed: %s", type(exc).__name__)
         return []
