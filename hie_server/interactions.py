@@ -25,6 +25,7 @@ from ehr_store import (
 from ehr_store import conditional_create as store_conditional_create
 from ehr_store import conditional_delete as store_conditional_delete
 from ehr_store import conditional_update as store_conditional_update
+from ehr_store.empi import refuse_golden_delete, refuse_golden_deleted
 
 Json = dict[str, Any]
 
@@ -124,11 +125,14 @@ def patch(
 
 
 def delete(repo: ResourceRepository, resource_type: str, id: str, *, if_match: int | None = None) -> Outcome:
-    """Soft delete (204; deleting nothing is also 204, FHIR R4B http §3.1.0.6)."""
+    """Soft delete (204; deleting nothing is also 204, FHIR R4B http §3.1.0.6).
+    Raises: Conflict (a golden Patient: use $unlink/$merge)."""
+    refuse_golden_delete(repo, resource_type, id)
     return Outcome(repo.delete(resource_type, id, if_match=if_match), 204)
 
 
 def conditional_delete(repo: ResourceRepository, resource_type: str, criteria: SearchParams) -> Outcome:
     """`DELETE Type?criteria` (single mode): none -> 204; one -> delete it; several -> 412."""
     deleted = store_conditional_delete(repo, resource_type, criteria)
+    refuse_golden_deleted(repo, deleted)  # raises before the unit of work commits
     return Outcome(deleted[0] if deleted else None, 204)

@@ -3,7 +3,8 @@
 Public API for the other packages (import only from here):
 - `EmpiService` (ingestion hook `on_source_patient`/`on_merge`; link, unlink, merge, reviews),
 - `match_bundle` (Patient/$match), `everything` (Patient/$everything),
-- `EmpiSettings`, `load_rules`, `import_residents` (population register CSV).
+- `EmpiSettings`, `load_rules`, `import_residents` (population register CSV),
+- `refuse_golden_delete` / `refuse_golden_deleted` (no generic DELETE of a golden Patient).
 
 May import: the standard library, pydantic, pypinyin, rapidfuzz, sqlalchemy/sqlmodel (tables,
 sql_index), `ehr_store` modules.
@@ -12,6 +13,7 @@ sql_index), `ehr_store` modules.
 from ehr_store.empi.config import EmpiSettings, MatchRules, load_rules
 from ehr_store.empi.features import Features, extract
 from ehr_store.empi.golden import EMPI_TAG_SYSTEM, SOURCE_IDENTIFIER_EXT, is_golden
+from ehr_store.empi.guard import refuse_golden_delete, refuse_golden_deleted
 from ehr_store.empi.importer import ImportReport, import_residents, read_rows, row_to_patient
 from ehr_store.empi.index import EmpiIndex, LinkRecord, ReviewItem
 from ehr_store.empi.operations import EverythingPage, everything, match, match_bundle, record_patient_ids
@@ -43,6 +45,8 @@ __all__ = [
     "match_grade",
     "read_rows",
     "record_patient_ids",
+    "refuse_golden_delete",
+    "refuse_golden_deleted",
     "row_to_patient",
     "score",
 ]
