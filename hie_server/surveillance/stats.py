@@ -118,8 +118,13 @@ def ili_share(
     """[{week, county, visits, ili_visits, ili_share}] of outpatient visits (see module docstring)."""
     visits: dict[str, tuple[str, str]] = {}
     span = [("date", f"ge{start.isoformat()}"), ("date", f"le{end.isoformat()}")]
-    for stored in _pages(uow, "Encounter", [("class", "AMB"), *span]):
+    # class checked here, not as a search criterion: `class=AMB` matches nearly every Encounter,
+    # and with it the planner walks the token index instead of the date range (200k resources:
+    # 0.26 s -> 0.10 s a page)
+    for stored in _pages(uow, "Encounter", span):
         doc = orjson.loads(stored.content)
+        if (doc.get("class") or {}).get("code") != "AMB":
+            continue
         started = parse_time((doc.get("period") or {}).get("start"))
         subject = str(doc.get("subject", {}).get("reference", "")).removeprefix("Patient/")
         if started is not None and subject:
