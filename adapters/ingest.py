@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta, timezone
 
 from adapters.coding import feed_coding, persist_unmapped
@@ -41,12 +40,9 @@ from adapters.hl7v2.mapping import Mapped, MappingContext, check_header, load_co
 from adapters.identity import IdentityHooks
 from adapters.outcome import (
     Accepted,
-    InFlight,
     IngestResult,
     ack_wanted,
     as_hl7_error,
-    check_frame,
-    content_digest,
     error_text,
     msa_code,
     replayable,
@@ -57,11 +53,9 @@ from ehr_store import (
     ArchivedMessage,
     ArchiveStatus,
     Conflict,
-    DomainError,
     IncomingMessage,
     MessageOutcome,
     Store,
-    ValidationPool,
     VersionConflict,
 )
 from terminology import TerminologyService
@@ -70,8 +64,6 @@ log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
 _QUEUE_STATUSES = ("error", "rejected", "received")
 REFUSED = "sender not authorised"
-SUPERSEDED = "superseded by message"
-_REPLAYABLE = ("error", "rejected")
 
 
 class IngestService:
@@ -84,18 +76,14 @@ class IngestService:
         identity_hooks: IdentityHooks | None = None,
         clock: Callable[[], datetime] | None = None,
         terminology: TerminologyService | None = None,
-        validation_pool: ValidationPool | None = None,
     ) -> None:
         self.store = store
-        # optional: mapped resources are validated in worker processes while this thread writes
-        self.validation_pool = validation_pool
         self.terminology = terminology  # standard codes added to coded elements (adapters.coding)
         self.settings = settings or IngestSettings()
         self.hooks = identity_hooks
         self._clock = clock or (lambda: datetime.now(UTC))
         self._codes = load_code_tables(self.settings.code_tables)
         self._reference_cache = ReferenceCache()
-        self._inflight = InFlight()
 
     # -- public API -----------------------------------------------------------------------
     def handle(self, raw: bytes, *, transport: str, peer: str | None = None) -> bytes:
@@ -103,15 +91,12 @@ class IngestService:
         return self.ingest(raw, transport=transport, peer=peer).ack
 
     def ingest(self, raw: bytes, *, transport: str, peer: str | None = None) -> IngestResult:
-        """`accept` then `process`; all frames for the connection. Concurrent calls for the
-        same (MSH-3, MSH-4, MSH-10) run one after the other (a copy in flight is answered with
-        the first copy's ACK, not processed twice). Never raises."""
-        with self._inflight.hold(read_header(raw)):
-            acc = self.accept(raw, transport=transport, peer=peer)
-            frames = list(acc.frames)
-            if not acc.done:
-                frames += self.process(acc)
-            return self._result(acc, frames)
+        """`accept` then `process`; all frames for the connection. Never raises."""
+        acc = self.accept(raw, transport=transport, peer=peer)
+        frames = list(acc.frames)
+        if not acc.done:
+            frames += self.process(acc)
+        return self._result(acc, frames)
 
     def accept(self, raw: bytes, *, transport: str, peer: str | None = None) -> Accepted:
         """Header, durable archive, duplicate check, decode and accept-level checks.
@@ -139,7 +124,7 @@ class IngestService:
                 acc.frames, acc.done, acc.outcome = [self._nak(acc, err, enhanced_ok=False)], True, "AR"
             return accs
         for acc in accs:
-            if acc.done or acc.leader is not None:
+            if acc.done:
                 continue
             try:
                 self._decode(acc)
@@ -148,13 +133,6 @@ class IngestService:
                 continue
             if acc.header.enhanced_mode and ack_wanted(acc.header.accept_ack_type or "AL", True):
                 acc.frames.append(self._ack(acc, "CA"))
-        for acc in accs:  # copies of a message earlier in the batch answer as it does
-            if acc.leader is not None:
-                acc.frames, acc.done, acc.outcome = (
-                    list(acc.leader.frames),
-                    acc.leader.done,
-                    acc.leader.outcome,
-                )
         return accs
 
     def process(self, acc: Accepted) -> list[bytes]:
@@ -167,15 +145,7 @@ class IngestService:
         cannot fail the others. Returns each message's remaining frames. Never raises."""
         out: list[list[bytes] | None] = [None] * len(accs)
         ready: list[tuple[int, Accepted, Mapped, list[AckError]]] = []
-        index = {id(acc): i for i, acc in enumerate(accs)}
-        copies = [
-            (i, index[id(a.leader)])
-            for i, a in enumerate(accs)
-            if a.leader is not None and id(a.leader) in index
-        ]
         for i, acc in enumerate(accs):
-            if acc.leader is not None and id(acc.leader) in index:
-                continue  # a copy of an earlier message of this batch (see `_archive`)
             try:
                 mapped, warnings = self._map(acc)
                 ready.append((i, acc, mapped, warnings))
@@ -183,10 +153,9 @@ class IngestService:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
             except Exception as exc:
                 out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
-        checks = self._prevalidate(ready)
         if len(ready) > 1:
             try:
-                done = self._write(ready, checks)
+                done = self._write(ready)
                 for (i, acc, _m, _w), frames in zip(ready, done, strict=True):
                     out[i], acc.outcome = frames, "AA"
                 ready = []
@@ -194,14 +163,12 @@ class IngestService:
                 log.info("group write of %d messages failed; writing them one by one", len(ready))
         for i, acc, mapped, warnings in ready:
             try:
-                out[i] = self._write_retrying((i, acc, mapped, warnings), checks)
+                out[i] = self._write_retrying((i, acc, mapped, warnings))
                 acc.outcome = "AA"
             except Hl7Error as exc:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
             except Exception as exc:
                 out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
-        for i, first in copies:
-            out[i], accs[i].outcome = list(out[first] or []), accs[first].outcome
         return [frames or [] for frames in out]
 
     def _map(self, acc: Accepted) -> tuple[Mapped, list[AckError]]:
@@ -231,45 +198,20 @@ class IngestService:
             warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
         return mapped, warnings
 
-    def _prevalidate(
-        self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]
-    ) -> dict[int, Future[list[bytes | None]]]:
-        """Send each message's mapped resources to the validation pool, one task per message in
-        write order. A merged source Patient benefits only when it is new (written as mapped)."""
-        if self.validation_pool is None:
-            return {}
-        checks = {}
-        try:
-            for i, _acc, mapped, _w in ready:
-                checks[i] = self.validation_pool.submit([r.resource for r in mapped.resources])
-        except Exception as exc:  # a broken pool: the writes validate inline, as without one
-            log.warning("validation pool unavailable: %s", type(exc).__name__)
-        return checks
-
-    def _write_retrying(
-        self,
-        item: tuple[int, Accepted, Mapped, list[AckError]],
-        checks: dict[int, Future[list[bytes | None]]] | None = None,
-    ) -> list[bytes]:
+    def _write_retrying(self, item: tuple[int, Accepted, Mapped, list[AckError]]) -> list[bytes]:
         """`_write` of one message, tried again (twice) when a concurrent writer won a race
         (PostgreSQL with several writers, or the FHIR API writing the same resource)."""
         for attempt in range(3):
             try:
-                return self._write([item], checks)[0]
+                return self._write([item])[0]
             except (Conflict, VersionConflict):
                 if attempt == 2:
                     raise
                 log.info("message %s lost a write race; retrying", item[1].message_id)
         raise AssertionError("unreachable")
 
-    def _write(
-        self,
-        ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]],
-        checks: dict[int, Future[list[bytes | None]]] | None = None,
-    ) -> list[list[bytes]]:
-        """Write mapped messages and finish their archive rows in one unit of work, then commit.
-        `checks`: pool validations by message index (see `_prevalidate`); those finished when
-        a message is written spare its validations, the others are validated here as usual."""
+    def _write(self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]) -> list[list[bytes]]:
+        """Write mapped messages and finish their archive rows in one unit of work, then commit."""
         results = []
         outcomes = []
         skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
@@ -280,11 +222,8 @@ class IngestService:
                 for r in mapped.resources
                 if r.key not in skip
             )
-            pending = {i: checks[i] for i, _a, _m, _w in ready if i in checks} if checks else {}
             for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
                 assert acc.message_id is not None
-                for j in [j for j, check in pending.items() if check.done()]:  # never wait for it
-                    uow.resources.accept_validated(_digests(pending.pop(j)))
                 write_mapped(uow.resources, mapped, self.hooks, skip=skip)
                 frames = self._success_frames(acc, warnings)
                 outcomes.append(
@@ -353,20 +292,11 @@ class IngestService:
             return [self._nak(acc, err, enhanced_ok=True)]
         return self._finish_error(acc, err, accept_level=True)
 
-    def replay(self, message_id: int, *, force: bool = False) -> IngestResult:
+    def replay(self, message_id: int) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
-        archive row; duplicates are not checked. Only messages in the error queue (status
-        error/rejected) are replayed unless `force`: replaying a processed message would write
-        its old data over later updates.
-
-        Raises: NotFound; Conflict (not in the error queue and not `force`)."""
+        archive row; duplicates are not checked. Raises: NotFound."""
         with self.store.unit_of_work() as uow:
             archived = uow.messages.get(message_id)
-        if not force and archived.status not in _REPLAYABLE:
-            raise Conflict(
-                f"message {message_id} is {archived.status}, not in the error queue; not replayed "
-                "(replaying it could overwrite later updates; use --force to replay it anyway)"
-            )
         header = read_header(archived.raw)
         acc = Accepted(header, archived.raw, archived.id, python_codec(header.charset) or "utf-8")
         acc.received_at = archived.received_at
@@ -386,47 +316,13 @@ class IngestService:
         """Replay every message in the error queue (oldest first)."""
         with self.store.unit_of_work() as uow:
             queued = uow.messages.list(status=list(statuses), limit=limit)  # type: ignore[arg-type]
-        queued = self._drop_superseded(queued)
         queued = [m for m in queued if REFUSED not in (m.error or "")]  # a sender's refusal stands
-        return [self.replay(m.id, force=True) for m in sorted(queued, key=lambda m: m.id)]
+        return [self.replay(m.id) for m in sorted(queued, key=lambda m: m.id)]
 
     def error_queue(self, limit: int = 100, offset: int = 0) -> list[ArchivedMessage]:
-        """Failed, rejected and unfinished messages, newest first; a failed message whose
-        resend (same MSH-3, MSH-4, MSH-10) was processed later is superseded and left out."""
+        """Failed, rejected and unfinished messages, newest first."""
         with self.store.unit_of_work() as uow:
-            queued = uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
-        return self._drop_superseded(queued)
-
-    def _drop_superseded(self, queued: Sequence[ArchivedMessage]) -> list[ArchivedMessage]:
-        """Queue entries not superseded; newly superseded ones are marked in the archive (error
-        text "superseded by message N: ..."; the row keeps its status, raw bytes and ACK)."""
-        keys = [(m.sending_application, m.sending_facility, m.control_id) for m in queued if m.control_id]
-        if not keys:
-            return [m for m in queued if not (m.error or "").startswith(SUPERSEDED)]
-        try:
-            with self.store.unit_of_work(write=True) as uow:
-                later = uow.messages.find_processed_many(keys)
-                kept = []
-                for m in queued:
-                    if (m.error or "").startswith(SUPERSEDED):
-                        continue
-                    found = later.get((m.sending_application, m.sending_facility, m.control_id or ""))
-                    if found is None or found.status != "processed" or found.id < m.id or not m.control_id:
-                        kept.append(m)
-                    elif m.ack is not None and m.ack_code:
-                        uow.messages.finish(
-                            m.id,
-                            status=m.status,
-                            ack=m.ack,
-                            ack_code=m.ack_code,
-                            error=f"{SUPERSEDED} {found.id}: {m.error or ''}",
-                            charset=m.charset,
-                        )
-                uow.commit()
-        except DomainError as exc:  # the queue is still shown; marking is retried next time
-            log.warning("could not mark superseded messages: %s", type(exc).__name__)
-            return list(queued)
-        return kept
+            return uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
 
     # -- steps ----------------------------------------------------------------------------
     def _archive(self, accs: Sequence[Accepted], transport: str, peers: Sequence[str | None]) -> None:
@@ -440,20 +336,8 @@ class IngestService:
             ]
             earlier = uow.messages.find_processed_many(keys) if keys else {}
             new: list[tuple[Accepted, IncomingMessage]] = []
-            firsts: dict[tuple[str | None, str | None, str, bytes], Accepted] = {}
             for acc, peer in zip(accs, peers, strict=True):
                 h = acc.header
-                if h.control_id:  # the same message twice in one batch (sent on two connections)
-                    copy_key = (
-                        h.sending_application,
-                        h.sending_facility,
-                        h.control_id,
-                        content_digest(acc.raw),
-                    )
-                    if copy_key in firsts:
-                        acc.leader, acc.duplicate = firsts[copy_key], True
-                        continue
-                    firsts[copy_key] = acc
                 found = earlier.get((h.sending_application, h.sending_facility, h.control_id or ""))
                 if h.control_id and found is not None and found.ack and replayable(found, acc.raw):
                     acc.frames, acc.done, acc.duplicate = [found.ack], True, True
@@ -478,9 +362,6 @@ class IngestService:
             for (acc, _m), row in zip(new, rows, strict=True):
                 acc.message_id, acc.received_at = row.id, row.received_at
             uow.commit()
-        for acc in accs:
-            if acc.leader is not None:
-                acc.message_id, acc.received_at = acc.leader.message_id, acc.leader.received_at
 
     def _decode(self, acc: Accepted) -> None:
         h = acc.header
@@ -491,7 +372,6 @@ class IngestService:
         acc.decoded = decode_message(acc.raw, h.charset, self.settings.charset_for(h.sending_facility))
         acc.codec = acc.decoded.codec
         acc.message = split_message(acc.decoded.text)
-        check_frame(h, acc.message)
         msh = acc.message.msh
         check_header(msh.get(9, 1), msh.get(9, 2), msh.get(12, 1), msh.get(11, 1))
 
@@ -501,9 +381,7 @@ class IngestService:
             return [self._ack(acc, "AA", warnings)]
         if ack_wanted(h.application_ack_type or "AL", True):
             return [self._ack(acc, "AA", warnings)]
-        # nothing asked for (e.g. MSH-15 NE or ER): an MLLP sender still waits for an answer,
-        # so the message gets an original-mode ACK rather than an accept ACK it did not ask for
-        return [] if acc.frames else [self._ack(acc, "AA", warnings)]
+        return [] if acc.frames else [self._ack(acc, "CA", warnings)]
 
     def _finish_error(self, acc: Accepted, exc: Hl7Error, *, accept_level: bool) -> list[bytes]:
         h = acc.header
@@ -511,17 +389,11 @@ class IngestService:
         if accept_level or not h.enhanced_mode or ack_wanted(h.application_ack_type or "AL", False):
             frames = [nak]
         else:
-            frames = [] if acc.frames else [self._nak(acc, exc, enhanced_ok=False)]
+            frames = [] if acc.frames else [self._ack(acc, "CA")]
         acc.outcome = exc.ack_code
         status: ArchiveStatus = "rejected" if exc.ack_code == "AR" else "error"
+        log.info("message %s from %s: %s %s", acc.message_id, h.sending_facility, exc.ack_code, exc.code)
         first = (acc.frames + frames)[0]
-        log.info(  # the code the sender actually got (CE/CR in enhanced mode)
-            "message %s from %s: %s %s",
-            acc.message_id,
-            h.sending_facility or "(no MSH-4)",
-            msa_code(first),
-            exc.code,
-        )
         try:
             with self.store.unit_of_work() as uow:
                 assert acc.message_id is not None
@@ -574,12 +446,3 @@ class IngestService:
         return IngestResult(
             acc.message_id, tuple(frames), msa_code(frames[0]), acc.outcome, acc.duplicate, acc.codec
         )
-
-
-def _digests(check: Future[list[bytes | None]]) -> list[bytes | None]:
-    """A finished pool validation's digests; none when the worker failed (the write validates inline)."""
-    try:
-        return check.result(timeout=0)
-    except Exception as exc:
-        log.warning("pool validation failed: %s", type(exc).__name__)
-        return []

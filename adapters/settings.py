@@ -23,7 +23,6 @@ class MllpSettings(BaseModel):
     writers: int = Field(default=1, ge=1, description="concurrent batches (1 for SQLite's single writer)")
     batch_wait_ms: float = Field(default=3.0, ge=0, description="longest wait for other connections' frames")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="close a connection silent this long")
-    validation_workers: int = Field(default=0, ge=0, description="processes validating mapped resources")
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = Field(default=None, description="CA bundle: client certificates required")

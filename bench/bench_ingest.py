@@ -105,9 +105,7 @@ def cycled(messages: list[bytes], count: int, start: int = 0) -> list[bytes]:
 
 
 @contextmanager
-def running_server(
-    store: Store, settings: IngestSettings, empi: bool, writers: int = 1, validation_workers: int = 0
-) -> Iterator[int]:
+def running_server(store: Store, settings: IngestSettings, empi: bool, writers: int = 1) -> Iterator[int]:
     """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop."""
     hooks = None
     if empi:
@@ -115,8 +113,7 @@ def running_server(
 
         hooks = EmpiService()
     server = MllpServer(
-        IngestService(store, settings, identity_hooks=hooks),
-        MllpSettings(port=0, writers=writers, validation_workers=validation_workers),
+        IngestService(store, settings, identity_hooks=hooks), MllpSettings(port=0, writers=writers)
     )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -240,12 +237,11 @@ def main() -> None:
     ap.add_argument("--feed", type=Path, default=None)
     ap.add_argument("--writers", type=int, default=1, help="concurrent batches (PostgreSQL can use 2+)")
     ap.add_argument("--residents", type=int, default=300)
-    ap.add_argument("--validation-workers", type=int, default=1, help="ValidationPool processes (0: inline)")
     args = ap.parse_args()
     feed, settings = load_feed(args.feed, args.residents)
     print(
         f"feed: {len(feed)} distinct messages, cycled with fresh MSH-10; "
-        f"EMPI hook {'on' if args.empi else 'off'}; validation workers {args.validation_workers}; "
+        f"EMPI hook {'on' if args.empi else 'off'}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     results: dict[str, object] = {}
@@ -254,8 +250,7 @@ def main() -> None:
             with backend_url(backend) as url:
                 upgrade_schema(url)
                 store = SqlStore(StoreSettings(database_url=url))
-                workers = args.validation_workers
-                with running_server(store, settings, args.empi, args.writers, workers) as port:
+                with running_server(store, settings, args.empi, args.writers) as port:
                     warm = cycled(feed, 100, start=10_000_000)
                     in_sender_process(throughput, port, warm, 2)  # warm-up (caches, plans)
                     rate, codes = in_sender_process(

@@ -50,13 +50,7 @@ from ehr_store.schema import check_schema, current_revision, head_revision, upgr
 from ehr_store.search import CodeSet, CodeSetResolver, make_code_set, use_code_set_resolver
 from ehr_store.settings import StoreSettings
 from ehr_store.sql import SqlStore
-from ehr_store.validation import (
-    ValidationPool,
-    check_id,
-    check_resource_type,
-    content_digest,
-    validate_resource,
-)
+from ehr_store.validation import check_id, check_resource_type, validate_resource
 from ehr_store.versioning import format_instant
 
 __all__ = [
@@ -95,7 +89,6 @@ __all__ = [
     "Unavailable",
     "UnitOfWork",
     "Unprocessable",
-    "ValidationPool",
     "VersionConflict",
     "check_id",
     "check_resource_type",
@@ -103,7 +96,6 @@ __all__ = [
     "conditional_create",
     "conditional_delete",
     "conditional_update",
-    "content_digest",
     "current_revision",
     "export_jobs",
     "format_instant",

@@ -57,13 +57,6 @@ class ResourceRepository(Protocol):
         results are the same with or without it."""
         ...
 
-    def accept_validated(self, digests: Iterable[bytes | None]) -> None:
-        """Content digests (`content_digest`) of documents already validated with
-        `validate_resource` for this unit of work (e.g. by a `ValidationPool`); a later
-        create/update of exactly such a document is not validated a second time. None
-        entries (documents that failed) are ignored. An optimisation only."""
-        ...
-
     def update(
         self,
         resource_type: str,
@@ -233,13 +226,6 @@ class MessageArchive(Protocol):
         self, *, status: Sequence[ArchiveStatus] | None = None, limit: int = 100, offset: int = 0
     ) -> list[ArchivedMessage]:
         """Newest first."""
-        ...
-
-    def received_since(
-        self, since: datetime, *, limit: int = 50_000
-    ) -> Sequence[tuple[str | None, datetime, ArchiveStatus]]:
-        """(MSH-4 sending facility, received_at, status) of the messages received at or after
-        `since`, newest first, at most `limit` — feed statistics without loading raw messages."""
         ...
 
 

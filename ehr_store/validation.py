@@ -4,40 +4,22 @@ The validated *input* JSON is what gets stored (not a model dump): the model onl
 Pydantic errors become one `Issue` each with a FHIRPath-like `expression`
 (`Observation.valueQuantity.value`, `Patient.name[0].given`).
 
-`ValidationPool` runs the same validation in worker processes (pure CPU work, so a second
-core can check the next documents while the writer works); the worker answers with the
-content digest of each document that validated, and a repository given those digests
-(`accept_validated`) skips validating exactly those documents a second time.
-
-May import: fhir.resources, pydantic, orjson, the standard library, `ehr_store.errors`.
+May import: fhir.resources, pydantic, the standard library, `ehr_store.errors`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
 import re
-from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from ehr_store.errors import InvalidInput, Issue, NotSupported
 
-__all__ = [
-    "FHIR_ID_RE",
-    "ValidationPool",
-    "check_id",
-    "check_resource_type",
-    "content_digest",
-    "validate_resource",
-]
+__all__ = ["FHIR_ID_RE", "check_id", "check_resource_type", "validate_resource"]
 
 FHIR_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 """FHIR R4B datatypes §2.24.0.1 `id`: 1-64 characters of A-Z a-z 0-9 - ."""
@@ -115,50 +97,3 @@ def validate_resource(resource: Any, *, resource_type: str | None = None) -> str
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"{rtype}: {exc}", expression=(rtype,)) from None
     return rtype
-
-
-def _digest_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(type(value).__name__)
-
-
-def content_digest(resource: Any) -> bytes:
-    """16-byte digest of a resource's exact content (key-sorted JSON, meta included): equal
-    digests mean equal documents. Raises: TypeError (not JSON-serialisable)."""
-    body = orjson.dumps(resource, default=_digest_default, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(body, digest_size=16).digest()
-
-
-def validated_digests(resources: Sequence[Any]) -> list[bytes | None]:
-    """`validate_resource` for each document; its `content_digest` when it is valid, else
-    None (the write then validates again and raises the precise error). Runs in workers."""
-    out: list[bytes | None] = []
-    for resource in resources:
-        try:
-            validate_resource(resource)
-            out.append(content_digest(resource))
-        except Exception:
-            out.append(None)
-    return out
-
-
-def _warm() -> None:
-    _model_class("Patient")
-
-
-class ValidationPool:
-    """`validated_digests` in `workers` worker processes (spawned, so no locks or
-    connections are inherited). Futures resolve in submission order per worker."""
-
-    def __init__(self, workers: int = 1) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_warm)
-
-    def submit(self, resources: Sequence[Any]) -> Future[list[bytes | None]]:
-        """Validate `resources` in a worker; the future's result is `validated_digests`."""
-        return self._pool.submit(validated_digests, list(resources))
-
-    def close(self) -> None:
-        """Stop the workers (pending validations finish first)."""
-        self._pool.shutdown(wait=True)

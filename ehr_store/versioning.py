@@ -26,7 +26,7 @@ import orjson
 from ehr_store.errors import Conflict, Gone, InvalidInput, NotFound, VersionConflict
 from ehr_store.jsonio import dumps, loads
 from ehr_store.model import HistoryMethod, StoredResource
-from ehr_store.validation import check_id, check_resource_type, content_digest, validate_resource
+from ehr_store.validation import check_id, check_resource_type, validate_resource
 
 __all__ = ["VersionedRepository", "canonical", "format_instant", "now_utc", "stamp"]
 
@@ -109,17 +109,6 @@ class VersionedRepository(ABC):
         """See `ResourceRepository.prefetch` (nothing to do unless a backend overrides it)."""
         del references
 
-    def accept_validated(self, digests: Iterable[bytes | None]) -> None:
-        """See `ResourceRepository.accept_validated`."""
-        known: set[bytes] = self.__dict__.setdefault("_validated", set())
-        known.update(d for d in digests if d is not None)
-
-    def _validate(self, resource: Json, resource_type: str) -> None:
-        known: set[bytes] | None = self.__dict__.get("_validated")
-        if known and content_digest(resource) in known:
-            return  # this exact document was validated in this unit of work (ValidationPool)
-        validate_resource(resource, resource_type=resource_type)
-
     def _fresh(self, resource_type: str, id: str) -> None:
         """Hook: `id` was just assigned by the server (a UUID), so it exists nowhere yet."""
         del resource_type, id
@@ -183,7 +172,7 @@ class VersionedRepository(ABC):
         self._check_if_match(resource_type, id, current, if_match)
         if current is not None and not current.deleted and canonical(current.content) == canonical(resource):
             return current, False  # equal to a stored (so validated) version: nothing is written
-        self._validate(resource, resource_type)
+        validate_resource(resource, resource_type=resource_type)
         if current is None:
             version, doc = self._new_version(resource, resource_type, id, 1, method)
             if not self._insert(version, doc):

@@ -11,13 +11,11 @@ closed instead of a NAK: oversized frames, undecodable bytes and internal errors
 ACK with MSA-1 AR/AE; only an idle timeout or the peer closes it. In enhanced mode the
 accept ACK (CA) is written as soon as the raw message is durable, then the application ACK
 when MSH-16 asks for it. Optional TLS, with client certificates when a CA is configured.
-With `validation_workers` > 0 the server starts a `ValidationPool` for the service: mapped
-resources are validated in worker processes while the writer thread works (second core).
 A `gate` (wired by the composition root) decides per connection, from the peer address and
 its verified client certificate, which frames it may send; a refused frame is archived as
 rejected and answered AR (`IngestService.reject`); the connection stays open.
 
-May import: the standard library, `adapters.*`, `ehr_store` (public API; no fastapi).
+May import: the standard library, `adapters.*` (no fastapi).
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ from typing import Any
 from adapters.hl7v2.framing import FrameTooLarge, MllpDecoder, frame
 from adapters.ingest import IngestService
 from adapters.settings import MllpSettings
-from ehr_store import ValidationPool
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +91,6 @@ class MllpServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Job] | None = None
         self._writers: list[asyncio.Task[None]] = []
-        self._pool: ValidationPool | None = None
 
     @property
     def port(self) -> int:
@@ -106,9 +102,6 @@ class MllpServer:
     async def start(self) -> None:
         """Bind and start accepting connections. Raises: OSError (port in use), ssl.SSLError."""
         self._queue = asyncio.Queue()
-        if self.settings.validation_workers and self.service.validation_pool is None:
-            self._pool = ValidationPool(self.settings.validation_workers)
-            self.service.validation_pool = self._pool
         self._writers = [
             asyncio.create_task(self._dispatch(self._queue), name=f"mllp-writer-{i}")
             for i in range(self.settings.writers)
@@ -140,10 +133,6 @@ class MllpServer:
             await self._server.wait_closed()
             self._server = None
         self._executor.shutdown(wait=True)
-        if self._pool is not None:
-            self.service.validation_pool = None
-            self._pool.close()
-            self._pool = None
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
