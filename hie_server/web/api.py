@@ -79,11 +79,15 @@ class Api:
         params: Sequence[tuple[str, str]] | None = None,
         body: Json | None = None,
         absolute: bool = False,
+        accept: str | None = None,
     ) -> httpx.Response:
-        """Any request; `path` relative to the FHIR base unless `absolute`. Raises: ApiError."""
+        """Any request; `path` relative to the FHIR base unless `absolute`; `accept` replaces the
+        FHIR JSON Accept header (DICOMweb). Raises: ApiError."""
         url = path if absolute else f"{self.base}/{path.lstrip('/')}"
         content = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": FHIR_JSON} if content is not None else {}
+        if accept:
+            headers["Accept"] = accept
         response = await self.client.request(
             method, url, params=list(params or []), content=content, headers=headers
         )

@@ -177,6 +177,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "error_title": ("出错了", "Something went wrong"),
     "back": ("返回", "Back"),
     "imaging_viewer": ("影像浏览", "Image viewer"),
+    "full_viewer": ("打开影像浏览器", "Open the full viewer"),
     "series": ("序列", "Series"),
     "modality": ("检查类型", "Modality"),
     "load_ms": ("页面生成 {ms} 毫秒", "Page built in {ms} ms"),

@@ -11,10 +11,11 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from hie_server.web import fhirview as fv
 from hie_server.web.api import ApiError, param
@@ -379,6 +380,9 @@ def consultation_routes(router: APIRouter, wb: Workbench) -> None:
     router.add_route(f"{PREFIX}/today", today, methods=["GET"])
 
 
+DICOM_JSON = "application/dicom+json"
+
+
 def imaging_routes(router: APIRouter, wb: Workbench) -> None:
     """`/imaging/{study}`: the study's series through the DICOMweb proxy (QIDO-RS) with rendered
     first images (WADO-RS `/rendered`), every request under the user's token."""
@@ -386,7 +390,11 @@ def imaging_routes(router: APIRouter, wb: Workbench) -> None:
     @wb.page
     async def viewer(page: Page, study: str) -> Response:
         try:
-            series = (await page.api.raw("GET", f"/dicom-web/studies/{study}/series", absolute=True)).json()
+            series = (
+                await page.api.raw(
+                    "GET", f"/dicom-web/studies/{study}/series", absolute=True, accept=DICOM_JSON
+                )
+            ).json()
         except ApiError as exc:
             if exc.status == 404 and "dicom" not in exc.message.lower():
                 return page.render(
@@ -396,12 +404,21 @@ def imaging_routes(router: APIRouter, wb: Workbench) -> None:
                     message=page.t("not_available", what="DICOMweb (Orthanc)"),
                 )
             raise
+        if not series:  # QIDO-RS answers are filtered: no series = refused or unknown; WADO-RS says which
+            await page.api.raw(
+                "GET", f"/dicom-web/studies/{study}/metadata", absolute=True, accept=DICOM_JSON
+            )
         views = []
         for s in series:
             uid = (s.get("0020000E") or {}).get("Value", [""])[0]
             modality = (s.get("00080060") or {}).get("Value", [""])[0]
             instances = (
-                await page.api.raw("GET", f"/dicom-web/studies/{study}/series/{uid}/instances", absolute=True)
+                await page.api.raw(
+                    "GET",
+                    f"/dicom-web/studies/{study}/series/{uid}/instances",
+                    absolute=True,
+                    accept=DICOM_JSON,
+                )
             ).json()
             first = (instances[0].get("00080018") or {}).get("Value", [""])[0] if instances else ""
             views.append({"uid": uid, "modality": modality, "count": len(instances), "first": first})
@@ -410,7 +427,10 @@ def imaging_routes(router: APIRouter, wb: Workbench) -> None:
     @wb.page
     async def rendered(page: Page, study: str, series: str, instance: str) -> Response:
         answer = await page.api.raw(
-            "GET", f"/dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered", absolute=True
+            "GET",
+            f"/dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered",
+            absolute=True,
+            accept="image/jpeg",  # one type: the Debian Orthanc DICOMweb plugin refuses Accept lists
         )
         return Response(
             answer.content,
@@ -418,7 +438,24 @@ def imaging_routes(router: APIRouter, wb: Workbench) -> None:
             headers={"Cache-Control": "private, max-age=300"},
         )
 
+    @wb.page
+    async def full_viewer(page: Page, study: str) -> Response:
+        """The web viewer: the IHE Invoke Image Display entry called with the user's token (no
+        redirect followed); the browser goes to the study-bound viewer session it names."""
+        answer = await page.api.raw(
+            "GET",
+            "/viewer/IHEInvokeImageDisplay",
+            params=[("requestType", "STUDY"), ("studyUID", study)],
+            absolute=True,
+        )
+        target = urlsplit(answer.headers.get("location", ""))
+        if answer.status_code != 303 or not target.path.startswith("/viewer/t/"):
+            raise ApiError(502, f"the viewer entry answered {answer.status_code} without a viewer session")
+        where = f"{target.path}?{target.query}" if target.query else target.path
+        return RedirectResponse(where, status_code=303, headers={"Cache-Control": "no-store"})
+
     router.add_route(f"{PREFIX}/imaging/{{study}}", viewer, methods=["GET"])
+    router.add_route(f"{PREFIX}/imaging/{{study}}/viewer", full_viewer, methods=["GET"])
     router.add_route(f"{PREFIX}/imaging/{{study}}/{{series}}/{{instance}}.img", rendered, methods=["GET"])
 
 
