@@ -40,9 +40,12 @@ from adapters.hl7v2.mapping import Mapped, MappingContext, check_header, load_co
 from adapters.identity import IdentityHooks
 from adapters.outcome import (
     Accepted,
+    InFlight,
     IngestResult,
     ack_wanted,
     as_hl7_error,
+    check_frame,
+    content_digest,
     error_text,
     msa_code,
     replayable,
@@ -53,6 +56,7 @@ from ehr_store import (
     ArchivedMessage,
     ArchiveStatus,
     Conflict,
+    DomainError,
     IncomingMessage,
     MessageOutcome,
     Store,
@@ -64,6 +68,8 @@ log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
 _QUEUE_STATUSES = ("error", "rejected", "received")
 REFUSED = "sender not authorised"
+SUPERSEDED = "superseded by message"
+_REPLAYABLE = ("error", "rejected")
 
 
 class IngestService:
@@ -84,6 +90,7 @@ class IngestService:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._codes = load_code_tables(self.settings.code_tables)
         self._reference_cache = ReferenceCache()
+        self._inflight = InFlight()
 
     # -- public API -----------------------------------------------------------------------
     def handle(self, raw: bytes, *, transport: str, peer: str | None = None) -> bytes:
@@ -91,12 +98,15 @@ class IngestService:
         return self.ingest(raw, transport=transport, peer=peer).ack
 
     def ingest(self, raw: bytes, *, transport: str, peer: str | None = None) -> IngestResult:
-        """`accept` then `process`; all frames for the connection. Never raises."""
-        acc = self.accept(raw, transport=transport, peer=peer)
-        frames = list(acc.frames)
-        if not acc.done:
-            frames += self.process(acc)
-        return self._result(acc, frames)
+        """`accept` then `process`; all frames for the connection. Concurrent calls for the
+        same (MSH-3, MSH-4, MSH-10) run one after the other (a copy in flight is answered with
+        the first copy's ACK, not processed twice). Never raises."""
+        with self._inflight.hold(read_header(raw)):
+            acc = self.accept(raw, transport=transport, peer=peer)
+            frames = list(acc.frames)
+            if not acc.done:
+                frames += self.process(acc)
+            return self._result(acc, frames)
 
     def accept(self, raw: bytes, *, transport: str, peer: str | None = None) -> Accepted:
         """Header, durable archive, duplicate check, decode and accept-level checks.
@@ -124,7 +134,7 @@ class IngestService:
                 acc.frames, acc.done, acc.outcome = [self._nak(acc, err, enhanced_ok=False)], True, "AR"
             return accs
         for acc in accs:
-            if acc.done:
+            if acc.done or acc.leader is not None:
                 continue
             try:
                 self._decode(acc)
@@ -133,6 +143,13 @@ class IngestService:
                 continue
             if acc.header.enhanced_mode and ack_wanted(acc.header.accept_ack_type or "AL", True):
                 acc.frames.append(self._ack(acc, "CA"))
+        for acc in accs:  # copies of a message earlier in the batch answer as it does
+            if acc.leader is not None:
+                acc.frames, acc.done, acc.outcome = (
+                    list(acc.leader.frames),
+                    acc.leader.done,
+                    acc.leader.outcome,
+                )
         return accs
 
     def process(self, acc: Accepted) -> list[bytes]:
@@ -145,7 +162,15 @@ class IngestService:
         cannot fail the others. Returns each message's remaining frames. Never raises."""
         out: list[list[bytes] | None] = [None] * len(accs)
         ready: list[tuple[int, Accepted, Mapped, list[AckError]]] = []
+        index = {id(acc): i for i, acc in enumerate(accs)}
+        copies = [
+            (i, index[id(a.leader)])
+            for i, a in enumerate(accs)
+            if a.leader is not None and id(a.leader) in index
+        ]
         for i, acc in enumerate(accs):
+            if acc.leader is not None and id(acc.leader) in index:
+                continue  # a copy of an earlier message of this batch (see `_archive`)
             try:
                 mapped, warnings = self._map(acc)
                 ready.append((i, acc, mapped, warnings))
@@ -169,6 +194,8 @@ class IngestService:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
             except Exception as exc:
                 out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
+        for i, first in copies:
+            out[i], accs[i].outcome = list(out[first] or []), accs[first].outcome
         return [frames or [] for frames in out]
 
     def _map(self, acc: Accepted) -> tuple[Mapped, list[AckError]]:
@@ -292,11 +319,20 @@ class IngestService:
             return [self._nak(acc, err, enhanced_ok=True)]
         return self._finish_error(acc, err, accept_level=True)
 
-    def replay(self, message_id: int) -> IngestResult:
+    def replay(self, message_id: int, *, force: bool = False) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
-        archive row; duplicates are not checked. Raises: NotFound."""
+        archive row; duplicates are not checked. Only messages in the error queue (status
+        error/rejected) are replayed unless `force`: replaying a processed message would write
+        its old data over later updates.
+
+        Raises: NotFound; Conflict (not in the error queue and not `force`)."""
         with self.store.unit_of_work() as uow:
             archived = uow.messages.get(message_id)
+        if not force and archived.status not in _REPLAYABLE:
+            raise Conflict(
+                f"message {message_id} is {archived.status}, not in the error queue; not replayed "
+                "(replaying it could overwrite later updates; use --force to replay it anyway)"
+            )
         header = read_header(archived.raw)
         acc = Accepted(header, archived.raw, archived.id, python_codec(header.charset) or "utf-8")
         acc.received_at = archived.received_at
@@ -316,13 +352,47 @@ class IngestService:
         """Replay every message in the error queue (oldest first)."""
         with self.store.unit_of_work() as uow:
             queued = uow.messages.list(status=list(statuses), limit=limit)  # type: ignore[arg-type]
+        queued = self._drop_superseded(queued)
         queued = [m for m in queued if REFUSED not in (m.error or "")]  # a sender's refusal stands
-        return [self.replay(m.id) for m in sorted(queued, key=lambda m: m.id)]
+        return [self.replay(m.id, force=True) for m in sorted(queued, key=lambda m: m.id)]
 
     def error_queue(self, limit: int = 100, offset: int = 0) -> list[ArchivedMessage]:
-        """Failed, rejected and unfinished messages, newest first."""
+        """Failed, rejected and unfinished messages, newest first; a failed message whose
+        resend (same MSH-3, MSH-4, MSH-10) was processed later is superseded and left out."""
         with self.store.unit_of_work() as uow:
-            return uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
+            queued = uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
+        return self._drop_superseded(queued)
+
+    def _drop_superseded(self, queued: Sequence[ArchivedMessage]) -> list[ArchivedMessage]:
+        """Queue entries not superseded; newly superseded ones are marked in the archive (error
+        text "superseded by message N: ..."; the row keeps its status, raw bytes and ACK)."""
+        keys = [(m.sending_application, m.sending_facility, m.control_id) for m in queued if m.control_id]
+        if not keys:
+            return [m for m in queued if not (m.error or "").startswith(SUPERSEDED)]
+        try:
+            with self.store.unit_of_work(write=True) as uow:
+                later = uow.messages.find_processed_many(keys)
+                kept = []
+                for m in queued:
+                    if (m.error or "").startswith(SUPERSEDED):
+                        continue
+                    found = later.get((m.sending_application, m.sending_facility, m.control_id or ""))
+                    if found is None or found.status != "processed" or found.id < m.id or not m.control_id:
+                        kept.append(m)
+                    elif m.ack is not None and m.ack_code:
+                        uow.messages.finish(
+                            m.id,
+                            status=m.status,
+                            ack=m.ack,
+                            ack_code=m.ack_code,
+                            error=f"{SUPERSEDED} {found.id}: {m.error or ''}",
+                            charset=m.charset,
+                        )
+                uow.commit()
+        except DomainError as exc:  # the queue is still shown; marking is retried next time
+            log.warning("could not mark superseded messages: %s", type(exc).__name__)
+            return list(queued)
+        return kept
 
     # -- steps ----------------------------------------------------------------------------
     def _archive(self, accs: Sequence[Accepted], transport: str, peers: Sequence[str | None]) -> None:
@@ -336,8 +406,20 @@ class IngestService:
             ]
             earlier = uow.messages.find_processed_many(keys) if keys else {}
             new: list[tuple[Accepted, IncomingMessage]] = []
+            firsts: dict[tuple[str | None, str | None, str, bytes], Accepted] = {}
             for acc, peer in zip(accs, peers, strict=True):
                 h = acc.header
+                if h.control_id:  # the same message twice in one batch (sent on two connections)
+                    copy_key = (
+                        h.sending_application,
+                        h.sending_facility,
+                        h.control_id,
+                        content_digest(acc.raw),
+                    )
+                    if copy_key in firsts:
+                        acc.leader, acc.duplicate = firsts[copy_key], True
+                        continue
+                    firsts[copy_key] = acc
                 found = earlier.get((h.sending_application, h.sending_facility, h.control_id or ""))
                 if h.control_id and found is not None and found.ack and replayable(found, acc.raw):
                     acc.frames, acc.done, acc.duplicate = [found.ack], True, True
@@ -362,6 +444,9 @@ class IngestService:
             for (acc, _m), row in zip(new, rows, strict=True):
                 acc.message_id, acc.received_at = row.id, row.received_at
             uow.commit()
+        for acc in accs:
+            if acc.leader is not None:
+                acc.message_id, acc.received_at = acc.leader.message_id, acc.leader.received_at
 
     def _decode(self, acc: Accepted) -> None:
         h = acc.header
@@ -372,6 +457,7 @@ class IngestService:
         acc.decoded = decode_message(acc.raw, h.charset, self.settings.charset_for(h.sending_facility))
         acc.codec = acc.decoded.codec
         acc.message = split_message(acc.decoded.text)
+        check_frame(h, acc.message)
         msh = acc.message.msh
         check_header(msh.get(9, 1), msh.get(9, 2), msh.get(12, 1), msh.get(11, 1))
 
@@ -381,7 +467,9 @@ class IngestService:
             return [self._ack(acc, "AA", warnings)]
         if ack_wanted(h.application_ack_type or "AL", True):
             return [self._ack(acc, "AA", warnings)]
-        return [] if acc.frames else [self._ack(acc, "CA", warnings)]
+        # nothing asked for (e.g. MSH-15 NE or ER): an MLLP sender still waits for an answer,
+        # so the message gets an original-mode ACK rather than an accept ACK it did not ask for
+        return [] if acc.frames else [self._ack(acc, "AA", warnings)]
 
     def _finish_error(self, acc: Accepted, exc: Hl7Error, *, accept_level: bool) -> list[bytes]:
         h = acc.header
@@ -389,11 +477,17 @@ class IngestService:
         if accept_level or not h.enhanced_mode or ack_wanted(h.application_ack_type or "AL", False):
             frames = [nak]
         else:
-            frames = [] if acc.frames else [self._ack(acc, "CA")]
+            frames = [] if acc.frames else [self._nak(acc, exc, enhanced_ok=False)]
         acc.outcome = exc.ack_code
         status: ArchiveStatus = "rejected" if exc.ack_code == "AR" else "error"
-        log.info("message %s from %s: %s %s", acc.message_id, h.sending_facility, exc.ack_code, exc.code)
         first = (acc.frames + frames)[0]
+        log.info(  # the code the sender actually got (CE/CR in enhanced mode)
+            "message %s from %s: %s %s",
+            acc.message_id,
+            h.sending_facility or "(no MSH-4)",
+            msa_code(first),
+            exc.code,
+        )
         try:
             with self.store.unit_of_work() as uow:
                 assert acc.message_id is not None

@@ -228,6 +228,13 @@ class MessageArchive(Protocol):
         """Newest first."""
         ...
 
+    def received_since(
+        self, since: datetime, *, limit: int = 50_000
+    ) -> Sequence[tuple[str | None, datetime, ArchiveStatus]]:
+        """(MSH-4 sending facility, received_at, status) of the messages received at or after
+        `since`, newest first, at most `limit` — feed statistics without loading raw messages."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction: everything written through it commits together or not at all."""
