@@ -32,6 +32,11 @@ PostgreSQL without fsync: 120-175 / 98-161). The 500 msg/s target is not met: pe
 130 us each for ~5 resources plus the EMPI's golden and linked source Patients), the EMPI
 (~25%), index extraction (~12%), mapping (~8%), SQL and commits. hl7apy parses 50-200 ADT or
 ORU messages/s against 50,000-157,000/s for our splitter, so it stays off the ACK path.
+Re-measured 2026-11-29 11:00 (same code): SQLite 332 msg/s, PostgreSQL 261 at load 0.8;
+306-356 / 155-300 at load 2-4. Tried and reverted: validating each batch's mapped resources
+in a worker process (the write skipping exactly those documents by content digest) measured
+slower back to back at load 2-4 (SQLite 255-290, PostgreSQL 150-254 msg/s): the senders and
+PostgreSQL already use the second core, and the pool's feeder/result threads need the GIL.
 """
 
 from __future__ import annotations
