@@ -486,9 +486,13 @@ def test_specialist_sees_images_only_with_a_consultation(chromium: Browser, worl
     specialist.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     browser.shot(specialist, "imaging-study")
     if world.orthanc.viewer:  # Debian orthanc-webviewer (installed by .ci/orthanc.sh)
-        with specialist.expect_response(lambda r: "/web-viewer/app/viewer.html" in r.url) as landed:
+        with (
+            specialist.expect_response(lambda r: "/web-viewer/instances/" in r.url, timeout=30_000) as image,
+            specialist.expect_response(lambda r: "/web-viewer/app/viewer.html" in r.url) as landed,
+        ):
             specialist.locator("#full-viewer").click()
         assert landed.value.status == 200
+        assert image.value.status == 200  # the viewer fetched the study's image under its ticket
         assert "/viewer/t/" in specialist.url and "/workbench" not in specialist.url
         browser.shot(specialist, "imaging-web-viewer")
     elif os.environ.get("CI") == "true":
