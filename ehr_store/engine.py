@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -116,19 +117,28 @@ class WalCheckpointer:
     A daemon thread with its own connection checkpoints every `interval_s` seconds; it
     stops on `stop()` or when `owner` is garbage collected. A passive checkpoint never
     waits for or blocks writers and readers; what it cannot copy yet is copied next time.
+
+    The same thread refreshes the query planner's statistics (`ANALYZE` with
+    `analysis_limit`, a few milliseconds) 30 s after start and then every `analyze_s`
+    seconds: without them SQLite picks bad plans for multi-condition searches after bulk
+    loads (e.g. `Encounter?class=&date=` 530 ms instead of 60 ms at 20k resources).
     """
 
-    def __init__(self, path: str, owner: object, interval_s: float = 0.2) -> None:
+    def __init__(self, path: str, owner: object, interval_s: float = 0.2, analyze_s: float = 600.0) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(path, interval_s, self._stop), name="sqlite-checkpoint", daemon=True
+            target=self._run,
+            args=(path, interval_s, analyze_s, self._stop),
+            name="sqlite-checkpoint",
+            daemon=True,
         )
         weakref.finalize(owner, self._stop.set)
         self._thread.start()
 
     @staticmethod
-    def _run(path: str, interval_s: float, stop: threading.Event) -> None:
+    def _run(path: str, interval_s: float, analyze_s: float, stop: threading.Event) -> None:
         conn: sqlite3.Connection | None = None
+        next_analyze = time.monotonic() + min(30.0, analyze_s)
         try:
             while not stop.wait(interval_s):
                 if conn is None:
@@ -139,6 +149,10 @@ class WalCheckpointer:
                     conn.execute("PRAGMA synchronous=FULL")
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if time.monotonic() >= next_analyze:
+                        next_analyze = time.monotonic() + analyze_s
+                        conn.execute("PRAGMA analysis_limit=400")
+                        conn.execute("ANALYZE")
                 except sqlite3.Error:  # locked or busy: the next round (or the backstop) catches up
                     continue
         finally:

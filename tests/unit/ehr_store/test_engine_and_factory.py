@@ -61,3 +61,34 @@ def test_unreachable_database_is_unavailable() -> None:
             uow.resources.read("Patient", "x")
     finally:
         store.close()
+
+
+def test_checkpointer_refreshes_planner_statistics(tmp_path: Path) -> None:
+    """SQLite gets `ANALYZE` statistics in the background (bad plans after bulk loads otherwise)."""
+    import sqlite3
+    import time
+
+    from ehr_store.engine import WalCheckpointer
+
+    path = tmp_path / "stats.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (a INTEGER, b TEXT)")
+        db.execute("CREATE INDEX t_a ON t (a)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", [(i % 50, str(i)) for i in range(2000)])
+    class Owner:
+        pass
+
+    owner = Owner()
+    checkpointer = WalCheckpointer(str(path), owner, interval_s=0.05, analyze_s=0.1)
+    try:
+        deadline = time.monotonic() + 10
+        rows: list[tuple[str, ...]] = []
+        while time.monotonic() < deadline and not rows:
+            time.sleep(0.1)
+            with sqlite3.connect(path) as db:
+                has_stats = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchall()
+                rows = db.execute("SELECT idx FROM sqlite_stat1").fetchall() if has_stats else []
+        assert ("t_a",) in rows
+    finally:
+        checkpointer.stop()
