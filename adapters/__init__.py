@@ -1,7 +1,8 @@
 """adapters: HL7 v2 in (MLLP and HTTP), decoding, parsing, mapping to FHIR, acknowledgements.
 
 Public API (import from here): `IngestService` (raw message → ACK, error queue, replay),
-`IngestResult`, `IdentityHooks` (the EMPI protocol), the settings sections `IngestSettings`,
+`IngestResult`, `IdentityHooks` (the EMPI protocol), `MessageHook`/`MessageRecord` (the
+per-message hook run in the outcome's unit of work, e.g. for audit), the settings sections `IngestSettings`,
 `FacilitySettings`, `MllpSettings`, the MLLP transport `MllpServer`, `MllpClient`,
 `MllpError`, and `read_ack`, `split_batch` for senders. The HTTP router lives in
 `adapters.http` (`hl7v2_router`), the only module here importing fastapi; the synthetic
@@ -18,7 +19,7 @@ from adapters.identity import IdentityHooks
 from adapters.ingest import IngestService
 from adapters.mllp.client import MllpClient, MllpError
 from adapters.mllp.server import MllpServer
-from adapters.outcome import Accepted, IngestResult
+from adapters.outcome import Accepted, IngestResult, MessageHook, MessageRecord
 from adapters.settings import FacilitySettings, IngestSettings, MllpSettings
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "IngestResult",
     "IngestService",
     "IngestSettings",
+    "MessageHook",
+    "MessageRecord",
     "MllpClient",
     "MllpError",
     "MllpServer",

@@ -42,11 +42,13 @@ from adapters.outcome import (
     Accepted,
     InFlight,
     IngestResult,
+    MessageHook,
     ack_wanted,
     as_hl7_error,
     check_frame,
     content_digest,
     error_text,
+    message_record,
     msa_code,
     replayable,
 )
@@ -82,8 +84,12 @@ class IngestService:
         identity_hooks: IdentityHooks | None = None,
         clock: Callable[[], datetime] | None = None,
         terminology: TerminologyService | None = None,
+        before_commit: MessageHook | None = None,
     ) -> None:
+        """`before_commit`: called in every unit of work that records messages' outcomes (the
+        group write, or an error/rejection), right before it commits (`MessageHook`)."""
         self.store = store
+        self.before_commit = before_commit
         self.terminology = terminology  # standard codes added to coded elements (adapters.coding)
         self.settings = settings or IngestSettings()
         self.hooks = identity_hooks
@@ -120,12 +126,15 @@ class IngestService:
         self, raws: Sequence[bytes], *, transport: str, peers: Sequence[str | None] | None = None
     ) -> list[Accepted]:
         """`accept` for several messages with ONE archive commit (group commit). Never raises."""
+        peer_list = list(peers or [None] * len(raws))
         accs = [
-            Accepted(h, raw, None, python_codec(h.charset) or "utf-8")
-            for h, raw in ((read_header(raw), raw) for raw in raws)
+            Accepted(h, raw, None, python_codec(h.charset) or "utf-8", transport=transport, peer=peer)
+            for h, raw, peer in (
+                (read_header(raw), raw, peer) for raw, peer in zip(raws, peer_list, strict=True)
+            )
         ]
         try:
-            self._archive(accs, transport, list(peers or [None] * len(raws)))
+            self._archive(accs, transport, peer_list)
         except Exception as exc:  # the store is unavailable: nothing durable, so no positive ACK
             log.warning("archive failed for %d message(s): %s", len(accs), type(exc).__name__)
             err = Hl7Rejection(APPLICATION_INTERNAL_ERROR, "message could not be stored; send it again later")
@@ -241,6 +250,7 @@ class IngestService:
         """Write mapped messages and finish their archive rows in one unit of work, then commit."""
         results = []
         outcomes = []
+        records = []
         skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
         with self.store.unit_of_work(write=True) as uow:
             uow.resources.prefetch(  # the batch's current rows in one round-trip (locked)
@@ -251,8 +261,13 @@ class IngestService:
             )
             for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
                 assert acc.message_id is not None
-                write_mapped(uow.resources, mapped, self.hooks, skip=skip)
+                stored = write_mapped(uow.resources, mapped, self.hooks, skip=skip)
                 frames = self._success_frames(acc, warnings)
+                if self.before_commit is not None:
+                    written = [(v.resource_type, v.id, v.version_id == 1) for v in stored]
+                    records.append(
+                        message_record(acc, "processed", self._archived_code(acc, frames), None, written)
+                    )
                 outcomes.append(
                     MessageOutcome(
                         acc.message_id,
@@ -267,6 +282,8 @@ class IngestService:
             uow.messages.finish_many(outcomes)  # the archive rows, in the same unit (one round-trip)
             if self.terminology is not None:
                 persist_unmapped(self.terminology, uow.resources, (m.coding_log for _i, _a, m, _w in ready))
+            if self.before_commit is not None:
+                self.before_commit(uow, records)  # e.g. one AuditEvent per message (hie_server.auth)
             uow.commit()
         for _i, _acc, mapped, _w in ready:
             self._reference_cache.remember(mapped)
@@ -275,7 +292,13 @@ class IngestService:
     def oversized_nak(self, head: bytes, size: int, limit: int) -> bytes:
         """AR (Table 0357 104, value too long) for a frame over the size limit, addressed from
         its first bytes; the head is archived as `rejected` so the error queue shows it."""
-        acc = Accepted(read_header(head), head, None, python_codec(read_header(head).charset) or "utf-8")
+        acc = Accepted(
+            read_header(head),
+            head,
+            None,
+            python_codec(read_header(head).charset) or "utf-8",
+            transport="mllp",
+        )
         err = Hl7Rejection(
             VALUE_TOO_LONG,
             f"message of at least {size} bytes exceeds the {limit}-byte limit; "
@@ -306,7 +329,9 @@ class IngestService:
         the refusal from being replayed to a later, authorised send of the same message, and
         `replay_all` leaves refused messages alone (REFUSED in the error text). Never raises."""
         header = read_header(raw)
-        acc = Accepted(header, raw, None, python_codec(header.charset) or "utf-8")
+        acc = Accepted(
+            header, raw, None, python_codec(header.charset) or "utf-8", transport=transport, peer=peer
+        )
         err = Hl7Rejection(APPLICATION_INTERNAL_ERROR, f"{REFUSED}: {reason}", ErrLocation("MSH", 1, 4))
         h = acc.header
         keys = (h.sending_application, h.sending_facility, h.control_id, h.message_code, h.charset)
@@ -334,7 +359,15 @@ class IngestService:
                 "(replaying it could overwrite later updates; use --force to replay it anyway)"
             )
         header = read_header(archived.raw)
-        acc = Accepted(header, archived.raw, archived.id, python_codec(header.charset) or "utf-8")
+        acc = Accepted(
+            header,
+            archived.raw,
+            archived.id,
+            python_codec(header.charset) or "utf-8",
+            transport=archived.transport,
+            peer=archived.peer,
+            replay=True,
+        )
         acc.received_at = archived.received_at
         try:
             self._decode(acc)
@@ -499,6 +532,8 @@ class IngestService:
                     error=error_text(exc),
                     charset=acc.codec,
                 )
+                if self.before_commit is not None:  # the refusal is audited with its outcome
+                    self.before_commit(uow, [message_record(acc, status, msa_code(first), error_text(exc))])
                 uow.commit()
         except Exception as store_exc:  # the row stays `received`: still in the error queue
             log.warning(

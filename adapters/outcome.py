@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +31,7 @@ from adapters.hl7v2.errors import (
     Hl7Rejection,
 )
 from adapters.hl7v2.header import Header
-from ehr_store import ArchivedMessage, Conflict, DomainError, Unavailable, VersionConflict
+from ehr_store import ArchivedMessage, Conflict, DomainError, Unavailable, UnitOfWork, VersionConflict
 
 log = logging.getLogger("adapters.ingest")
 
@@ -72,6 +72,63 @@ class Accepted:
     # an earlier copy of the same message (sender, MSH-10, content) in the same batch: this one
     # is not archived or written again and gets the leader's frames
     leader: Accepted | None = None
+    transport: str = ""
+    peer: str | None = None
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """What one message did, handed to the `MessageHook` inside the unit of work that records
+    its outcome (for the AuditEvent of issue 6; the hook is the composition root's).
+
+    `status`: processed, error or rejected; `ack_code`: MSA-1 the sender got (AA, AE, AR, CA,
+    CE, CR); `written`: (type, id, created) of each resource this message wrote (resources
+    found unchanged are not written again and not listed); `replay`: `IngestService.replay`.
+    """
+
+    message_id: int | None
+    transport: str
+    peer: str | None
+    sending_application: str | None
+    sending_facility: str | None
+    control_id: str | None
+    message_type: str | None
+    status: str
+    ack_code: str
+    error: str | None = None
+    written: tuple[tuple[str, str, bool], ...] = ()
+    replay: bool = False
+
+
+#: Called with (unit of work, the records of the messages whose outcome it writes) right before
+#: that unit commits: writes in the hook commit (or roll back) with the messages' own writes.
+MessageHook = Callable[[UnitOfWork, Sequence[MessageRecord]], None]
+
+
+def message_record(
+    acc: Accepted,
+    status: str,
+    ack_code: str,
+    error: str | None = None,
+    written: Sequence[tuple[str, str, bool]] = (),
+) -> MessageRecord:
+    """The `MessageRecord` of an accepted message."""
+    h = acc.header
+    return MessageRecord(
+        acc.message_id,
+        acc.transport,
+        acc.peer,
+        h.sending_application,
+        h.sending_facility,
+        h.control_id,
+        h.message_code,
+        status,
+        ack_code,
+        error,
+        tuple(written),
+        acc.replay,
+    )
 
 
 class InFlight:

@@ -110,15 +110,24 @@ def cycled(messages: list[bytes], count: int, start: int = 0) -> list[bytes]:
 
 
 @contextmanager
-def running_server(store: Store, settings: IngestSettings, empi: bool, writers: int = 1) -> Iterator[int]:
-    """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop."""
+def running_server(
+    store: Store, settings: IngestSettings, empi: bool, writers: int = 1, audit: bool = False
+) -> Iterator[int]:
+    """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop; `audit`: one
+    AuditEvent per message in its write unit (`hie_server.auth.ingest_audit`, as `hie serve`)."""
+    hook = None
+    if audit:
+        from hie_server.auth.ingest_audit import ingest_audit_hook
+
+        hook = ingest_audit_hook("bench")
     hooks = None
     if empi:
         from ehr_store.empi import EmpiService
 
         hooks = EmpiService()
     server = MllpServer(
-        IngestService(store, settings, identity_hooks=hooks), MllpSettings(port=0, writers=writers)
+        IngestService(store, settings, identity_hooks=hooks, before_commit=hook),
+        MllpSettings(port=0, writers=writers),
     )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -239,6 +248,7 @@ def main() -> None:
     ap.add_argument("--rate-seconds", type=float, default=10.0)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--empi", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--audit", action=argparse.BooleanOptionalAction, default=True, help="MLLP AuditEvents")
     ap.add_argument("--feed", type=Path, default=None)
     ap.add_argument("--writers", type=int, default=1, help="concurrent batches (PostgreSQL can use 2+)")
     ap.add_argument("--residents", type=int, default=300)
@@ -246,7 +256,7 @@ def main() -> None:
     feed, settings = load_feed(args.feed, args.residents)
     print(
         f"feed: {len(feed)} distinct messages, cycled with fresh MSH-10; "
-        f"EMPI hook {'on' if args.empi else 'off'}; "
+        f"EMPI hook {'on' if args.empi else 'off'}; audit {'on' if args.audit else 'off'}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     results: dict[str, object] = {}
@@ -255,7 +265,7 @@ def main() -> None:
             with backend_url(backend) as url:
                 upgrade_schema(url)
                 store = SqlStore(StoreSettings(database_url=url))
-                with running_server(store, settings, args.empi, args.writers) as port:
+                with running_server(store, settings, args.empi, args.writers, args.audit) as port:
                     warm = cycled(feed, 100, start=10_000_000)
                     in_sender_process(throughput, port, warm, 2)  # warm-up (caches, plans)
                     rate, codes = in_sender_process(

@@ -26,6 +26,8 @@ from adapters import IngestService, MllpClient, MllpError, MllpServer, python_co
 from adapters.http import hl7v2_router
 from ehr_store import Conflict, NotFound, Store
 from ehr_store.empi import EmpiService, load_rules
+from hie_server.auth.ingest_audit import ingest_audit_hook
+from hie_server.auth.install import audit_enabled, serving_settings
 from hie_server.auth.mllp import mllp_gate
 from hie_server.cli_common import DatabaseUrl, open_for
 from hie_server.settings import HieSettings
@@ -104,8 +106,8 @@ def send(
 
 
 def _service(database_url: str | None) -> tuple[Store, IngestService]:
-    settings, store = open_for(database_url)
-    return store, build_ingest_service(settings, store)
+    settings, store = open_for(database_url)  # audited like `hie serve` (replays write)
+    return store, build_ingest_service(serving_settings(settings), store)
 
 
 @errors_app.command("list")
@@ -217,13 +219,16 @@ def build_ingest_service(
     empi: EmpiService | None = None,
 ) -> IngestService:
     """The ingest service of `hie serve` (and `hie replay`): the EMPI as identity hook, the
-    terminology service translating coded elements (issue 5). Pass the server's own
+    terminology service translating coded elements (issue 5), and, when audit is on
+    (`audit_enabled`), one AuditEvent per MLLP/replayed message in the unit of work that
+    records its outcome (`hie_server.auth.ingest_audit`, issue 6). Pass the server's own
     `terminology`/`empi` instances to share their caches; new ones are made otherwise."""
     return IngestService(
         store,
         settings.ingest,
         identity_hooks=empi or EmpiService(load_rules(settings.empi)),
         terminology=terminology or TerminologyService(store, settings.terminology),
+        before_commit=ingest_audit_hook(settings.audit.site) if audit_enabled(settings) else None,
     )
 
 
