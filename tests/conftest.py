@@ -170,3 +170,20 @@ def backend(store: Store) -> str:
     if isinstance(store, SqlStore):
         return str(store.engine.dialect.name)
     return "memory"
+
+
+@pytest.fixture(scope="session")
+def keycloak() -> Iterator[Any]:
+    """One real Keycloak (tests/kcserver.py: dev mode on loopback, our realm imported) for the
+    whole session, shared by the integration and workbench tests; stopped at the end."""
+    import kcserver
+
+    try:
+        server = kcserver.start()
+    except kcserver.KeycloakUnavailable as exc:
+        service_unavailable(f"Keycloak could not be started: {exc}")
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()

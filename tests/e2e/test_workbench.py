@@ -94,19 +94,6 @@ def _review_message(work: Path, resident: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def keycloak() -> Iterator[kcserver.KeycloakServer]:
-    try:
-        server = kcserver.start()
-    except kcserver.KeycloakUnavailable as exc:
-        service_unavailable(f"Keycloak could not be started: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def orthanc() -> Iterator[orthanc_server.OrthancServer]:
     try:
         server = orthanc_server.start_orthanc()

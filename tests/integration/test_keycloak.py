@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import kcserver
 from auth_world import seed
-from conftest import service_unavailable, truncate_postgres
+from conftest import truncate_postgres
 
 from ehr_store import SqlStore, StoreSettings
 from ehr_store.empi import EmpiService
@@ -36,19 +36,6 @@ from hie_server.settings import HieSettings
 pytestmark = pytest.mark.slow
 USERS = ("doctor.ttwsy", "doctor.dwcwss", "specialist.qyrmyy", "cdc.fogang", "cdc.city", "admin")
 FHIR = {"Content-Type": "application/fhir+json"}
-
-
-@pytest.fixture(scope="session")
-def keycloak() -> Iterator[kcserver.KeycloakServer]:
-    try:
-        server = kcserver.start()
-    except kcserver.KeycloakUnavailable as exc:
-        service_unavailable(f"Keycloak could not be started: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
