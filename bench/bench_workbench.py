@@ -26,6 +26,7 @@ CDC dashboard 296 / 545 (before the ILI-share fix 1246 / 1621); admin feeds 90 /
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sqlite3
@@ -33,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
+import bench_workbench_load as bulkload  # noqa: E402
 from bench_search import FAMILIES, GIVEN, resident_id  # noqa: E402
 from bench_telemedicine import templates  # noqa: E402
 from e2e_harness import start_server  # noqa: E402
@@ -53,115 +54,23 @@ from ehr_store.empi import EmpiService, load_rules  # noqa: E402
 from hie_server.settings import HieSettings  # noqa: E402
 from telemedicine import TelemedicineService  # noqa: E402
 
-RID = "urn:oid:2.16.156.10011.1.3"
-PER_RESIDENT = 20
-COUNTIES = ["441802", "441803", "441821", "441823", "441825", "441826", "441881", "441882"]
-LABS = [("718-7", "g/dL"), ("2345-7", "mmol/L"), ("2160-0", "umol/L"), ("6690-2", "10*9/L")]
-NOTIFIABLE = [("A09", "感染性腹泻"), ("J11.1", "流行性感冒"), ("A15.0", "肺结核"), ("B01.9", "水痘")]
-OTHER = [("I10", "原发性高血压"), ("E11.9", "2型糖尿病"), ("J20.9", "急性支气管炎"), ("K29.7", "胃炎")]
-LAB_CAT = {
-    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]
-}
+PER_RESIDENT = bulkload.PER_RESIDENT
 
 
-def phone(n: int) -> str:
-    return f"138{n:08d}"
-
-
-def resident(n: int, now: datetime) -> Iterator[dict[str, Any]]:
-    """The 20 resources of resident n (ids derived from n)."""
-    pid = f"p{n}"
-    subject = {"reference": f"Patient/{pid}"}
-    yield {
-        "resourceType": "Patient",
-        "id": pid,
-        "identifier": [{"system": RID, "value": resident_id(n)}],
-        "name": [{"family": FAMILIES[n % len(FAMILIES)], "given": [GIVEN[n // 20 % len(GIVEN)]]}],
-        "gender": "male" if n % 2 else "female",
-        "birthDate": f"{1940 + n % 70}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-        "telecom": [{"system": "phone", "value": phone(n)}],
-        "address": [{"use": "home", "city": "清远市", "district": COUNTIES[n % len(COUNTIES)]}],
-    }
-    days = [(n * 37 + k * 113) % 730 for k in range(2)]
-    for k, back in enumerate(days):
-        when = now - timedelta(days=back, hours=k)
-        yield {
-            "resourceType": "Encounter",
-            "id": f"e{n}-{k}",
-            "status": "finished",
-            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-            "subject": subject,
-            "period": {"start": when.isoformat(), "end": (when + timedelta(minutes=20)).isoformat()},
-        }
-    code, name = NOTIFIABLE[n // 20 % 4] if n % 20 == 0 else OTHER[n % 4]
-    yield {
-        "resourceType": "Condition",
-        "id": f"c{n}",
-        "clinicalStatus": {
-            "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
-            ]
-        },
-        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": code, "display": name}]},
-        "subject": subject,
-        "encounter": {"reference": f"Encounter/e{n}-0"},
-        "recordedDate": (now - timedelta(days=days[0])).isoformat(),
-    }
-    for k in range(13):
-        loinc, unit = LABS[k % len(LABS)]
-        yield {
-            "resourceType": "Observation",
-            "id": f"o{n}-{k}",
-            "status": "final",
-            "category": [LAB_CAT],
-            "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
-            "subject": subject,
-            "effectiveDateTime": (now - timedelta(days=(n + k * 53) % 730)).isoformat(),
-            "valueQuantity": {"value": round(3 + (n * 7 + k) % 120 / 10, 1), "unit": unit},
-        }
-    yield {
-        "resourceType": "AllergyIntolerance",
-        "id": f"a{n}",
-        "patient": subject,
-        "code": {"text": "青霉素"},
-        "recordedDate": (now - timedelta(days=n % 900)).date().isoformat(),
-    }
-    for k in range(2):
-        yield {
-            "resourceType": "Immunization",
-            "id": f"i{n}-{k}",
-            "status": "completed",
-            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": ("140", "08")[k]}]},
-            "patient": subject,
-            "occurrenceDateTime": (now - timedelta(days=(n + 300 * k) % 3000)).isoformat(),
-        }
-
-
-def load(store: SqlStore, empi: EmpiService, residents: int, batch: int) -> None:
-    """Residents in units of `batch` resources (prefetched, as transaction Bundles do); each
-    Patient goes through the EMPI as ingestion does (`on_source_patient`: resident record)."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    started, chunk = time.perf_counter(), []
-
-    def flush() -> None:
-        with store.unit_of_work(write=True) as uow:
-            uow.resources.prefetch((d["resourceType"], d["id"]) for d in chunk)
-            for doc in chunk:
-                stored = uow.resources.create(doc, id=doc["id"])
-                if doc["resourceType"] == "Patient":
-                    empi.on_source_patient(uow.resources, stored)
-            uow.commit()
-        chunk.clear()
-
-    for n in range(residents):
-        chunk.extend(resident(n, now))
-        if len(chunk) >= batch:
-            flush()
-        if n and n % 10000 == 0:
-            done = n * PER_RESIDENT
-            print(f"  {done:,} resources, {done / (time.perf_counter() - started):,.0f}/s", flush=True)
-    if chunk:
-        flush()
+def review_pairs(store: SqlStore, empi: EmpiService, count: int) -> int:
+    """`count` near-duplicates (same name, sex and birth date as a loaded resident, no 身份证号,
+    another phone) through `EmpiService.on_source_patient` as ingestion does: each either links or
+    lands in the review queue. Returns the open review items."""
+    with store.unit_of_work(write=True) as uow:
+        for k in range(count):
+            n = 1 + k * 97
+            src = next(bulkload.resident(n, datetime.now(UTC)))
+            dup = {**src, "id": f"dup{k}", "identifier": [{"system": "urn:qyhie:mrn:H3", "value": f"D{k}"}],
+                   "telecom": [{"system": "phone", "value": f"1390000{k:04d}"}],
+                   "meta": {"source": "urn:qyhie:facility:H3"}}
+            empi.on_source_patient(uow.resources, uow.resources.create(dup, id=dup["id"]))
+        uow.commit()
+        return len(empi.index(uow.resources).reviews(status="open", limit=count))
 
 
 def archive(store: SqlStore, count: int) -> None:
@@ -197,15 +106,19 @@ def archive(store: SqlStore, count: int) -> None:
             uow.commit()
 
 
-def prepare(url: str, n: int, batch: int, messages: int) -> None:
+def prepare(url: str, n: int, batch: int, messages: int) -> int:
+    """Load about `n` resources (5 % of them AuditEvents); returns the number of residents."""
     upgrade_schema(url)
     settings = HieSettings(store=StoreSettings(database_url=url))
     store = SqlStore(settings.store)
     try:
         started = time.perf_counter()
-        load(store, EmpiService(load_rules(settings.empi)), max(1, n // PER_RESIDENT), batch)
+        rules = load_rules(settings.empi)
+        residents = bulkload.load(store, rules, n, batch=batch, audits=n // 20)
         loaded = time.perf_counter() - started
-        print(f"loaded {n:,} resources in {loaded:.0f} s ({n / loaded:,.0f}/s)", flush=True)
+        print(f"loaded {n:,} resources ({residents:,} residents) in {loaded:.0f} s ({n / loaded:,.0f}/s)",
+              flush=True)
+        print(f"EMPI review queue: {review_pairs(store, EmpiService(rules), 300)} open items", flush=True)
         TelemedicineService(store, settings.telemedicine).publish_many(
             templates(200, random.Random(7)), date.today() + timedelta(days=1), 14
         )
@@ -216,6 +129,7 @@ def prepare(url: str, n: int, batch: int, messages: int) -> None:
     # badly (measured at 20k: Encounter?class=AMB&date=ge&date=le 530 ms -> 60 ms).
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         conn.execute("ANALYZE")
+    return residents
 
 
 def pct(values: list[float], q: float) -> float:
@@ -243,22 +157,39 @@ def pages(residents: int, rng: random.Random) -> dict[str, Any]:
         "search name": by_name,
         "search pinyin": by_pinyin,
         "search 身份证号": lambda _: f"/workbench/residents?q={resident_id(pick())}",
-        "search phone": lambda _: f"/workbench/residents?q={phone(pick())}",
+        "search phone": lambda _: f"/workbench/residents?q={bulkload.phone(pick())}",
         "resident summary": lambda _: f"/workbench/residents/p{pick()}",
+        "summary (chronic)": lambda i: f"/workbench/residents/p{7 + 5000 * (i % max(1, residents // 5000))}",
         "booking (slots)": lambda _: f"/workbench/booking?patient=p{pick()}&find=1",
         "CDC dashboard": lambda _: "/workbench/cdc",
         "admin feeds": lambda _: "/workbench/admin/feeds",
+        "EMPI review queue": lambda _: "/workbench/admin/empi",
+        "audit (patient)": lambda _: f"/workbench/admin/audit?patient=Patient/p{pick()}",
+        "audit (user, day)": lambda i: (
+            f"/workbench/admin/audit?agent-name=doctor{i % 300:03d}&date={date.today()}"
+        ),
+        "audit (latest)": lambda _: "/workbench/admin/audit",
     }
 
 
-def measure(base: str, residents: int, repeat: int) -> None:
+def loaded_residents(url: str) -> int:
+    """Residents of a database loaded by this script (source Patients `p<n>`)."""
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        query = "SELECT count(*) FROM empi_record WHERE source_id LIKE 'p%'"
+        return int(conn.execute(query).fetchone()[0])
+
+
+def measure(base: str, residents: int, repeat: int, only: set[str] | None = None) -> None:
     rng = random.Random(11)
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with httpx.Client(base_url=base, timeout=120, follow_redirects=True) as client:
         assert client.get("/workbench/login").status_code == 200, "local operator sign-in"
         print(
             f"{'page':<20} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  (n={repeat}, first fetch not counted)"
         )
         for name, path_for in pages(residents, rng).items():
+            if only and name not in only:
+                continue
             times = []
             for i in range(repeat + 1):
                 started = time.perf_counter()
@@ -281,21 +212,22 @@ def measure(base: str, residents: int, repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="resources to load")
-    parser.add_argument("--batch", type=int, default=2000, help="resources per unit of work")
+    parser.add_argument("--batch", type=int, default=20_000, help="resources per unit of work")
     parser.add_argument("--messages", type=int, default=20_000, help="archived HL7 messages")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--db", help="a loaded SQLite URL to reuse (skips loading)")
     parser.add_argument("--keep", help="directory for the database (kept afterwards)")
+    parser.add_argument("--only", help="comma-separated page names to fetch (default: all)")
     args = parser.parse_args()
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="bench-wb-"))
     workdir.mkdir(parents=True, exist_ok=True)
     url = args.db or f"sqlite:///{workdir / 'hie.db'}"
     try:
-        if not args.db:
-            prepare(url, args.n, args.batch, args.messages)
+        residents = prepare(url, args.n, args.batch, args.messages) if not args.db else loaded_residents(url)
         server = start_server(workdir, {}, url)
         try:
-            measure(server.base.removesuffix("/fhir"), max(1, args.n // PER_RESIDENT), args.repeat)
+            only = set(args.only.split(",")) if args.only else None
+            measure(server.base.removesuffix("/fhir"), residents, args.repeat, only)
         finally:
             server.stop()
     finally:
