@@ -9,6 +9,7 @@ Public API (other `ehr_store` modules import only from here):
   `delete_index(session, type, id)`: index rows in the caller's transaction.
 - `parse_search(type | None, params, registry, *, strict, max_count) -> SearchQuery`.
 - `execute_search(session, type | None, params, *, strict, settings, registry) -> SearchResult`,
+  `matching_ids(session, type, params, *, settings, registry) -> Select` (an id subquery),
   `execute_count(session, type | None, params, *, settings, registry) -> int`.
 - Code sets for `:in`/`:not-in`/`:below`/`:above` (`code_sets.py`): `CodeSet(key, label, codes)`,
   `make_code_set(label, codes)`, `CodeSetResolver = (kind, system, value) -> CodeSet`,
@@ -44,7 +45,7 @@ from ehr_store.search.memory import MemoryIndex
 from ehr_store.search.parse import RESULT_PARAMS, parse_search
 from ehr_store.search.query import Include, SearchQuery, SortKey
 from ehr_store.search.registry import Registry, SearchParamDef, get_registry
-from ehr_store.search.sql import execute_count, execute_search, run_query
+from ehr_store.search.sql import execute_count, execute_search, matching_ids, run_query
 from ehr_store.search.tables import (
     INDEX_TABLES,
     delete_index,
@@ -85,6 +86,7 @@ __all__ = [
     "keys_condition",
     "keys_params",
     "make_code_set",
+    "matching_ids",
     "normalize_string",
     "parse_date_range",
     "parse_search",

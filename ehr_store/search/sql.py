@@ -93,6 +93,23 @@ def execute_count(
     return _count(session, _prepare(session, query, code_sets))
 
 
+def matching_ids(
+    session: Any,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    settings: StoreSettings,
+    registry: Registry,
+    code_sets: CodeSets | None = None,
+) -> Any:
+    """`SELECT resource.id` of the current `resource_type` resources matching `params` (FHIR R4B
+    search §3.1.1, the same conditions as `execute_search`; result parameters ignored), to use
+    as a subquery on `session`. Raises: as `execute_search` (InvalidInput, NotSupported)."""
+    query = parse_search(resource_type, params, registry, strict=True, max_count=settings.max_page_size)
+    query = _prepare(session, query, code_sets)
+    return sa.select(R.c.id).where(_where(query, _dialect(session)))
+
+
 def run_query(
     session: Any,
     query: SearchQuery,

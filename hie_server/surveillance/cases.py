@@ -38,6 +38,8 @@ REPORT_TASK = "nndrs-report"
 POSITIVE = frozenset({"POS", "DET", "positive", "detected", "阳性", "+", "10828004", "260373001"})
 SUSPECTED = frozenset({"provisional", "differential", "unconfirmed"})
 PAGE = 500
+CODES_PER_SEARCH = 100
+ICD10_SYSTEMS = (canonical.ICD10, canonical.ICD10_CN)
 
 
 @dataclass
@@ -124,13 +126,37 @@ def _range(start: date, end: date) -> list[tuple[str, str]]:
     return [("ge", start.isoformat()), ("le", end.isoformat())]
 
 
+def _conditions(
+    uow: UnitOfWork, params: list[tuple[str, str]], codes: Sequence[str] | None
+) -> Iterator[StoredResource]:
+    """Conditions matching `params`, only those with one of `codes` (`system|code`) when given,
+    in the search's order (type, id)."""
+    if codes is None:
+        yield from _pages(uow, "Condition", params)
+        return
+    chunks = [codes[i : i + CODES_PER_SEARCH] for i in range(0, len(codes), CODES_PER_SEARCH)]
+    if len(chunks) == 1:
+        yield from _pages(uow, "Condition", [("code", ",".join(chunks[0])), *params])
+        return
+    found = {
+        s.id: s for chunk in chunks for s in _pages(uow, "Condition", [("code", ",".join(chunk)), *params])
+    }
+    yield from (found[i] for i in sorted(found))
+
+
 def find_candidates(
-    uow: UnitOfWork, catalogue: DiseaseCatalogue, start: date, end: date
+    uow: UnitOfWork,
+    catalogue: DiseaseCatalogue,
+    start: date,
+    end: date,
+    condition_codes: Sequence[str] | None = None,
 ) -> list[tuple[Disease, Json, str]]:
-    """(disease, resource, classification) of notifiable Conditions and positive pathogen tests."""
+    """(disease, resource, classification) of notifiable Conditions and positive pathogen tests.
+    `condition_codes` (`system|code`): when given, only Conditions carrying one of them are read
+    (a superset of the notifiable ones, e.g. from `IndexAggregates.token_counts`)."""
     found: list[tuple[Disease, Json, str]] = []
     conditions = [("recorded-date", f"{p}{v}") for p, v in _range(start, end)]
-    for stored in _pages(uow, "Condition", conditions):
+    for stored in _conditions(uow, conditions, condition_codes):
         doc = orjson.loads(stored.content)
         code = _icd10(doc)
         disease = catalogue.for_icd10(code) if code else None
@@ -214,12 +240,14 @@ def collect_cases(
     *,
     county: str | None = None,
     disease: str | None = None,
+    condition_codes: Sequence[str] | None = None,
 ) -> list[CaseRecord]:
     """Cases diagnosed from `start` to `end` (inclusive, China time), optionally of residents of
     `county` (GB/T 2260 prefix) and of one `disease` (platform code like B13, or its name).
-    Sorted by diagnosis time. Raises: the store's domain errors."""
+    `condition_codes`: see `find_candidates`. Sorted by diagnosis time. Raises: the store's
+    domain errors."""
     merged: dict[tuple[str, str], CaseRecord] = {}
-    for found, doc, classification in find_candidates(uow, catalogue, start, end):
+    for found, doc, classification in find_candidates(uow, catalogue, start, end, condition_codes):
         if disease and disease not in (found.code, found.name):
             continue
         when = parse_time(

@@ -1,7 +1,10 @@
 """`SurveillanceService`: the one entry point of the REST operations and the CLI.
 
 Each call runs in its own read unit of work over the store; the notifiable catalogue comes from
-the terminology service (rebuilt when the terminology resources change).
+the terminology service (rebuilt when the terminology resources change). On a SQL store the
+dashboard aggregates run in the database (`ehr_store.IndexAggregates`): cases read only the
+Conditions whose ICD-10 code is notifiable (the period's codes counted first), the ILI share is
+counted per hour and county in SQL (`stats.ili_share_indexed`); other stores page through searches.
 
 May import: the standard library, `ehr_store`, `terminology`, `hie_server.surveillance.*`.
 """
@@ -11,12 +14,18 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from ehr_store import Store
-from hie_server.surveillance.cases import CaseRecord, collect_cases
+from ehr_store import IndexAggregates, NotSupported, Store
+from hie_server.surveillance.cases import ICD10_SYSTEMS, CaseRecord, collect_cases
 from hie_server.surveillance.diseases import DiseaseCatalogue
 from hie_server.surveillance.extract import Deidentifier, case_row, to_csv, to_ndjson
 from hie_server.surveillance.settings import SurveillanceSettings
-from hie_server.surveillance.stats import epidemic_curve, ili_share, vaccination_coverage, weekly_counts
+from hie_server.surveillance.stats import (
+    epidemic_curve,
+    ili_share,
+    ili_share_indexed,
+    vaccination_coverage,
+    weekly_counts,
+)
 from terminology import TerminologyService
 
 Format = Literal["csv", "ndjson"]
@@ -30,6 +39,10 @@ class SurveillanceService:
         self.terminology = terminology
         self.settings = settings
         self._catalogue: tuple[object, DiseaseCatalogue] | None = None
+        try:
+            self.aggregates: IndexAggregates | None = IndexAggregates(store)
+        except NotSupported:
+            self.aggregates = None
 
     def catalogue(self) -> DiseaseCatalogue:
         """The notifiable catalogue of the current terminology index. Raises: Unavailable."""
@@ -43,8 +56,23 @@ class SurveillanceService:
     ) -> list[CaseRecord]:
         """Cases diagnosed in [start, end] (see `cases.collect_cases`)."""
         catalogue = self.catalogue()
+        codes = self.notifiable_codes(catalogue, start, end)
         with self.store.unit_of_work() as uow:
-            return collect_cases(uow, catalogue, start, end, county=county, disease=disease)
+            return collect_cases(
+                uow, catalogue, start, end, county=county, disease=disease, condition_codes=codes
+            )
+
+    def notifiable_codes(self, catalogue: DiseaseCatalogue, start: date, end: date) -> list[str] | None:
+        """`system|code` of the notifiable ICD-10 codes the Conditions recorded in [start, end]
+        carry (counted in the database), or None without index aggregates (SQL stores only)."""
+        if self.aggregates is None:
+            return None
+        recorded = [("recorded-date", f"ge{start.isoformat()}"), ("recorded-date", f"le{end.isoformat()}")]
+        return sorted(
+            f"{system}|{code}"
+            for system, code, _ in self.aggregates.token_counts("Condition", recorded, "code")
+            if system in ICD10_SYSTEMS and code and catalogue.for_icd10(code) is not None
+        )
 
     def extract(
         self,
@@ -80,6 +108,8 @@ class SurveillanceService:
     def ili(self, start: date, end: date, county: str | None = None) -> list[dict[str, Any]]:
         """ILI share of outpatient visits per week and county."""
         catalogue = self.catalogue()
+        if self.aggregates is not None:
+            return ili_share_indexed(self.aggregates, catalogue, start, end, county)
         with self.store.unit_of_work() as uow:
             return ili_share(uow, catalogue, start, end, county)
 
