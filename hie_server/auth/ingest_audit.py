@@ -4,9 +4,11 @@ message's outcome (issue 6: written in the same transaction as the writes; refus
 errors in the unit of work that archives them).
 
 Who: the sending facility (MSH-4) and application (MSH-3) as a `clinic-feed` agent, from the
-peer address; what: each resource written (Type/id) and the message itself (archive id,
-MSH-10, MSH-9); interaction `create` (every resource new) or `update`; outcome 0 processed,
-4 rejected/failed by the sender's fault (AE, refused AR), 8 store/internal failure (AR 206/207).
+peer address; what: the source Patients written, the message's Provenance (whose `target`
+lists every resource the message wrote: the list is kept once, where FHIR puts it) and the
+message itself (archive id, MSH-10, MSH-9); interaction `create` (every resource new) or
+`update`; outcome 0 processed, 4 rejected/failed by the sender's fault (AE, refused AR),
+8 store/internal failure (AR 206/207).
 HL7 over HTTP is audited by the middleware (with the token's principal), so `transport="http"`
 messages are skipped here unless replayed.
 
@@ -28,6 +30,10 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 TRANSPORT_SYSTEM = "urn:qyhie:transport"
 INTERNAL_ERRORS = ("206", "207")  # record locked / application internal error (HL7 Table 0357)
 REFUSED = "sender not authorised"
+AUDITED_TYPES = ("Patient", "Provenance")
+"""Written resources named as AuditEvent entities: the Patient(s) (so `AuditEvent?patient=`
+finds the import) and the Provenance (`Provenance.target` = every resource written). Listing
+each Observation again made the event cost 25 us per resource to validate and index."""
 
 
 def _status(record: MessageRecord) -> int:
@@ -59,7 +65,7 @@ def message_event(record: MessageRecord, site: str) -> Json:
         ),
         address=record.peer,
         status=_status(record),
-        resources=[f"{t}/{i}" for t, i, _c in record.written],
+        resources=[f"{t}/{i}" for t, i, _c in record.written if t in AUDITED_TYPES],
     )
     event = audit_event(access, site)
     event["type"] = {"system": DCM, "code": "110107", "display": "Import"}

@@ -97,6 +97,13 @@ async def test_processed_and_refused_messages_are_audited(
         written = {e["what"]["reference"] for e in event["entity"] if "reference" in e["what"]}
         assert written and written <= set(row.resources)  # the resources this message wrote
         assert any(ref.startswith("Patient/") for ref in written)
+        [prov] = [ref for ref in written if ref.startswith("Provenance/")]  # it lists the rest
+        assert {ref.split("/")[0] for ref in written} <= {"Patient", "Provenance"}
+        with store.unit_of_work() as uow:
+            targets = {t["reference"] for t in uow.resources.read(*prov.split("/")).as_dict()["target"]}
+        listed = ("Organization", "Practitioner", "Provenance")  # not Provenance targets
+        kept = {r for r in row.resources if r.split("/")[0] not in listed}
+        assert kept <= targets
         [msg] = [e for e in event["entity"] if "identifier" in e["what"]]
         assert msg["name"] == control
     refusal = by_message(events, archived[refused[0].split(b"\r", 1)[0].split(b"|")[9].decode()].id)
