@@ -42,10 +42,10 @@ from terminology.expand import codes_above, codes_below, valueset_codes
 from terminology.index import TerminologyIndex
 from terminology.ingest import LOCAL_PREFIX, Translator, standard_codings
 from terminology.unmapped import (
+    ThrottledPersister,
     UnmappedCode,
     UnmappedLog,
     current_resources,
-    persist,
     record_id,
     stored_unmapped,
 )
@@ -81,6 +81,12 @@ class TerminologySettings(BaseModel):
     check_seconds: float = Field(
         default=5.0, ge=0, description="How often to look for changed terminology resources in the store"
     )
+    unmapped_flush_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Ingestion writes an unmapped code's count at most this often (its first "
+        "occurrence at once); 0 writes every batch (terminology.unmapped.ThrottledPersister)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,7 @@ class TerminologyService:
         self._store = store
         self._settings = settings or TerminologySettings()
         self._index: TerminologyIndex | None = None
+        self._unmapped = ThrottledPersister(self._settings.unmapped_flush_seconds)
         self._marker: tuple[tuple[str, int, str], ...] = ()
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -199,13 +206,26 @@ class TerminologyService:
         return report
 
     def persist_unmapped(self, repo: ResourceRepository, log: UnmappedLog) -> int:
-        """Merge a translator's unmapped codes into the store within the caller's unit of work."""
-        return persist(repo, log)
+        """Merge a translator's unmapped codes into the store within the caller's unit of work:
+        new codes at once, counts at most every `unmapped_flush_seconds` per code (see
+        `terminology.unmapped.ThrottledPersister`). Returns records written."""
+        return self._unmapped.persist(repo, log)
+
+    def flush_unmapped(self) -> int:
+        """Write the unmapped-code counts still held in memory (on shutdown, or before a
+        report that must be exact). Returns records written. Raises: the store's errors."""
+        if not self._unmapped.pending:
+            return 0
+        with self._store.unit_of_work(write=True) as uow:
+            written = self._unmapped.flush(uow.resources)
+            uow.commit()
+        return written
 
     def unmapped(self, sender: str | None = None) -> list[UnmappedCode]:
         """Stored unmapped codes (of one sender, or all), most frequent first; codes that a
         map now covers are left out."""
         index = self.index()
+        self.flush_unmapped()  # counts held in memory by this process first
         with self._store.unit_of_work() as uow:
             records = stored_unmapped(uow.resources, sender)
         return [r for r in records if not standard_codings(index, r.sender, r.system, r.code)[1]]

@@ -1,0 +1,67 @@
+"""Unmapped-code counts written at most once per `flush_seconds` per code during ingestion
+(terminology.unmapped.ThrottledPersister); the code itself is written with its first message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ehr_store import Store
+from terminology import MemoryUnmappedLog
+from terminology.unmapped import ThrottledPersister, from_basic, record_id
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+
+def _log(code: str, count: int = 1, minute: int = 0) -> MemoryUnmappedLog:
+    log = MemoryUnmappedLog()
+    log.record("QYRMYY", "urn:local:lab", code, "血糖", count=count, at=T0.replace(minute=minute))
+    return log
+
+
+def _stored(store: Store, code: str) -> tuple[int, int, datetime] | None:
+    with store.unit_of_work() as uow:
+        try:
+            version = uow.resources.read("Basic", record_id("QYRMYY", "urn:local:lab", code))
+        except Exception:
+            return None
+    record = from_basic(version.as_dict())
+    assert record is not None
+    return version.version_id, record.count, record.last_seen
+
+
+def _persist(store: Store, persister: ThrottledPersister, log: MemoryUnmappedLog) -> int:
+    with store.unit_of_work(write=True) as uow:
+        written = persister.persist(uow.resources, log)
+        uow.commit()
+    return written
+
+
+def test_first_occurrence_at_once_then_counts_once_per_window(store: Store) -> None:
+    now = [100.0]
+    persister = ThrottledPersister(flush_seconds=30, clock=lambda: now[0])
+    assert _persist(store, persister, _log("GLU", 2, minute=1)) == 1
+    assert _stored(store, "GLU") == (1, 2, T0.replace(minute=1))
+    now[0] = 110.0  # inside the window: counted in memory only
+    assert _persist(store, persister, _log("GLU", 3, minute=2)) == 0
+    assert _persist(store, persister, _log("K", 1, minute=2)) == 1  # a new code is never held back
+    assert _stored(store, "GLU") == (1, 2, T0.replace(minute=1)) and persister.pending == 1
+    now[0] = 131.0  # the window has passed: the held counts go with the next batch
+    assert _persist(store, persister, _log("GLU", 1, minute=3)) == 1
+    assert _stored(store, "GLU") == (2, 6, T0.replace(minute=3)) and persister.pending == 0
+
+
+def test_flush_writes_what_is_held(store: Store) -> None:
+    persister = ThrottledPersister(flush_seconds=3600, clock=lambda: 0.0)
+    _persist(store, persister, _log("NA"))
+    _persist(store, persister, _log("NA", 4, minute=5))
+    with store.unit_of_work(write=True) as uow:
+        assert persister.flush(uow.resources) == 1
+        uow.commit()
+    assert _stored(store, "NA") == (2, 5, T0.replace(minute=5)) and persister.pending == 0
+
+
+def test_zero_seconds_writes_every_batch(store: Store) -> None:
+    persister = ThrottledPersister(flush_seconds=0, clock=lambda: 0.0)
+    for _ in range(3):
+        assert _persist(store, persister, _log("CL")) == 1
+    assert _stored(store, "CL") == (3, 3, T0)
