@@ -74,22 +74,33 @@ def write_mapped(
     """Write every mapped resource (`repo.update`, update-as-create), then call the identity
     hooks for the source Patients and merges. Returns the stored versions in write order.
 
+    Hooks that offer `write_source_patient` (see `adapters.identity.SourcePatientWriter`) write
+    the source Patients themselves (one version with the EMPI link, not two); the others get
+    `on_source_patient` after the writes. A40's merged Patient always goes through `on_merge`.
     `skip`: keys of resources known to be stored unchanged (see `ReferenceCache`); their
     identity hook is not called again.
     Raises: whatever the repository raises (InvalidInput/Unprocessable for resources that do
     not validate, Unavailable, Conflict); the caller rolls the unit of work back.
     """
     stored: dict[tuple[str, str], StoredResource] = {}
+    merged_ids = {old for _survivor, old in mapped.merges}
+    write_source: Callable[[ResourceRepository, Json], StoredResource] | None = getattr(
+        hooks, "write_source_patient", None
+    )
+    own = {("Patient", p) for p in mapped.source_patients if p not in merged_ids} if write_source else set()
     for item in mapped.resources:
         if item.key in skip:
+            continue
+        if write_source is not None and item.key in own:
+            stored[item.key] = write_source(repo, _prepare(repo, item))
             continue
         version, _created = repo.update(item.key[0], item.key[1], _prepare(repo, item))
         stored[item.key] = version
     if hooks is not None:
-        merged_ids = {old for _survivor, old in mapped.merges}
         for pid in mapped.source_patients:
-            if pid not in merged_ids and ("Patient", pid) in stored:  # skipped: unchanged, hook ran
-                hooks.on_source_patient(repo, stored[("Patient", pid)])
+            key = ("Patient", pid)
+            if pid not in merged_ids and key not in own and key in stored:  # skipped: unchanged, hook ran
+                hooks.on_source_patient(repo, stored[key])
         for survivor, old in mapped.merges:
             hooks.on_merge(repo, repo.read("Patient", survivor), repo.read("Patient", old))
     return list(stored.values())

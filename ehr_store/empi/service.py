@@ -25,7 +25,7 @@ from ehr_store.empi.blocking import blocking_keys
 from ehr_store.empi.config import MatchRules, load_rules
 from ehr_store.empi.features import Features, extract
 from ehr_store.empi.golden import compose_golden, is_golden, link_targets, with_link
-from ehr_store.empi.index import EmpiIndex
+from ehr_store.empi.index import Candidate, EmpiIndex
 from ehr_store.empi.scoring import Comparison, Decision, Rule, decide, score
 from ehr_store.errors import InvalidInput, NotFound
 from ehr_store.jsonio import loads_resource
@@ -109,6 +109,46 @@ class EmpiService:
         return ranked
 
     # -- ingestion hooks ----------------------------------------------------------------------
+    def write_source_patient(self, repo: ResourceRepository, patient: Json) -> StoredResource:
+        """Write a source Patient (update-as-create; `patient` as ingestion merged it) and link it
+        in the same step (same unit of work), so a new source gets ONE version that already
+        carries its `link refer → golden`; the decision is the one `on_source_patient` takes.
+
+        Known source: its `refer` link is kept (re-added if the update dropped it); when the
+        write changed nothing the EMPI does nothing more (features, links and the resident
+        record are as they were for that version); otherwise its features and resident record
+        are refreshed. A golden Patient is written as is.
+        Returns the stored version. Raises: what `repo.update` raises (InvalidInput,
+        Unprocessable, VersionConflict...); the caller rolls the unit of work back.
+        """
+        pid = str(patient.get("id", ""))
+        if is_golden(patient):
+            return repo.update("Patient", pid, patient)[0]
+        index = self._index_for(repo)
+        known = index.get_record(pid)
+        if known is not None:
+            before = repo.read_many([("Patient", pid)]).get(("Patient", pid))
+            doc = with_link(patient, "refer", known.golden_id, replace_type=True)
+            stored = repo.update("Patient", pid, doc)[0]
+            if before is not None and before.version_id == stored.version_id:
+                return stored  # equal to the stored version: nothing to refresh
+            self._refresh_known(repo, index, known, extract(doc))
+            return stored
+        features = extract(patient)
+        ranked = self.rank(index, features, exclude=pid)
+        top = ranked[0] if ranked else None
+        if top is not None and top.decision == "link":
+            doc = with_link(patient, "refer", top.golden_id, replace_type=True)
+            stored = repo.update("Patient", pid, doc)[0]
+            self._link_new(repo, index, pid, features, top)
+            return stored
+        # a server-assigned id (a UUID): the store then knows the row is new and can batch its insert
+        golden_id = repo.create(compose_golden("new", [patient])).id
+        stored = repo.update("Patient", pid, with_link(patient, "refer", golden_id, replace_type=True))[0]
+        self._index_new_golden(index, pid, features, golden_id, rule="new", by=SYSTEM_ACTOR)
+        self._queue_reviews(index, pid, ranked, golden_id)
+        return stored
+
     def on_source_patient(self, repo: ResourceRepository, stored_patient: StoredResource) -> None:
         """Identity hook after a source Patient was created or updated (same unit of work).
 
@@ -116,7 +156,8 @@ class EmpiService:
         otherwise create a new golden Patient, and queue a review item when a candidate scored
         between the thresholds (or conflicts on 身份证号). Known source: refresh its features,
         its `refer` link (re-added if the update dropped it) and its golden record.
-        Golden Patients and deleted Patients are ignored.
+        Golden Patients and deleted Patients are ignored. (Ingestion uses
+        `write_source_patient`, which saves the source's second version.)
         """
         if stored_patient.deleted or stored_patient.resource_type != "Patient":
             return
@@ -125,35 +166,50 @@ class EmpiService:
             return
         index = self._index_for(repo)
         features = extract(doc)
-        keys = blocking_keys(features, self.rules.blocking.keys)
         known = index.get_record(stored_patient.id)
         if known is not None:
-            index.put_record(stored_patient.id, known.golden_id, features, keys)
             self._set_refer(repo, stored_patient.id, known.golden_id, doc)
-            self.refresh_golden(repo, index, known.golden_id)
+            self._refresh_known(repo, index, known, features)
             return
         ranked = self.rank(index, features, exclude=stored_patient.id)
         top = ranked[0] if ranked else None
-        now = self._clock()
         if top is not None and top.decision == "link":
-            index.put_record(stored_patient.id, top.golden_id, features, keys)
-            index.add_link(
-                stored_patient.id,
-                top.golden_id,
-                score=top.comparison.score,
-                rule=top.rule,
-                at=now,
-                by=SYSTEM_ACTOR,
-            )
             self._set_refer(repo, stored_patient.id, top.golden_id, doc)
-            self.refresh_golden(repo, index, top.golden_id)
+            self._link_new(repo, index, stored_patient.id, features, top)
             return
+        keys = blocking_keys(features, self.rules.blocking.keys)
         golden_id = self._new_golden(
             repo, index, stored_patient.id, features, keys, doc, rule="new", by=SYSTEM_ACTOR
         )
+        self._queue_reviews(index, stored_patient.id, ranked, golden_id)
+
+    def _refresh_known(
+        self, repo: ResourceRepository, index: EmpiIndex, known: Candidate, features: Features
+    ) -> None:
+        """A known source changed: its index entry (only when its features did) and its resident."""
+        if features != known.features or features.invalid_resident_ids != known.features.invalid_resident_ids:
+            keys = blocking_keys(features, self.rules.blocking.keys)
+            index.put_record(known.source_id, known.golden_id, features, keys)
+        self.refresh_golden(repo, index, known.golden_id)
+
+    def _link_new(
+        self, repo: ResourceRepository, index: EmpiIndex, source_id: str, features: Features, top: GoldenScore
+    ) -> None:
+        """Index a new source under `top`'s resident (its `refer` link is written by the caller)."""
+        keys = blocking_keys(features, self.rules.blocking.keys)
+        index.put_record(source_id, top.golden_id, features, keys)
+        score, rule = top.comparison.score, top.rule
+        index.add_link(source_id, top.golden_id, score=score, rule=rule, at=self._clock(), by=SYSTEM_ACTOR)
+        self.refresh_golden(repo, index, top.golden_id)
+
+    def _queue_reviews(
+        self, index: EmpiIndex, source_id: str, ranked: list[GoldenScore], golden_id: str
+    ) -> None:
+        """Review items for the candidates a new source (now under `golden_id`) may belong to."""
+        now = self._clock()
         for entry in [e for e in ranked if e.decision == "review"][: self.rules.rules.review_top]:
             index.add_review(
-                stored_patient.id,
+                source_id,
                 entry.golden_id,
                 score=entry.comparison.score,
                 rule=entry.rule,
@@ -332,14 +388,29 @@ class EmpiService:
         rule: str,
         by: str,
     ) -> str:
-        # a server-assigned id (a UUID): the store then knows the row is new and can batch its insert
         golden_id = repo.create(compose_golden("new", [doc])).id
-        now = self._clock()
-        index.undo_links(source_id, at=now, by=by)
-        index.put_record(source_id, golden_id, features, keys)
-        index.add_link(source_id, golden_id, score=None, rule=rule, at=now, by=by)
+        self._index_new_golden(index, source_id, features, golden_id, rule=rule, by=by, keys=keys)
         self._set_refer(repo, source_id, golden_id, doc)
         return golden_id
+
+    def _index_new_golden(
+        self,
+        index: EmpiIndex,
+        source_id: str,
+        features: Features,
+        golden_id: str,
+        *,
+        rule: str,
+        by: str,
+        keys: list[str] | None = None,
+    ) -> None:
+        """Index `source_id` as the only source of the new resident `golden_id` (link `rule`)."""
+        now = self._clock()
+        index.undo_links(source_id, at=now, by=by)
+        if keys is None:
+            keys = blocking_keys(features, self.rules.blocking.keys)
+        index.put_record(source_id, golden_id, features, keys)
+        index.add_link(source_id, golden_id, score=None, rule=rule, at=now, by=by)
 
     def _set_refer(self, repo: ResourceRepository, source_id: str, golden_id: str, doc: Json) -> None:
         self._update_if_changed(
