@@ -71,7 +71,7 @@ def test_unchanged_source_writes_nothing_and_a_change_refreshes_the_resident(sto
 
     changed = {**doc, "telecom": [{"system": "phone", "value": "13800006666"}]}  # no link sent
     assert write(store, svc, "d", changed) == 2
-    version, d_doc = read(store, "d")
+    _version, d_doc = read(store, "d")
     assert link_targets(d_doc, "refer") == [golden]  # the link survives an update that drops it
     golden_doc = read(store, golden)[1]
     assert [t["value"] for t in golden_doc["telecom"]] == ["13800006666"]
