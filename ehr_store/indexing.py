@@ -70,22 +70,23 @@ class PendingIndex:
 
     def __init__(self, indexer: SqlIndexer) -> None:
         self._indexer = indexer
-        self._pending: dict[Key, tuple[IndexEntries | None, bool]] = {}
+        self._pending: dict[Key, tuple[dict[str, Any] | None, bool]] = {}
 
     def add(self, version: StoredResource, doc: dict[str, Any] | None) -> None:
         """Queue the index rows of a written version (None entries for a deletion)."""
         key = (version.resource_type, version.id)
-        entries = None if version.deleted or doc is None else self._indexer.extract(doc)
         earlier = self._pending.get(key)
         had_rows = earlier[1] if earlier is not None else version.version_id > 1
-        self._pending[key] = (entries, had_rows)
+        # extracted at flush: a resource written twice in one unit is extracted once
+        self._pending[key] = (None if version.deleted else doc, had_rows)
 
     def flush(self, conn: Connection) -> None:
         """Write the queued rows on `conn` (inside the caller's transaction)."""
         if not self._pending:
             return
         stale = [key for key, (_, had_rows) in self._pending.items() if had_rows]
-        fresh = [(t, i, entries) for (t, i), (entries, _) in self._pending.items() if entries is not None]
+        extract = self._indexer.extract
+        fresh = [(t, i, extract(doc)) for (t, i), (doc, _) in self._pending.items() if doc is not None]
         self._pending.clear()
         if stale:
             delete_index_many(conn, stale)
