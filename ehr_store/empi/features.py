@@ -10,9 +10,10 @@ May import: pypinyin, the standard library, `ehr_store.resident_id`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pypinyin import lazy_pinyin
@@ -53,7 +54,11 @@ class Features:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
-        return asdict(self)
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name in _FIELD_NAMES
+            for value in (getattr(self, name),)
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Features:
@@ -65,10 +70,15 @@ class Features:
         return cls(**known)
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(Features))
+
+
+@functools.lru_cache(maxsize=65_536)
 def pinyin(text: str) -> str:
     """Toneless pinyin of Chinese characters, syllables concatenated (`王晓东` → `wangxiaodong`).
 
-    Non-Chinese characters pass through lowercased.
+    Non-Chinese characters pass through lowercased. Cached (names repeat; pypinyin's
+    segmentation costs tens of microseconds a name).
     """
     return "".join(lazy_pinyin(text)).lower() if text else ""
 

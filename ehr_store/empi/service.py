@@ -358,12 +358,12 @@ class EmpiService:
         """Recompute a golden Patient from its current sources (no new version if unchanged).
         Left without sources, it is retired: `active=false`, `link replaced-by → successor`."""
         sources = index.sources_of(golden_id)
-        found = repo.read_many(("Patient", s) for s in sources)
+        found = repo.read_many([("Patient", golden_id), *(("Patient", s) for s in sources)])  # one query
         docs = sorted(
             (loads_resource(found[("Patient", s)].content) for s in sources if ("Patient", s) in found),
             key=lambda d: (d.get("meta", {}).get("lastUpdated", ""), d.get("id", "")),
         )
-        current = repo.read_many([("Patient", golden_id)]).get(("Patient", golden_id))
+        current = found.get(("Patient", golden_id))
         previous = loads_resource(current.content) if current is not None else {}
         golden = compose_golden(golden_id, docs, replaces=link_targets(previous, "replaces"))
         if not docs:

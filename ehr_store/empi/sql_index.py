@@ -40,6 +40,21 @@ _UPSERT_RECORD = {"postgresql": _upsert_record(postgresql.insert), "sqlite": _up
 
 
 _GET_RECORD = sa.select(R).where(R.c.source_id == sa.bindparam("sid"))
+# statements built once (per-call construction cost more than executing them on SQLite)
+_DELETE_KEYS = sa.delete(B).where(B.c.source_id == sa.bindparam("sid"))
+_INSERT_KEYS = sa.insert(B)
+_SET_GOLDEN = (
+    sa.update(R)
+    .where(R.c.source_id == sa.bindparam("sid"))
+    .values(golden_id=sa.bindparam("gid"), updated_at=sa.bindparam("at"))
+)
+_SOURCES_OF = sa.select(R.c.source_id).where(R.c.golden_id == sa.bindparam("gid")).order_by(R.c.source_id)
+_INSERT_LINK = sa.insert(L).returning(L.c.id)
+_UNDO_LINKS = (
+    sa.update(L)
+    .where(L.c.source_id == sa.bindparam("sid"), L.c.undone_at.is_(None))
+    .values(undone_at=sa.bindparam("at"), undone_by=sa.bindparam("by"))
+)
 
 
 @functools.lru_cache(maxsize=32)
@@ -132,17 +147,13 @@ class SqlEmpiIndex:
         if source_id in self._absent:
             self._absent.discard(source_id)
         else:
-            conn.execute(sa.delete(B).where(B.c.source_id == source_id))
+            conn.execute(_DELETE_KEYS, {"sid": source_id})
         if keys:
-            conn.execute(sa.insert(B), [{"key": k, "source_id": source_id} for k in dict.fromkeys(keys)])
+            conn.execute(_INSERT_KEYS, [{"key": k, "source_id": source_id} for k in dict.fromkeys(keys)])
 
     def set_golden(self, source_id: str, golden_id: str) -> None:
-        stmt = (
-            sa.update(R)
-            .where(R.c.source_id == source_id)
-            .values(golden_id=golden_id, updated_at=datetime.now(UTC))
-        )
-        if not self._conn(write=True).execute(stmt).rowcount:
+        params = {"sid": source_id, "gid": golden_id, "at": datetime.now(UTC)}
+        if not self._conn(write=True).execute(_SET_GOLDEN, params).rowcount:
             raise KeyError(source_id)
 
     def candidates(self, keys: Sequence[str], *, limit_per_key: int) -> list[Candidate]:
@@ -158,8 +169,7 @@ class SqlEmpiIndex:
         return list(found.values())
 
     def sources_of(self, golden_id: str) -> list[str]:
-        stmt = sa.select(R.c.source_id).where(R.c.golden_id == golden_id).order_by(R.c.source_id)
-        return [r.source_id for r in self._conn().execute(stmt)]
+        return [r.source_id for r in self._conn().execute(_SOURCES_OF, {"gid": golden_id})]
 
     def add_link(
         self, source_id: str, golden_id: str, *, score: float | None, rule: str, at: datetime, by: str
@@ -172,18 +182,14 @@ class SqlEmpiIndex:
             "created_at": at,
             "created_by": by,
         }
-        new_id = self._conn(write=True).execute(sa.insert(L).values(**values).returning(L.c.id)).scalar_one()
+        new_id = self._conn(write=True).execute(_INSERT_LINK, values).scalar_one()
         return LinkRecord(int(new_id), source_id, golden_id, score, rule, at, by)
 
     def undo_links(self, source_id: str, *, at: datetime, by: str) -> int:
         if source_id in self._absent:  # no record, so never linked
             return 0
-        stmt = (
-            sa.update(L)
-            .where(L.c.source_id == source_id, L.c.undone_at.is_(None))
-            .values(undone_at=at, undone_by=by)
-        )
-        return int(self._conn(write=True).execute(stmt).rowcount)
+        params = {"sid": source_id, "at": at, "by": by}
+        return int(self._conn(write=True).execute(_UNDO_LINKS, params).rowcount)
 
     def links(self, *, source_id: str | None = None, golden_id: str | None = None) -> list[LinkRecord]:
         stmt = sa.select(L).order_by(L.c.id)
