@@ -18,10 +18,12 @@ record is shown to hie-admin only. QIDO-RS answers are filtered per study. Every
 allowed or refused, becomes an AuditEvent (`AuditWriter`). Without an identity provider the
 caller is the loopback-only anonymous admin, as for `/fhir`.
 
-WADO-RS/WADO-URI answers are relayed from Orthanc as they arrive (`OrthancClient.open`:
-whatever the socket delivered, up to 1 MiB, undecoded, no whole study in memory; Content-Length
-passed through when Orthanc sends one); Orthanc builds the URLs in its answers from the
-`Forwarded` header we send, so they point at the exchange.
+WADO-RS/WADO-URI answers are relayed from Orthanc as they arrive (`imaging_relay.RelayResponse`:
+whatever the socket delivered, undecoded and uncopied, no whole study in memory; Content-Length
+passed through when Orthanc sends one; the relay stops when the client goes away). The request
+to Orthanc is sent while the resident check runs (`open_after_check`); a refusal drops it before
+any byte reaches the caller. Orthanc builds the URLs in its answers from the `Forwarded` header
+we send, so they point at the exchange.
 
 May import: fastapi/starlette, `ehr_store`, `imaging`, `hie_server.*`.
 """
@@ -34,8 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from starlette.background import BackgroundTask
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from ehr_store import DomainError, Forbidden, Store, TooCostly, Unavailable
 from hie_server.auth import (
@@ -52,11 +53,13 @@ from hie_server.auth.middleware import ANONYMOUS
 from hie_server.auth.principal import Principal
 from hie_server.auth.resolver import resident_facts
 from hie_server.errors import status_for
+from hie_server.operations.imaging_relay import RelayResponse, open_after_check
 from hie_server.operations.imaging_viewer import add_viewer_routes
 from hie_server.settings import HieSettings
 from imaging import (
     OrthancClient,
     Target,
+    Upstream,
     link_subject,
     parse_target,
     qido_query,
@@ -173,20 +176,13 @@ def _forwarded(request: Request, settings: HieSettings) -> str:
     return f"host={request.headers.get('host', request.url.netloc)};proto={request.url.scheme}"
 
 
-async def _stream(
-    client: OrthancClient, path: str, query: list[tuple[str, str]], headers: dict[str, str]
-) -> Response:
-    upstream = await client.open("GET", path, query, headers)
+async def _relay(upstream: Upstream) -> Response:
+    """The WADO answer as it arrives (`RelayResponse`); Orthanc's 404 becomes an empty one."""
     if upstream.status_code == 404:
         await upstream.aclose()
         return JSONResponse([], status_code=404)
     kept = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
-    return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        headers=kept,
-        background=BackgroundTask(upstream.aclose),
-    )
+    return RelayResponse(upstream, kept)
 
 
 async def _qido(
@@ -294,10 +290,10 @@ def imaging_router(settings: HieSettings, store: Store, client: OrthancClient) -
                 response = await _qido(client, gate, target, query, fwd)
             else:
                 assert target.study is not None
-                await gate.require_study(target.study)
                 accept = request.headers.get("accept", "*/*")
                 safe = [(k, v) for k, v in query if k != "studyUID" or target.kind == "wado-uri"]
-                response = await _stream(client, path, safe, {"Accept": accept, "Forwarded": fwd})
+                opening = client.open("GET", path, safe, {"Accept": accept, "Forwarded": fwd})
+                response = await _relay(await open_after_check(opening, gate.require_study(target.study)))
         except DomainError as exc:
             gate.finish(status_for(exc), exc)
             raise

@@ -31,14 +31,14 @@ import time
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
-from starlette.background import BackgroundTask
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from ehr_store import DomainError, Forbidden, InvalidInput, NotFound, Store
 from hie_server.auth import Action, audit_event
 from hie_server.auth.audit import AccessRecord
 from hie_server.auth.principal import Principal
 from hie_server.errors import status_for
+from hie_server.operations.imaging_relay import RelayResponse
 from hie_server.settings import HieSettings
 from imaging import OrthancClient, study_resource_id
 
@@ -184,9 +184,4 @@ def add_viewer_routes(router: APIRouter, settings: HieSettings, store: Store, cl
             _audit(request, session, upstream.status_code, None)
         kept = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
         kept.update({"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"})
-        return StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            headers=kept,
-            background=BackgroundTask(upstream.aclose),
-        )
+        return RelayResponse(upstream, kept)
