@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -142,24 +143,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int]:
+def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int, float]:
     """Fetch `url` whole with curl (a native client, as a viewer would be), discarding the
-    body; returns (seconds, bytes). Falls back to httpx when curl is missing."""
+    body; returns (seconds, bytes, client CPU seconds). The seconds are curl's own
+    `time_total` (connect, request, transfer), not the wall time of the subprocess: starting
+    curl costs ~4 ms on this machine, which would otherwise be added to both sides and pull
+    the ratio towards 1. Falls back to httpx (in this process) when curl is missing."""
     accept = 'Accept: multipart/related; type="application/dicom"'
     if shutil.which("curl"):
-        command = ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-H", accept, url]
+        report = "%{size_download} %{time_total}"
+        command = ["curl", "-sS", "-o", "/dev/null", "-w", report, "-H", accept, url]
         if auth:
             command[1:1] = ["-u", f"{auth[0]}:{auth[1]}"]
-        t0 = time.perf_counter()
-        size = int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-        return time.perf_counter() - t0, size
-    t0 = time.perf_counter()
-    size = 0
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        size, seconds = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return float(seconds), int(size), cpu
+    t0, c0 = time.perf_counter(), time.process_time()
+    total = 0
     with httpx.stream("GET", url, auth=auth, timeout=120, headers={"Accept": accept.split(": ", 1)[1]}) as r:
         assert r.status_code == 200, r.status_code
         for chunk in r.iter_raw():
-            size += len(chunk)
-    return time.perf_counter() - t0, size
+            total += len(chunk)
+    return time.perf_counter() - t0, total, time.process_time() - c0
 
 
 def _run_exchange(database_url: str, server: orthanc_server.OrthancServer, port: int) -> None:
@@ -215,24 +222,29 @@ def main() -> None:
         asyncio.run(bench_indexing_one(server, store))
         retrieve(proxy_url, None)  # warm: connection pools, first audit write
         rates: dict[str, list[float]] = {"direct": [], "exchange": []}
-        cpu = {"direct": 0.0, "exchange": 0.0}
+        cpu = {"direct": 0.0, "exchange": 0.0, "client": 0.0}
         pids = {"direct": server.process.pid if server.process else 0, "exchange": exchange.pid or 0}
-        load = os.getloadavg()[0]
-        for _ in range(args.rounds):
+        loads = [os.getloadavg()[0]]
+        for _ in range(args.rounds):  # alternate, so both sides see the same background load
             for name, target, auth in (
                 ("direct", direct_url, (server.username, server.password)),
                 ("exchange", proxy_url, None),
             ):
                 before = cpu_seconds(pids[name])
-                elapsed, size = retrieve(target, auth)
+                elapsed, size, client_cpu = retrieve(target, auth)
                 cpu[name] += cpu_seconds(pids[name]) - before
+                cpu["client"] += client_cpu / 2
+                assert size >= total, (name, size, total)  # every instance, plus the multipart framing
                 rates[name].append(size / elapsed / 1e6)
+        loads.append(os.getloadavg()[0])
         direct, proxied = statistics.median(rates["direct"]), statistics.median(rates["exchange"])
+        ms = {k: 1000 * v / args.rounds for k, v in cpu.items()}
         print(
             f"WADO-RS {total / 1e6:.1f} MB study, median of {args.rounds}: direct {direct:.0f} MB/s, "
             f"through the exchange {proxied:.0f} MB/s ({100 * proxied / direct:.0f} % of direct); "
-            f"CPU per retrieval: Orthanc {1000 * cpu['direct'] / args.rounds:.0f} ms, exchange "
-            f"{1000 * cpu['exchange'] / args.rounds:.0f} ms; 1-min load average {load:.2f}"
+            f"CPU per retrieval: Orthanc {ms['direct']:.1f} ms, exchange {ms['exchange']:.1f} ms, "
+            f"client (curl) {ms['client']:.1f} ms; 1-min load average {loads[0]:.2f}-{loads[1]:.2f} "
+            f"on {os.cpu_count()} CPUs"
         )
         exchange.terminate()
         exchange.join(10)
