@@ -111,10 +111,24 @@ def cycled(messages: list[bytes], count: int, start: int = 0) -> list[bytes]:
 
 @contextmanager
 def running_server(
-    store: Store, settings: IngestSettings, empi: bool, writers: int = 1, audit: bool = False
+    store: Store,
+    settings: IngestSettings,
+    empi: bool,
+    writers: int = 1,
+    audit: bool = False,
+    terminology: bool = True,
 ) -> Iterator[int]:
-    """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop; `audit`: one
-    AuditEvent per message in its write unit (`hie_server.auth.ingest_audit`, as `hie serve`)."""
+    """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop, composed as
+    `hie serve` composes it: `audit`: one AuditEvent per message in its write unit
+    (`hie_server.auth.ingest_audit`); `terminology`: the shipped content loaded and local codes
+    translated to standard codings while mapping (unmapped codes counted)."""
+    term = None
+    if terminology:
+        from hie_server.startup import ensure_terminology
+        from terminology import TerminologyService
+
+        term = TerminologyService(store)
+        ensure_terminology(store, term)
     hook = None
     if audit:
         from hie_server.auth.ingest_audit import ingest_audit_hook
@@ -126,7 +140,7 @@ def running_server(
 
         hooks = EmpiService()
     server = MllpServer(
-        IngestService(store, settings, identity_hooks=hooks, before_commit=hook),
+        IngestService(store, settings, identity_hooks=hooks, before_commit=hook, terminology=term),
         MllpSettings(port=0, writers=writers),
     )
     loop = asyncio.new_event_loop()
@@ -249,6 +263,8 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--empi", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--audit", action=argparse.BooleanOptionalAction, default=True, help="MLLP AuditEvents")
+    ap.add_argument("--terminology", action=argparse.BooleanOptionalAction, default=True,
+                    help="translate local codes (as hie serve)")
     ap.add_argument("--feed", type=Path, default=None)
     ap.add_argument("--writers", type=int, default=1, help="concurrent batches (PostgreSQL can use 2+)")
     ap.add_argument("--residents", type=int, default=300)
@@ -257,6 +273,7 @@ def main() -> None:
     print(
         f"feed: {len(feed)} distinct messages, cycled with fresh MSH-10; "
         f"EMPI hook {'on' if args.empi else 'off'}; audit {'on' if args.audit else 'off'}; "
+        f"terminology {'on' if args.terminology else 'off'}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     results: dict[str, object] = {}
@@ -265,7 +282,9 @@ def main() -> None:
             with backend_url(backend) as url:
                 upgrade_schema(url)
                 store = SqlStore(StoreSettings(database_url=url))
-                with running_server(store, settings, args.empi, args.writers, args.audit) as port:
+                with running_server(
+                    store, settings, args.empi, args.writers, args.audit, args.terminology
+                ) as port:
                     warm = cycled(feed, 100, start=10_000_000)
                     in_sender_process(throughput, port, warm, 2)  # warm-up (caches, plans)
                     rate, codes = in_sender_process(
