@@ -208,6 +208,16 @@ class IndexAggregates:
                 for r in conn.execute(stmt)
             ]
 
+    def last_changed(self, resource_types: tuple[str, ...]) -> tuple[datetime | None, ...]:
+        """The newest `meta.lastUpdated` of each type (writes and deletions alike; None: no
+        resource), from the `(resource_type, last_updated)` index: a cheap key for caching a
+        report over those types. Raises: Unavailable."""
+        with self.store.unit_of_work() as uow:
+            conn = uow.flushed_connection()
+            stmt = sa.select(sa.func.max(R.c.last_updated)).where(R.c.resource_type == sa.bindparam("rt"))
+            found = [conn.execute(stmt, {"rt": t}).scalar_one_or_none() for t in resource_types]
+        return tuple(v if v is None or v.tzinfo else v.replace(tzinfo=UTC) for v in found)
+
     def refresh_projection(self, name: str, resource_type: str, derive: Callable[[Json], str | None]) -> int:
         """Bring projection `name` of `resource_type` up to date (see module docstring):
         `derive(resource JSON)` gives the value (None for none; deleted resources project to None).

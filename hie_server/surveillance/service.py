@@ -5,14 +5,20 @@ the terminology service (rebuilt when the terminology resources change). On a SQ
 dashboard aggregates run in the database (`ehr_store.IndexAggregates`): cases read only the
 Conditions whose ICD-10 code is notifiable (the period's codes counted first), the ILI share is
 counted per hour and county in SQL (`stats.ili_share_indexed`); other stores page through searches.
+Results are kept for `CACHE_SECONDS` under a key that includes the newest `lastUpdated` of every
+resource type they read (`IndexAggregates.last_changed`), so any write or deletion of those types
+recomputes them (the dashboard asks for the same cases twice: counts and overdue). Only a write
+committed after a later-stamped one can be seen up to `CACHE_SECONDS` late.
 
 May import: the standard library, `ehr_store`, `terminology`, `hie_server.surveillance.*`.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ehr_store import IndexAggregates, NotSupported, Store
 from hie_server.surveillance.cases import ICD10_SYSTEMS, CaseRecord, collect_cases
@@ -29,6 +35,10 @@ from hie_server.surveillance.stats import (
 from terminology import TerminologyService
 
 Format = Literal["csv", "ndjson"]
+T = TypeVar("T")
+CACHE_SECONDS = 60.0
+CASE_TYPES = ("Condition", "Observation", "Task", "Patient", "Organization")
+ILI_TYPES = ("Encounter", "Condition", "Patient")
 
 
 class SurveillanceService:
@@ -39,6 +49,7 @@ class SurveillanceService:
         self.terminology = terminology
         self.settings = settings
         self._catalogue: tuple[object, DiseaseCatalogue] | None = None
+        self._memo: dict[tuple[Any, ...], tuple[float, Any]] = {}
         try:
             self.aggregates: IndexAggregates | None = IndexAggregates(store)
         except NotSupported:
@@ -56,11 +67,29 @@ class SurveillanceService:
     ) -> list[CaseRecord]:
         """Cases diagnosed in [start, end] (see `cases.collect_cases`)."""
         catalogue = self.catalogue()
-        codes = self.notifiable_codes(catalogue, start, end)
-        with self.store.unit_of_work() as uow:
-            return collect_cases(
-                uow, catalogue, start, end, county=county, disease=disease, condition_codes=codes
-            )
+
+        def compute() -> list[CaseRecord]:
+            codes = self.notifiable_codes(catalogue, start, end)
+            with self.store.unit_of_work() as uow:
+                return collect_cases(
+                    uow, catalogue, start, end, county=county, disease=disease, condition_codes=codes
+                )
+
+        return list(self._cached(("cases", id(catalogue), start, end, county, disease), CASE_TYPES, compute))
+
+    def _cached(self, key: tuple[Any, ...], types: tuple[str, ...], compute: Callable[[], T]) -> T:
+        """`compute()`, or its result kept under `key` and the types' last change (module doc)."""
+        if self.aggregates is None:
+            return compute()
+        full = (*key, self.aggregates.last_changed(types))
+        now = time.monotonic()
+        hit = self._memo.get(full)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]  # type: ignore[no-any-return]
+        value = compute()
+        self._memo = {k: v for k, v in self._memo.items() if now - v[0] < CACHE_SECONDS}
+        self._memo[full] = (now, value)
+        return value
 
     def notifiable_codes(self, catalogue: DiseaseCatalogue, start: date, end: date) -> list[str] | None:
         """`system|code` of the notifiable ICD-10 codes the Conditions recorded in [start, end]
@@ -109,7 +138,12 @@ class SurveillanceService:
         """ILI share of outpatient visits per week and county."""
         catalogue = self.catalogue()
         if self.aggregates is not None:
-            return ili_share_indexed(self.aggregates, catalogue, start, end, county)
+            aggregates = self.aggregates
+            return self._cached(
+                ("ili", id(catalogue), start, end, county),
+                ILI_TYPES,
+                lambda: ili_share_indexed(aggregates, catalogue, start, end, county),
+            )
         with self.store.unit_of_work() as uow:
             return ili_share(uow, catalogue, start, end, county)
 

@@ -19,7 +19,7 @@ import pytest
 
 from adapters import IngestService
 from ehr_store import SqlStore, Store, StoreSettings
-from hie_server.surveillance import SurveillanceService, SurveillanceSettings
+from hie_server.surveillance import SurveillanceService, SurveillanceSettings, report_task
 from terminology import TerminologyService, canonical
 
 REPO = Path(__file__).resolve().parents[4]
@@ -150,3 +150,17 @@ def test_ili_share_matches_the_paged_path(fed: Any) -> None:
     assert fast.ili(*PERIOD) == slow.ili(*PERIOD)
     moved = {(r["week"], r["county"]) for r in fast.ili(date(2026, 3, 1), date(2026, 3, 8))}
     assert ("2026-W10", "441882") in moved and ("2026-W10", "441803") not in moved
+
+
+def test_cached_cases_follow_writes(fed: Any) -> None:
+    store, terminology = fed
+    fast, slow = both(store, terminology)
+    late = fast.overdue(fast.cases(*PERIOD), NOW)
+    assert late and fast.cases(*PERIOD) == fast.cases(*PERIOD)
+    case = late[0]
+    with store.unit_of_work(write=True) as uow:  # reported in time now: no longer overdue
+        uow.resources.create(report_task(case.sources[0], case.patient_id, case.deadline))
+        uow.commit()
+    after = [c.case_id for c in fast.overdue(fast.cases(*PERIOD), NOW)]
+    assert case.case_id not in after
+    assert after == [c.case_id for c in slow.overdue(slow.cases(*PERIOD), NOW)]
