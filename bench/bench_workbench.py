@@ -1,26 +1,29 @@
-"""Workbench page times at scale: N synthetic resources in a SQLite store, `hie serve` on it, the
-main pages fetched as the local operator (loopback, no identity provider), p50/p95 ms per page.
+"""Workbench page times at scale: about N synthetic resources in a SQLite store, `hie serve` on it,
+the main pages fetched as the local operator (loopback, no identity provider), p50/p95 ms per page.
 
-Data (synthetic; loaded through the store API, `store.unit_of_work(write=True)` with
-`uow.resources.prefetch` + `create`, `--batch` resources per unit of work, no HL7): per resident
-1 Patient (name, 身份证号, phone, home county), 2 outpatient Encounters, 1 Condition (one in 20 a
-notifiable disease, diagnosis dates over the last two years), 13 lab Observations, 1
-AllergyIntolerance, 2 Immunizations: 20 resources a resident. Plus 200 specialists' published
-clinics (14 days, `TelemedicineService.publish_many`) and `--messages` archived HL7 messages over
-12 facilities (one in 50 in the error queue).
+Data: `bench_workbench_load.py` (written through the store's bulk path: Qingyuan counties, 12
+facilities, visits over a year, seasonal influenza-like illness, notifiable cases with their report
+Tasks, lab trends, chronic patients, 5 % AuditEvents; EMPI records in bulk), then 300 near-duplicate
+Patients through the real EMPI (review queue), 200 specialists' published clinics (14 days,
+`TelemedicineService.publish_many`), `--messages` archived HL7 messages over 12 facilities (one in 50
+in the error queue) and `ANALYZE`.
 
-Pages: resident search by name, pinyin, 身份证号 and phone; resident summary; booking with free
-slots; CDC dashboard (12 weeks); admin feeds. Each page is fetched `--repeat` times (first fetch
-not counted) with a different resident where it takes one.
+Pages: resident search by name, pinyin, 身份证号 and phone; resident summary (and a chronic
+patient's); booking with free slots; CDC dashboard (12 weeks); admin feeds; EMPI review queue;
+audit search (by resident, by user and day, latest). Each page is fetched `--repeat` + 1 times
+(the first shown apart) with a different resident where it takes one.
 
 Usage: `.venv/bin/python bench/bench_workbench.py [--n 1000000] [--repeat 20] [--keep DIR]`
-(`--db sqlite:///path` reuses a loaded database and skips loading).
+(`--db sqlite:///path` reuses a loaded database, `--only "CDC dashboard,admin feeds"`).
 
-Measured 2026-11-29, shared 2-core machine (load average 4-6), `--n 200000` (1M not run: the
-EMPI-linked load runs at ~1,300 resources/s, 151 s for 200k), p50 / p95 ms: search name 7 / 11,
-pinyin 7 / 10, 身份证号 4 / 7, phone 3 / 5; resident summary 194 / 209; booking (slots) 88 / 95;
-CDC dashboard 296 / 545 (before the ILI-share fix 1246 / 1621); admin feeds 90 / 106 (before
-`received_since` 690 / 1805).
+Measured 2026-11-29, shared 2-core machine, `--n 1000000` (loaded in 194 s, 5,150 resources/s;
+45,738 residents), load average 3.0-3.4, p50 / p95 ms (first fetch): search name 8 / 19, pinyin
+8 / 12, 身份证号 4 / 5, phone 3 / 13; resident summary 286 / 409 (289); chronic summary 346 / 471
+(711); booking (slots) 138 / 322; CDC dashboard 192 / 608 (3,448 cold server; before the indexed
+aggregates 3,307 / 4,472); admin feeds 127 / 219; EMPI review queue 71 / 105; audit by resident
+7 / 80, by user and day 11 / 22, latest 139 / 436. CDC computations, CPU at 1M (12 weeks): cases
+0.30 s (paged 1.2 s), ILI share 0.7 s (paged ~10 s); the dashboard's results are cached until a
+write to the types they read, so the first view after a write costs ~1 s CPU.
 """
 
 from __future__ import annotations
