@@ -6,6 +6,12 @@ busy timeout instead of failing on lock upgrade), `unit_of_work(write=True)` doe
 front. Database errors become domain errors here: lost connection → `Unavailable`, a
 lock lost to a concurrent writer → `Conflict`.
 
+SQLite writers of one process also queue on a process-wide lock taken just before
+`BEGIN IMMEDIATE` and released when the transaction ends: a waiting thread then starts the
+moment the lock is free, instead of in SQLite's busy handler, which polls with growing
+sleeps (1, 2, 5, 10, 15 ... 100 ms). So two ingest batches can be in flight at once, one
+mapping while the other writes or waits for its fsync (`MllpSettings.writers`).
+
 Write-behind: the unit knows the current rows it has locked (`SELECT ... FOR UPDATE` on
 PostgreSQL; SQLite's write lock) or written, so later reads and writes of them need no
 statement; rows written on a known row are queued and written in bulk (one executemany
@@ -20,6 +26,7 @@ May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_stor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,7 +35,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ehr_store.bulk import bulk_insert
-from ehr_store.engine import BEGIN_MODE_KEY, WalCheckpointer, make_engine, sqlite_file
+from ehr_store.engine import (
+    BEGIN_MODE_KEY,
+    SQLITE_BUSY_TIMEOUT_MS,
+    WalCheckpointer,
+    make_engine,
+    sqlite_file,
+)
 from ehr_store.errors import Conflict, DomainError, Unavailable, VersionConflict
 from ehr_store.indexing import PendingIndex, SqlIndexer
 from ehr_store.model import SearchResult, StoredResource
@@ -72,6 +85,7 @@ class SqlUnitOfWork:
         self._store = store
         self._write = write
         self._conn: Connection | None = None
+        self._holds_writer = False  # the store's SQLite writer lock (module doc)
         self._index = PendingIndex(store.indexer)
         self._history: list[dict[str, Any]] = []
         self._known: dict[Key, StoredResource | None] = {}
@@ -86,9 +100,26 @@ class SqlUnitOfWork:
             self._conn = self._store.engine.connect()
         if not self._conn.in_transaction():
             if (write or self._write) and self._conn.dialect.name == "sqlite":
+                self._take_writer_lock()
                 self._conn.info[BEGIN_MODE_KEY] = "IMMEDIATE"
-            self._conn.begin()
+            try:
+                self._conn.begin()
+            except BaseException:
+                self._release_writer_lock()
+                raise
         return self._conn
+
+    def _take_writer_lock(self) -> None:
+        if self._holds_writer:
+            return
+        if not self._store.sqlite_writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise Unavailable("the database stayed locked by another writer of this process")
+        self._holds_writer = True
+
+    def _release_writer_lock(self) -> None:
+        if self._holds_writer:
+            self._holds_writer = False
+            self._store.sqlite_writer.release()
 
     def queue_history(self, row: dict[str, Any]) -> None:
         """Queue a `resource_history` row; written in bulk by `flushed_connection`/commit."""
@@ -167,6 +198,8 @@ class SqlUnitOfWork:
                 raise (translate_db_error(exc) or exc) from exc
             finally:
                 self._known.clear()  # locks are released with the transaction
+                if self._conn is None or not self._conn.in_transaction():
+                    self._release_writer_lock()
 
     def rollback(self) -> None:
         """Discard everything written through this unit since the last commit."""
@@ -175,8 +208,11 @@ class SqlUnitOfWork:
         self._known.clear()
         self._inserts.clear()
         self._replaces.clear()
-        if self._conn is not None and self._conn.in_transaction():
-            self._conn.rollback()
+        try:
+            if self._conn is not None and self._conn.in_transaction():
+                self._conn.rollback()
+        finally:
+            self._release_writer_lock()
 
     def close(self) -> None:
         """Roll back what is uncommitted and return the connection to the pool."""
@@ -195,6 +231,7 @@ class SqlStore:
         self.settings = settings
         self.engine: Engine = make_engine(settings)
         self.indexer = SqlIndexer(settings)
+        self.sqlite_writer = threading.Lock()  # SQLite write transactions of this process (module doc)
         self.code_sets = self.indexer.code_sets  # see ehr_store.use_code_set_resolver
         path = sqlite_file(self.engine)
         self._checkpointer = WalCheckpointer(path, self) if path is not None else None
