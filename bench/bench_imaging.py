@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -169,6 +170,56 @@ def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int, float]
     return time.perf_counter() - t0, total, time.process_time() - c0
 
 
+def _pump(source: socket.socket, sink: socket.socket, zero_copy: bool) -> None:
+    """Copy one direction until EOF: `splice(2)` through a pipe (no copy through user space)
+    or `recv_into` a reused 1 MiB buffer + `sendall` (one copy in, one out, as any user-space
+    proxy must do at least)."""
+    try:
+        if zero_copy:
+            r, w = os.pipe()
+            try:
+                while n := os.splice(source.fileno(), w, 1 << 20):
+                    while n:
+                        n -= os.splice(r, sink.fileno(), n)
+            finally:
+                os.close(r)
+                os.close(w)
+        else:
+            buffer = bytearray(1 << 20)
+            view = memoryview(buffer)
+            while n := source.recv_into(buffer):
+                sink.sendall(view[:n])
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _reference_relay(listener: socket.socket, upstream_port: int, zero_copy: bool) -> None:
+    def connection(client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", upstream_port)) as orthanc:
+            requests = threading.Thread(target=_pump, args=(client, orthanc, zero_copy), daemon=True)
+            requests.start()
+            _pump(orthanc, client, zero_copy)
+            requests.join()
+
+    while True:
+        client, _ = listener.accept()
+        threading.Thread(target=connection, args=(client,), daemon=True).start()
+
+
+def reference_relay(upstream_port: int, zero_copy: bool) -> tuple[mp.process.BaseProcess, int]:
+    """A byte-for-byte TCP relay to Orthanc in its own process (threads, no HTTP, no checks,
+    no audit): the ceiling any proxy could reach on this machine. Returns (process, port)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+    process = mp.get_context("fork").Process(
+        target=_reference_relay, args=(listener, upstream_port, zero_copy), daemon=True
+    )
+    process.start()
+    listener.close()  # the child keeps its copy
+    return process, port
+
+
 def _run_exchange(database_url: str, server: orthanc_server.OrthancServer, port: int) -> None:
     store = SqlStore(StoreSettings(database_url=database_url))
     imaging = ImagingSettings(
@@ -202,7 +253,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=200)
     parser.add_argument("--instances", type=int, default=120)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the reference TCP relays (copy, splice)"
+    )
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-imaging-"))
@@ -220,32 +274,51 @@ def main() -> None:
         proxy_url = f"http://127.0.0.1:{port}/dicom-web/studies/{uid}"
         # the study must be in the record for the proxy to serve it
         asyncio.run(bench_indexing_one(server, store))
-        retrieve(proxy_url, None)  # warm: connection pools, first audit write
-        rates: dict[str, list[float]] = {"direct": [], "exchange": []}
-        cpu = {"direct": 0.0, "exchange": 0.0, "client": 0.0}
-        pids = {"direct": server.process.pid if server.process else 0, "exchange": exchange.pid or 0}
+        auth = (server.username, server.password)
+        targets = {"direct": (direct_url, auth, server.process.pid if server.process else 0)}
+        targets["exchange"] = (proxy_url, None, exchange.pid or 0)
+        relays = []
+        if not args.no_reference:
+            for name, zero_copy in (("TCP relay (copy)", False), ("TCP relay (splice)", True)):
+                relay, relay_port = reference_relay(server.http_port, zero_copy)
+                relays.append(relay)
+                targets[name] = (
+                    f"http://127.0.0.1:{relay_port}/dicom-web/studies/{uid}",
+                    auth,
+                    relay.pid or 0,
+                )
+        for target, target_auth, _pid in targets.values():
+            retrieve(target, target_auth)  # warm: Orthanc's cache, connection pools, first audit write
+        rates: dict[str, list[float]] = {name: [] for name in targets}
+        cpu = dict.fromkeys(targets, 0.0)
+        client_cpu = 0.0
         loads = [os.getloadavg()[0]]
-        for _ in range(args.rounds):  # alternate, so both sides see the same background load
-            for name, target, auth in (
-                ("direct", direct_url, (server.username, server.password)),
-                ("exchange", proxy_url, None),
-            ):
-                before = cpu_seconds(pids[name])
-                elapsed, size, client_cpu = retrieve(target, auth)
-                cpu[name] += cpu_seconds(pids[name]) - before
-                cpu["client"] += client_cpu / 2
+        for _ in range(args.rounds):  # alternate, so every side sees the same background load
+            for name, (target, target_auth, pid) in targets.items():
+                before = cpu_seconds(pid)
+                elapsed, size, curl_cpu = retrieve(target, target_auth)
+                cpu[name] += cpu_seconds(pid) - before
+                client_cpu += curl_cpu / len(targets)
                 assert size >= total, (name, size, total)  # every instance, plus the multipart framing
                 rates[name].append(size / elapsed / 1e6)
         loads.append(os.getloadavg()[0])
-        direct, proxied = statistics.median(rates["direct"]), statistics.median(rates["exchange"])
-        ms = {k: 1000 * v / args.rounds for k, v in cpu.items()}
+        median = {name: statistics.median(r) for name, r in rates.items()}
+        ms = {name: 1000 * v / args.rounds for name, v in cpu.items()}
+        direct, proxied = median["direct"], median["exchange"]
         print(
             f"WADO-RS {total / 1e6:.1f} MB study, median of {args.rounds}: direct {direct:.0f} MB/s, "
             f"through the exchange {proxied:.0f} MB/s ({100 * proxied / direct:.0f} % of direct); "
             f"CPU per retrieval: Orthanc {ms['direct']:.1f} ms, exchange {ms['exchange']:.1f} ms, "
-            f"client (curl) {ms['client']:.1f} ms; 1-min load average {loads[0]:.2f}-{loads[1]:.2f} "
-            f"on {os.cpu_count()} CPUs"
+            f"client (curl) {1000 * client_cpu / args.rounds:.1f} ms; 1-min load average "
+            f"{loads[0]:.2f}-{loads[1]:.2f} on {os.cpu_count()} CPUs"
         )
+        for name in list(targets)[2:]:
+            print(
+                f"  reference, {name}: {median[name]:.0f} MB/s ({100 * median[name] / direct:.0f} % of "
+                f"direct), relay CPU per retrieval {ms[name]:.1f} ms"
+            )
+        for relay in relays:
+            relay.terminate()
         exchange.terminate()
         exchange.join(10)
     finally:
