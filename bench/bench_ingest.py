@@ -265,13 +265,17 @@ def main() -> None:
     ap.add_argument("--audit", action=argparse.BooleanOptionalAction, default=True, help="MLLP AuditEvents")
     ap.add_argument("--terminology", action=argparse.BooleanOptionalAction, default=True,
                     help="translate local codes (as hie serve)")
+    ap.add_argument("--types", default="", help="only these MSH-9.1 types, e.g. ADT,ORU (the issue's mix)")
     ap.add_argument("--feed", type=Path, default=None)
     ap.add_argument("--writers", type=int, default=1, help="concurrent batches (PostgreSQL can use 2+)")
     ap.add_argument("--residents", type=int, default=300)
     args = ap.parse_args()
     feed, settings = load_feed(args.feed, args.residents)
+    if args.types:
+        wanted = tuple(t.strip() for t in args.types.split(",") if t.strip())
+        feed = [m for m in feed if (read_header(m).message_type or "").startswith(wanted)]
     print(
-        f"feed: {len(feed)} distinct messages, cycled with fresh MSH-10; "
+        f"feed: {len(feed)} distinct messages ({args.types or 'all types'}), cycled with fresh MSH-10; "
         f"EMPI hook {'on' if args.empi else 'off'}; audit {'on' if args.audit else 'off'}; "
         f"terminology {'on' if args.terminology else 'off'}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
