@@ -24,7 +24,7 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +71,7 @@ class Upstream:
         self.status_code: int = response.status
         self.headers: CIMultiDictProxy[str] = response.headers
 
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
+    async def aiter_raw(self) -> AsyncGenerator[bytes, None]:
         """The body as it arrives (chunks of any size up to `READ_BUFFER_BYTES`), undecoded;
         released at the end. Raises: Unavailable (Orthanc broke off)."""
         try:

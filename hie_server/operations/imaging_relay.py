@@ -45,17 +45,21 @@ class RelayResponse(Response):
         broke off mid-answer: the server then closes the connection, so the client sees a
         truncated body, never a complete-looking one)."""
         gone = asyncio.ensure_future(_disconnect(receive))
+        chunks = self.upstream.aiter_raw()
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
-            async for chunk in self.upstream.aiter_raw():
+            async for chunk in chunks:
                 if gone.done():
                     return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # ASGI 2.4 servers raise on writing to a closed connection: client gone
+            return
         finally:
             gone.cancel()
+            await chunks.aclose()
             await self.upstream.aclose()
 
 
