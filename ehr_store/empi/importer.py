@@ -119,8 +119,7 @@ def import_residents(
         with store.unit_of_work(write=True) as uow:
             for patient in pending:
                 pid = f"reg-{patient['identifier'][0]['value']}"
-                stored, _ = uow.resources.update("Patient", pid, {**patient, "id": pid})
-                service.on_source_patient(uow.resources, stored)
+                service.write_source_patient(uow.resources, {**patient, "id": pid})  # one version, linked
             uow.commit()
         report.imported += len(pending)
         if progress is not None:

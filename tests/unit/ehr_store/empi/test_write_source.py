@@ -1,14 +1,16 @@
-"""`EmpiService.write_source_patient` (the ingestion path) on every store backend: a new source
-Patient is written once with its `refer` link, an unchanged one writes nothing, a changed one
-keeps its link and refreshes its resident record."""
+"""`EmpiService.write_source_patient` (the ingestion and register-import path) on every store
+backend: a new source Patient is written once with its `refer` link, an unchanged one writes
+nothing, a changed one keeps its link and refreshes its resident record."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from ehr_store import Store
-from ehr_store.empi import EmpiService
+from ehr_store.empi import EmpiService, import_residents, read_rows
 from ehr_store.empi.golden import link_targets
+from ehr_store.resident_id import check_character
 
 from .test_linking import patient
 
@@ -78,3 +80,20 @@ def test_unchanged_source_writes_nothing_and_a_change_refreshes_the_resident(sto
     with store.unit_of_work() as uow:
         record = svc.index(uow.resources).get_record("d")
         assert record is not None and record.features.phones == ("13800006666",)
+
+
+def test_register_import_links_once_and_reimport_writes_nothing(store: Store) -> None:
+    rid = "44180219900102" + "123"
+    rid += check_character(rid)
+    csv_text = f"身份证号,姓名,性别,出生日期,电话,地址\n{rid},王晓东,男,1990-01-02,13800001234,石角镇东围村\n"
+    svc = EmpiService()
+    for _ in range(2):
+        report = import_residents(store, svc, read_rows(io.StringIO(csv_text)))
+        assert report.imported == 1 and not report.errors
+    pid = f"reg-{rid}"
+    assert history_length(store, pid) == 1  # written once with its link, the re-import changed nothing
+    golden = link_targets(read(store, pid)[1], "refer")[0]
+    # a clinic's record of the same resident (same 身份证号) joins the register's resident
+    write(store, svc, "clinic-1", patient("王晓东", "1990-01-02", mrn="K1", resident_id=rid))
+    assert link_targets(read(store, "clinic-1")[1], "refer") == [golden]
+    assert sorted(link_targets(read(store, golden)[1], "seealso")) == ["clinic-1", pid]
