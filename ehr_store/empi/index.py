@@ -78,6 +78,13 @@ class EmpiIndex(Protocol):
         """Sources sharing any of `keys` (at most `limit_per_key` per key), deduplicated."""
         ...
 
+    def lookup(
+        self, source_id: str, keys: Sequence[str], *, limit_per_key: int
+    ) -> tuple[Candidate | None, list[Candidate]]:
+        """`(get_record(source_id), candidates(keys, ...))` in one round trip (a source
+        that is probably new: its record is looked up anyway, never assumed absent)."""
+        ...
+
     def sources_of(self, golden_id: str) -> list[str]:
         """Source Patient ids currently under `golden_id`, sorted."""
         ...

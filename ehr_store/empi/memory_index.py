@@ -94,6 +94,12 @@ class MemoryEmpiIndex:
                     ids[source_id] = None
             return [self._s.records[i] for i in ids if i in self._s.records]
 
+    def lookup(
+        self, source_id: str, keys: Sequence[str], *, limit_per_key: int
+    ) -> tuple[Candidate | None, list[Candidate]]:
+        with self._s.lock:
+            return self.get_record(source_id), self.candidates(keys, limit_per_key=limit_per_key)
+
     def sources_of(self, golden_id: str) -> list[str]:
         return sorted(r.source_id for r in list(self._s.records.values()) if r.golden_id == golden_id)
 

@@ -66,14 +66,23 @@ class EmpiService:
         self._clock = clock
 
     # -- matching -----------------------------------------------------------------------------
-    def rank(self, index: EmpiIndex, features: Features, *, exclude: str | None = None) -> list[GoldenScore]:
+    def rank(
+        self,
+        index: EmpiIndex,
+        features: Features,
+        *,
+        exclude: str | None = None,
+        found: list[Candidate] | None = None,
+    ) -> list[GoldenScore]:
         """Resident records sharing a blocking key with `features`, best first.
 
         Per golden: a shared valid 身份证号 wins, else the highest score among its sources
-        that does not conflict on 身份证号. Cost: one index lookup per blocking key.
+        that does not conflict on 身份证号. Cost: one index query for all blocking keys
+        (none when the caller passes the candidates it `found` with `index.lookup`).
         """
-        keys = blocking_keys(features, self.rules.blocking.keys)
-        found = index.candidates(keys, limit_per_key=self.rules.rules.max_candidates_per_key)
+        if found is None:
+            keys = blocking_keys(features, self.rules.blocking.keys)
+            found = index.candidates(keys, limit_per_key=self.rules.rules.max_candidates_per_key)
         best: dict[str, GoldenScore] = {}
         conflicted: set[str] = set()
         mrn_conflicted: set[str] = set()
@@ -125,17 +134,27 @@ class EmpiService:
         if is_golden(patient):
             return repo.update("Patient", pid, patient)[0]
         index = self._index_for(repo)
-        known = index.get_record(pid)
+        key = ("Patient", pid)
+        repo.prefetch([key])  # the update below reads it anyway (ingestion prefetched it already)
+        before = repo.read_many([key]).get(key)
+        features: Features | None = None
+        found = None
+        if before is None:  # most likely new: its record (if any) and its candidates in one round trip
+            features = extract(patient)
+            keys = blocking_keys(features, self.rules.blocking.keys)
+            known, found = index.lookup(pid, keys, limit_per_key=self.rules.rules.max_candidates_per_key)
+        else:
+            known = index.get_record(pid)
         if known is not None:
-            before = repo.read_many([("Patient", pid)]).get(("Patient", pid))
             doc = with_link(patient, "refer", known.golden_id, replace_type=True)
             stored = repo.update("Patient", pid, doc)[0]
             if before is not None and before.version_id == stored.version_id:
                 return stored  # equal to the stored version: nothing to refresh
             self._refresh_known(repo, index, known, extract(doc))
             return stored
-        features = extract(patient)
-        ranked = self.rank(index, features, exclude=pid)
+        if features is None:
+            features = extract(patient)
+        ranked = self.rank(index, features, exclude=pid, found=found)
         top = ranked[0] if ranked else None
         if top is not None and top.decision == "link":
             doc = with_link(patient, "refer", top.golden_id, replace_type=True)

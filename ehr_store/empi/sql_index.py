@@ -58,10 +58,14 @@ _UNDO_LINKS = (
 
 
 @functools.lru_cache(maxsize=32)
-def _candidates_statement(count: int) -> Any:
+def _candidates_statement(count: int, with_record: bool = False) -> Any:
     """One statement for `count` blocking keys (`:k0`..., `:lim`): per key its first `:lim`
-    sources (primary-key order), joined to their records; in key order."""
+    sources (primary-key order), joined to their records; in key order. `with_record`: also
+    the record of `:sid` itself, first (ord -1)."""
     branches = []
+    if with_record:
+        branches.append(sa.select(R.c.source_id, sa.literal(-1, sa.Integer).label("ord"))
+                        .where(R.c.source_id == sa.bindparam("sid")))
     for n in range(count):
         per_key = (
             sa.select(B.c.source_id)
@@ -70,7 +74,7 @@ def _candidates_statement(count: int) -> Any:
             .limit(sa.bindparam("lim", type_=sa.Integer))
         ).subquery()
         branches.append(sa.select(per_key.c.source_id, sa.literal(n, sa.Integer).label("ord")))
-    hits = sa.union_all(*branches).subquery() if count > 1 else branches[0].subquery()
+    hits = sa.union_all(*branches).subquery() if len(branches) > 1 else branches[0].subquery()
     return (
         sa.select(R.c.source_id, R.c.golden_id, R.c.features, hits.c.ord)
         .join(hits, hits.c.source_id == R.c.source_id)
@@ -159,14 +163,33 @@ class SqlEmpiIndex:
     def candidates(self, keys: Sequence[str], *, limit_per_key: int) -> list[Candidate]:
         if not keys:
             return []
+        return self._candidates(None, keys, limit_per_key)[1]
+
+    def lookup(
+        self, source_id: str, keys: Sequence[str], *, limit_per_key: int
+    ) -> tuple[Candidate | None, list[Candidate]]:
+        record, found = self._candidates(source_id, keys, limit_per_key)
+        if record is None:
+            self._absent.add(source_id)
+        return record, found
+
+    def _candidates(
+        self, source_id: str | None, keys: Sequence[str], limit_per_key: int
+    ) -> tuple[Candidate | None, list[Candidate]]:
+        """One round trip: the record of `source_id` (when given) and the candidates of `keys`."""
         unique = list(dict.fromkeys(keys))
         params: dict[str, Any] = {f"k{n}": key for n, key in enumerate(unique)}
         params["lim"] = limit_per_key
+        if source_id is not None:
+            params["sid"] = source_id
+        record: Candidate | None = None
         found: dict[str, Candidate] = {}
-        for r in self._conn().execute(_candidates_statement(len(unique)), params):
-            if r.source_id not in found:
+        for r in self._conn().execute(_candidates_statement(len(unique), source_id is not None), params):
+            if r.ord < 0:
+                record = Candidate(r.source_id, r.golden_id, _features(r.features))
+            elif r.source_id not in found:
                 found[r.source_id] = Candidate(r.source_id, r.golden_id, _features(r.features))
-        return list(found.values())
+        return record, list(found.values())
 
     def sources_of(self, golden_id: str) -> list[str]:
         return [r.source_id for r in self._conn().execute(_SOURCES_OF, {"gid": golden_id})]

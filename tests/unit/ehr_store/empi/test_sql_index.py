@@ -60,3 +60,19 @@ def test_records_blocks_links_reviews(index: SqlEmpiIndex) -> None:
     assert [r.id for r in index.reviews()] == [item.id]
     index.resolve_review(item.id, status="separated", at=now, by="tester")
     assert index.reviews() == [] and index.get_review(item.id).status == "separated"  # type: ignore[union-attr]
+
+
+def test_lookup_returns_the_record_and_the_candidates_in_one_query(index: SqlEmpiIndex) -> None:
+    feats = Features(family="王", given="晓东", family_py="wang", given_py="xiaodong")
+    index.put_record("a", "g1", feats, ["fb:wang|1990-01-02", "ph:13800001234"])
+    index.put_record("b", "g2", feats, ["fb:wang|1990-01-02"])
+    record, found = index.lookup("a", ["fb:wang|1990-01-02", "ph:13800001234"], limit_per_key=10)
+    assert record is not None and (record.golden_id, record.features) == ("g1", feats)
+    assert [c.source_id for c in found] == [c.source_id for c in index.candidates(
+        ["fb:wang|1990-01-02", "ph:13800001234"], limit_per_key=10)] == ["a", "b"]
+    record, found = index.lookup("new", ["ph:13800001234"], limit_per_key=10)
+    assert record is None and [c.source_id for c in found] == ["a"]
+    record, found = index.lookup("b", [], limit_per_key=10)
+    assert record is not None and record.golden_id == "g2" and found == []
+    index.put_record("new", "g1", Features(), ["ph:13800005555"])  # first record of a looked-up source
+    assert [c.source_id for c in index.candidates(["ph:13800005555"], limit_per_key=10)] == ["new"]
