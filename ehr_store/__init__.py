@@ -4,7 +4,7 @@ The bottom layer: imports nothing from the other project packages. Other package
 only what this module re-exports.
 """
 
-from ehr_store.aggregates import HourlyCount, IndexAggregates
+from ehr_store.aggregates import Fact, HourlyCount, IndexAggregates
 from ehr_store.conditional import conditional_create, conditional_delete, conditional_update, parse_criteria
 from ehr_store.errors import (
     Conflict,
@@ -64,6 +64,7 @@ __all__ = [
     "ExportJob",
     "ExportJobStore",
     "ExportRow",
+    "Fact",
     "Forbidden",
     "Gone",
     "HistoryMethod",

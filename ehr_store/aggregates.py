@@ -1,76 +1,55 @@
-"""Aggregates over the search index, for reports that must not page every matching resource
-through Python (the disease-control dashboard at a million resources), and a small read model.
+"""Aggregates for reports that must not page every matching resource through Python (the
+disease-control dashboard at a million resources), over read models kept beside the store.
 
-- `IndexAggregates.token_counts`: the codes of one token parameter among the resources matching a
-  search, with how many resources carry each (e.g. which ICD-10 codes the Conditions of a period
-  use, so a report fetches only the notifiable ones).
-- `IndexAggregates.hourly_counts`: resources matching a search, counted per UTC hour their
-  `date_param` range starts in and per a projected value of the resource they reference (e.g.
-  outpatient Encounters per hour and home county of the Patient), with how many of them are
-  referenced by a match of a second search (e.g. by an influenza-like-illness Condition).
-- The read model `resource_projection` (Alembic revision 0007_projection): one derived value per
-  resource and projection name (e.g. a Patient's home county), computed by the caller's function
-  from the stored JSON. `refresh_projection` brings it up to date lazily: resources whose
-  `lastUpdated` is at or after the projection's mark minus `MARGIN` and whose version differs from
-  the projected one are re-derived (the first refresh derives every resource of the type). A write
-  committed more than `MARGIN` after its `lastUpdated` stamp is picked up at its next change.
+- `IndexAggregates.last_changed`: the newest `lastUpdated` per type (a cache key for reports).
+- Read models (`ehr_store.read_model`): `refresh_projection` (one derived value per resource, e.g.
+  a Patient's home county) and `refresh_facts` (one small row per resource, e.g. every Encounter
+  with its date range, subject and class), refreshed incrementally from the store's changes on
+  demand (never in the write path).
+- `fact_codes`, `fact_ids`, `fact_hourly`: the facts of a period (the search's date semantics on
+  the range copied from the search index) grouped in SQL, e.g. the codes the Conditions of 12 weeks
+  use, the ids of those with a notifiable code, outpatient visits per hour and home county with
+  those an influenza-like-illness Condition links to. Neither the search index nor the stored JSON
+  is read.
 
-The searches are the store's own (`ehr_store.search.matching_ids`, same conditions as a search).
 SQL stores only: `IndexAggregates(store)` raises NotSupported for others (callers fall back to
 paging through searches).
 
-May import: sqlalchemy, sqlmodel, the standard library, `ehr_store` modules.
+May import: sqlalchemy, the standard library, `ehr_store` modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
 
+from ehr_store import read_model
 from ehr_store.errors import NotSupported
-from ehr_store.repository import SearchParams, Store
-from ehr_store.search import INDEX_TABLES, matching_ids
+from ehr_store.read_model import Fact
+from ehr_store.read_model import fact_table as F
+from ehr_store.read_model import projection_table as P
+from ehr_store.repository import Store
+from ehr_store.search import parse_date_range
 from ehr_store.sql import SqlStore
-from ehr_store.tables import UtcDateTime
 from ehr_store.tables import resource_table as R
 
-__all__ = ["MARGIN", "HourlyCount", "IndexAggregates", "projection_table"]
+__all__ = ["Fact", "HourlyCount", "IndexAggregates"]
 
 Json = dict[str, Any]
-MARGIN = timedelta(minutes=10)
-projection_table = sa.Table(
-    "resource_projection",
-    SQLModel.metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("resource_type", sa.String(64), primary_key=True),
-    sa.Column("resource_id", sa.String(64), primary_key=True),
-    sa.Column("version_id", sa.Integer, nullable=False),
-    sa.Column("value", sa.String(255), nullable=True),
-)
-mark_table = sa.Table(
-    "resource_projection_mark",
-    SQLModel.metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("resource_type", sa.String(64), primary_key=True),
-    sa.Column("last_updated", UtcDateTime(), nullable=False),
-)
-P, M = projection_table, mark_table
-TOKEN, DATE, REF = INDEX_TABLES["token"], INDEX_TABLES["date"], INDEX_TABLES["reference"]
+LOWEST = datetime(1, 1, 3, tzinfo=UTC)
+"""Starts at or below this are the index's open lower bound (a range without a start)."""
 
 
 @dataclass(frozen=True, slots=True)
 class HourlyCount:
-    """`total` resources whose date range starts in the UTC hour `hour` and whose referenced
-    resource projects to `group` (None: no such resource or no value); `flagged` of them are
-    referenced by a match of the flag search."""
+    """`total` facts whose date range starts in the UTC hour `hour` and whose subject projects to
+    `group` (None: no such resource or no value); `flagged` of them are linked by a flag fact."""
 
     hour: datetime
     group: str | None
@@ -78,135 +57,14 @@ class HourlyCount:
     flagged: int
 
 
-def _upsert(conn: Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]]) -> None:
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    for start in range(0, len(rows), 1000):
-        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows[start : start + 1000])
-
-
 class IndexAggregates:
-    """Aggregate queries over one SQL store's search index (see module docstring)."""
+    """Aggregate queries and read-model refreshes over one SQL store (see module docstring)."""
 
     def __init__(self, store: Store) -> None:
         """Raises: NotSupported (not a SQL store)."""
         if not isinstance(store, SqlStore):
             raise NotSupported("index aggregates need a SQL store")
         self.store = store
-
-    def _ids(self, conn: Connection, resource_type: str, params: SearchParams) -> Any:
-        indexer = self.store.indexer
-        return matching_ids(
-            conn,
-            resource_type,
-            params,
-            settings=self.store.settings,
-            registry=indexer.registry,
-            code_sets=indexer.code_sets,
-        )
-
-    def token_counts(
-        self, resource_type: str, params: SearchParams, token_param: str
-    ) -> list[tuple[str | None, str | None, int]]:
-        """[(system, code, resources)] of `token_param` among the `resource_type` resources
-        matching `params` (FHIR R4B search §3.1.1.4.9 token values). Raises: InvalidInput."""
-        with self.store.unit_of_work() as uow:
-            conn = uow.flushed_connection()
-            stmt = (
-                sa.select(TOKEN.c.system, TOKEN.c.code, sa.func.count(sa.distinct(TOKEN.c.resource_id)))
-                .where(
-                    TOKEN.c.resource_type == resource_type,
-                    TOKEN.c.param == token_param,
-                    TOKEN.c.resource_id.in_(self._ids(conn, resource_type, params)),
-                )
-                .group_by(TOKEN.c.system, TOKEN.c.code)
-            )
-            return [(r[0], r[1], int(r[2])) for r in conn.execute(stmt)]
-
-    def hourly_counts(
-        self,
-        resource_type: str,
-        params: SearchParams,
-        *,
-        date_param: str,
-        group_reference: str,
-        projection: str,
-        token: tuple[str, str] | None = None,
-        flag: tuple[str, SearchParams, str] | None = None,
-    ) -> list[HourlyCount]:
-        """Counts of the `resource_type` resources matching `params` (see `HourlyCount`): per UTC
-        hour of the start of their `date_param` range (resources without a start are left out),
-        per `projection` value of the resource their `group_reference` points to (those without
-        the reference are left out); only those with token `token` = (param, code) when given;
-        `flagged`: referenced through `flag` = (type, search, reference param). Raises: InvalidInput."""
-        with self.store.unit_of_work() as uow:
-            conn = uow.flushed_connection()
-            if conn.dialect.name == "postgresql":
-                hour = sa.func.to_char(sa.func.timezone("UTC", DATE.c.start), "YYYY-MM-DD HH24")
-            else:
-                hour = sa.func.strftime("%Y-%m-%d %H", DATE.c.start)
-            ref = REF.alias("grp")
-            where = [
-                DATE.c.resource_type == resource_type,
-                DATE.c.param == date_param,
-                DATE.c.start > datetime(1, 1, 3, tzinfo=UTC),  # no start: the index's lowest date
-                DATE.c.resource_id.in_(self._ids(conn, resource_type, params)),
-            ]
-            if token is not None:
-                tok = TOKEN.alias("tok")
-                where.append(
-                    sa.exists().where(
-                        tok.c.resource_type == resource_type,
-                        tok.c.resource_id == DATE.c.resource_id,
-                        tok.c.param == token[0],
-                        tok.c.code == token[1],
-                    )
-                )
-            flagged: Any = sa.literal(None)
-            if flag is not None:
-                f = REF.alias("flag")
-                referenced = sa.exists().where(
-                    f.c.resource_type == flag[0],
-                    f.c.param == flag[2],
-                    f.c.target_type == resource_type,
-                    f.c.target_id == DATE.c.resource_id,
-                    f.c.resource_id.in_(self._ids(conn, flag[0], flag[1])),
-                )
-                flagged = sa.case((referenced, DATE.c.resource_id), else_=None)
-            stmt = (
-                sa.select(
-                    hour,
-                    P.c.value,
-                    sa.func.count(sa.distinct(DATE.c.resource_id)),
-                    sa.func.count(sa.distinct(flagged)),
-                )
-                .select_from(DATE)
-                .join(
-                    ref,
-                    sa.and_(
-                        ref.c.resource_type == DATE.c.resource_type,
-                        ref.c.resource_id == DATE.c.resource_id,
-                        ref.c.param == group_reference,
-                    ),
-                )
-                .outerjoin(
-                    P,
-                    sa.and_(
-                        P.c.name == projection,
-                        P.c.resource_type == ref.c.target_type,
-                        P.c.resource_id == ref.c.target_id,
-                    ),
-                )
-                .where(*where)
-                .group_by(hour, P.c.value)
-            )
-            return [
-                HourlyCount(
-                    datetime.strptime(r[0], "%Y-%m-%d %H").replace(tzinfo=UTC), r[1], int(r[2]), int(r[3])
-                )
-                for r in conn.execute(stmt)
-            ]
 
     def last_changed(self, resource_types: tuple[str, ...]) -> tuple[datetime | None, ...]:
         """The newest `meta.lastUpdated` of each type (writes and deletions alike; None: no
@@ -219,53 +77,107 @@ class IndexAggregates:
         return tuple(v if v is None or v.tzinfo else v.replace(tzinfo=UTC) for v in found)
 
     def refresh_projection(self, name: str, resource_type: str, derive: Callable[[Json], str | None]) -> int:
-        """Bring projection `name` of `resource_type` up to date (see module docstring):
-        `derive(resource JSON)` gives the value (None for none; deleted resources project to None).
-        Returns the number of resources re-derived. Raises: Unavailable, Conflict."""
+        """See `ehr_store.read_model.refresh_projection`. Raises: Unavailable, Conflict."""
+        return read_model.refresh_projection(self.store, name, resource_type, derive)
+
+    def refresh_facts(
+        self, name: str, resource_type: str, date_param: str, derive: Callable[[Json], Fact | None]
+    ) -> int:
+        """See `ehr_store.read_model.refresh_facts`. Raises: Unavailable, Conflict."""
+        return read_model.refresh_facts(self.store, name, resource_type, date_param, derive)
+
+    def _period(self, start: date, end: date, facts: Any = F) -> list[Any]:
+        """Facts whose range matches `ge{start}` and `le{end}` (one zone day each, in the store's
+        zone), with the search's date semantics (FHIR R4B search §3.1.1.5.4, `ehr_store.search`:
+        ge: re >= ps and (re > pe or rs >= ps); le: rs <= pe and (rs < ps or re <= pe))."""
+        tz = ZoneInfo(self.store.settings.default_timezone)
+        (ps, pe), (qs, qe) = parse_date_range(start.isoformat(), tz), parse_date_range(end.isoformat(), tz)
+        rs, re = facts.c.start, facts.c.end
+        return [re >= ps, sa.or_(re > pe, rs >= ps), rs <= qe, sa.or_(rs < qs, re <= qe)]
+
+    def fact_codes(self, name: str, start: date, end: date) -> list[tuple[str | None, str | None, int]]:
+        """[(code, codes as stored, facts)] of fact `name` in the period (see `_period`): which
+        codes occur, so the caller picks the ones it reports (`Fact.split` reads `codes`).
+        Raises: Unavailable."""
         with self.store.unit_of_work() as uow:
-            conn = uow.flushed_connection()
-            mark = conn.execute(
-                sa.select(M.c.last_updated).where(M.c.name == name, M.c.resource_type == resource_type)
-            ).scalar_one_or_none()
+            conn = uow.connection(write=False)
             stmt = (
-                sa.select(R.c.id, R.c.version_id, R.c.deleted, R.c.content, R.c.last_updated)
+                sa.select(F.c.code, F.c.codes, sa.func.count())
+                .where(F.c.name == name, *self._period(start, end))
+                .group_by(F.c.code, F.c.codes)
+            )
+            return [(r[0], r[1], int(r[2])) for r in conn.execute(stmt)]
+
+    def fact_ids(self, name: str, start: date, end: date, codes: Sequence[str]) -> list[str]:
+        """Resource ids of the facts `name` in the period whose `code` is one of `codes`, in the
+        database's id order (the search's). Raises: Unavailable."""
+        if not codes:
+            return []
+        with self.store.unit_of_work() as uow:
+            conn = uow.connection(write=False)
+            stmt = (
+                sa.select(F.c.resource_id)
+                .where(F.c.name == name, F.c.code.in_(list(codes)), *self._period(start, end))
+                .order_by(F.c.resource_id)
+            )
+            return [str(r[0]) for r in conn.execute(stmt)]
+
+    def fact_hourly(
+        self,
+        name: str,
+        start: date,
+        end: date,
+        *,
+        code: str,
+        projection: tuple[str, str],
+        flag: tuple[str, Sequence[str]] | None = None,
+    ) -> list[HourlyCount]:
+        """Facts `name` of the period with `code` and a subject, counted per UTC hour of their
+        start (no start: left out) and per `projection` = (name, resource type) value of their
+        subject; `flagged`: those that the `link` of a fact `flag[0]` of the period whose stored
+        `codes` is one of `flag[1]` points to. Raises: Unavailable."""
+        with self.store.unit_of_work() as uow:
+            conn = uow.connection(write=False)
+            hour = _hour(conn, F.c.start)
+            flagged: Any = sa.literal(0)
+            if flag is not None and flag[1]:
+                g = F.alias("flag")
+                linked = (
+                    sa.select(g.c.link)
+                    .where(g.c.name == flag[0], g.c.codes.in_(list(flag[1])), g.c.link.is_not(None))
+                    .where(*self._period(start, end, g))
+                )
+                flagged = sa.case((F.c.resource_id.in_(linked), 1), else_=0)
+            stmt = (
+                sa.select(hour, P.c.value, sa.func.count(), sa.func.sum(flagged))
+                .select_from(F)
                 .outerjoin(
                     P,
                     sa.and_(
-                        P.c.name == name, P.c.resource_type == R.c.resource_type, P.c.resource_id == R.c.id
+                        P.c.name == projection[0],
+                        P.c.resource_type == projection[1],
+                        P.c.resource_id == F.c.subject,
                     ),
                 )
                 .where(
-                    R.c.resource_type == resource_type,
-                    sa.or_(P.c.version_id.is_(None), P.c.version_id != R.c.version_id),
+                    F.c.name == name,
+                    F.c.code == code,
+                    F.c.subject.is_not(None),
+                    F.c.start > LOWEST,
+                    *self._period(start, end),
                 )
+                .group_by(hour, P.c.value)
             )
-            if mark is not None:
-                stmt = stmt.where(R.c.last_updated >= mark - MARGIN)
-            rows: list[dict[str, Any]] = []
-            latest = mark
-            for r in conn.execute(stmt):
-                value = None if r.deleted or not r.content else derive(orjson.loads(r.content))
-                rows.append(
-                    {
-                        "name": name,
-                        "resource_type": resource_type,
-                        "resource_id": r.id,
-                        "version_id": r.version_id,
-                        "value": value[:255] if value else None,
-                    }
-                )
-                latest = r.last_updated if latest is None or r.last_updated > latest else latest
-        if not rows:
-            return 0
-        with self.store.unit_of_work(write=True) as uow:
-            conn = uow.connection(write=True)
-            _upsert(conn, P, ["name", "resource_type", "resource_id"], rows)
-            _upsert(
-                conn,
-                M,
-                ["name", "resource_type"],
-                [{"name": name, "resource_type": resource_type, "last_updated": latest}],
-            )
-            uow.commit()
-        return len(rows)
+            return [_hourly(r) for r in conn.execute(stmt)]
+
+
+def _hour(conn: Connection, column: Any) -> Any:
+    """`YYYY-MM-DD HH` of a UTC datetime column."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    return sa.func.strftime("%Y-%m-%d %H", column)
+
+
+def _hourly(row: Any) -> HourlyCount:
+    hour = datetime.strptime(row[0], "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return HourlyCount(hour, row[1], int(row[2]), int(row[3] or 0))

@@ -38,7 +38,6 @@ REPORT_TASK = "nndrs-report"
 POSITIVE = frozenset({"POS", "DET", "positive", "detected", "阳性", "+", "10828004", "260373001"})
 SUSPECTED = frozenset({"provisional", "differential", "unconfirmed"})
 PAGE = 500
-CODES_PER_SEARCH = 100
 ICD10_SYSTEMS = (canonical.ICD10, canonical.ICD10_CN)
 
 
@@ -127,21 +126,17 @@ def _range(start: date, end: date) -> list[tuple[str, str]]:
 
 
 def _conditions(
-    uow: UnitOfWork, params: list[tuple[str, str]], codes: Sequence[str] | None
+    uow: UnitOfWork, params: list[tuple[str, str]], ids: Sequence[str] | None
 ) -> Iterator[StoredResource]:
-    """Conditions matching `params`, only those with one of `codes` (`system|code`) when given,
-    in the search's order (type, id)."""
-    if codes is None:
+    """The Conditions matching `params` in the search's order (type, id), or when `ids` are
+    given those Conditions (current, not deleted) in that order."""
+    if ids is None:
         yield from _pages(uow, "Condition", params)
         return
-    chunks = [codes[i : i + CODES_PER_SEARCH] for i in range(0, len(codes), CODES_PER_SEARCH)]
-    if len(chunks) == 1:
-        yield from _pages(uow, "Condition", [("code", ",".join(chunks[0])), *params])
-        return
-    found = {
-        s.id: s for chunk in chunks for s in _pages(uow, "Condition", [("code", ",".join(chunk)), *params])
-    }
-    yield from (found[i] for i in sorted(found))
+    for start in range(0, len(ids), PAGE):
+        chunk = ids[start : start + PAGE]
+        found = uow.resources.read_many(("Condition", i) for i in chunk)
+        yield from (s for i in chunk if (s := found.get(("Condition", i))) is not None)
 
 
 def find_candidates(
@@ -149,14 +144,15 @@ def find_candidates(
     catalogue: DiseaseCatalogue,
     start: date,
     end: date,
-    condition_codes: Sequence[str] | None = None,
+    condition_ids: Sequence[str] | None = None,
 ) -> list[tuple[Disease, Json, str]]:
     """(disease, resource, classification) of notifiable Conditions and positive pathogen tests.
-    `condition_codes` (`system|code`): when given, only Conditions carrying one of them are read
-    (a superset of the notifiable ones, e.g. from `IndexAggregates.token_counts`)."""
+    `condition_ids`: when given, only these Conditions are read, in this order (those of the
+    period whose first ICD-10 code is notifiable, in the search's order, from the read model:
+    `facts.notifiable_condition_ids`); else every Condition of the period is searched."""
     found: list[tuple[Disease, Json, str]] = []
     conditions = [("recorded-date", f"{p}{v}") for p, v in _range(start, end)]
-    for stored in _conditions(uow, conditions, condition_codes):
+    for stored in _conditions(uow, conditions, condition_ids):
         doc = orjson.loads(stored.content)
         code = _icd10(doc)
         disease = catalogue.for_icd10(code) if code else None
@@ -240,14 +236,14 @@ def collect_cases(
     *,
     county: str | None = None,
     disease: str | None = None,
-    condition_codes: Sequence[str] | None = None,
+    condition_ids: Sequence[str] | None = None,
 ) -> list[CaseRecord]:
     """Cases diagnosed from `start` to `end` (inclusive, China time), optionally of residents of
     `county` (GB/T 2260 prefix) and of one `disease` (platform code like B13, or its name).
-    `condition_codes`: see `find_candidates`. Sorted by diagnosis time. Raises: the store's
+    `condition_ids`: see `find_candidates`. Sorted by diagnosis time. Raises: the store's
     domain errors."""
     merged: dict[tuple[str, str], CaseRecord] = {}
-    for found, doc, classification in find_candidates(uow, catalogue, start, end, condition_codes):
+    for found, doc, classification in find_candidates(uow, catalogue, start, end, condition_ids):
         if disease and disease not in (found.code, found.name):
             continue
         when = parse_time(

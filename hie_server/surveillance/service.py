@@ -2,38 +2,44 @@
 
 Each call runs in its own read unit of work over the store; the notifiable catalogue comes from
 the terminology service (rebuilt when the terminology resources change). On a SQL store the
-dashboard aggregates run in the database (`ehr_store.IndexAggregates`): cases read only the
-Conditions whose ICD-10 code is notifiable (the period's codes counted first), the ILI share is
-counted per hour and county in SQL (`stats.ili_share_indexed`); other stores page through searches.
-Results are kept for `CACHE_SECONDS` under a key that includes the newest `lastUpdated` of every
-resource type they read (`IndexAggregates.last_changed`), so any write or deletion of those types
-recomputes them (the dashboard asks for the same cases twice: counts and overdue). Only a write
-committed after a later-stamped one can be seen up to `CACHE_SECONDS` late.
+dashboard reads a read model kept beside the store (`facts`: one small row per Encounter and
+Condition, each Patient's county), brought up to date from the store's changes before each
+computation: cases read only the Conditions of the period whose ICD-10 code is notifiable, the
+ILI share is counted per hour and county in SQL; other stores page through searches. Results are
+kept for `CACHE_SECONDS` under a key that includes the newest `lastUpdated` of every resource type
+they read (`IndexAggregates.last_changed`), so any write or deletion of those types recomputes
+them (the dashboard asks for the same cases twice: counts and overdue). Only a write committed
+after a later-stamped one can be seen up to `CACHE_SECONDS` late. `prepare()` builds or catches
+up the read model and the catalogue up front (`ReadModelWarmup` runs it when `hie serve` starts).
 
 May import: the standard library, `ehr_store`, `terminology`, `hie_server.surveillance.*`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 
 from ehr_store import IndexAggregates, NotSupported, Store
-from hie_server.surveillance.cases import ICD10_SYSTEMS, CaseRecord, collect_cases
+from hie_server.surveillance import facts
+from hie_server.surveillance.cases import CaseRecord, collect_cases
 from hie_server.surveillance.diseases import DiseaseCatalogue
 from hie_server.surveillance.extract import Deidentifier, case_row, to_csv, to_ndjson
 from hie_server.surveillance.settings import SurveillanceSettings
 from hie_server.surveillance.stats import (
     epidemic_curve,
     ili_share,
-    ili_share_indexed,
     vaccination_coverage,
     weekly_counts,
 )
 from terminology import TerminologyService
 
+log = logging.getLogger(__name__)
 Format = Literal["csv", "ndjson"]
 T = TypeVar("T")
 CACHE_SECONDS = 60.0
@@ -69,13 +75,23 @@ class SurveillanceService:
         catalogue = self.catalogue()
 
         def compute() -> list[CaseRecord]:
-            codes = self.notifiable_codes(catalogue, start, end)
+            ids = None
+            if self.aggregates is not None:
+                facts.refresh(self.aggregates, visits=False)
+                ids = facts.notifiable_condition_ids(self.aggregates, catalogue, start, end)
             with self.store.unit_of_work() as uow:
                 return collect_cases(
-                    uow, catalogue, start, end, county=county, disease=disease, condition_codes=codes
+                    uow, catalogue, start, end, county=county, disease=disease, condition_ids=ids
                 )
 
         return list(self._cached(("cases", id(catalogue), start, end, county, disease), CASE_TYPES, compute))
+
+    def prepare(self) -> int:
+        """Build or catch up the read model (the first build reads every Encounter, Condition
+        and Patient once) and the catalogue, so the first dashboard view does not; no-op without
+        index aggregates. Returns the read-model rows re-derived. Raises: Unavailable."""
+        self.catalogue()
+        return facts.refresh(self.aggregates) if self.aggregates is not None else 0
 
     def _cached(self, key: tuple[Any, ...], types: tuple[str, ...], compute: Callable[[], T]) -> T:
         """`compute()`, or its result kept under `key` and the types' last change (module doc)."""
@@ -90,18 +106,6 @@ class SurveillanceService:
         self._memo = {k: v for k, v in self._memo.items() if now - v[0] < CACHE_SECONDS}
         self._memo[full] = (now, value)
         return value
-
-    def notifiable_codes(self, catalogue: DiseaseCatalogue, start: date, end: date) -> list[str] | None:
-        """`system|code` of the notifiable ICD-10 codes the Conditions recorded in [start, end]
-        carry (counted in the database), or None without index aggregates (SQL stores only)."""
-        if self.aggregates is None:
-            return None
-        recorded = [("recorded-date", f"ge{start.isoformat()}"), ("recorded-date", f"le{end.isoformat()}")]
-        return sorted(
-            f"{system}|{code}"
-            for system, code, _ in self.aggregates.token_counts("Condition", recorded, "code")
-            if system in ICD10_SYSTEMS and code and catalogue.for_icd10(code) is not None
-        )
 
     def extract(
         self,
@@ -139,14 +143,46 @@ class SurveillanceService:
         catalogue = self.catalogue()
         if self.aggregates is not None:
             aggregates = self.aggregates
-            return self._cached(
-                ("ili", id(catalogue), start, end, county),
-                ILI_TYPES,
-                lambda: ili_share_indexed(aggregates, catalogue, start, end, county),
-            )
+
+            def compute() -> list[dict[str, Any]]:
+                facts.refresh(aggregates)
+                return facts.ili_share(aggregates, catalogue, start, end, county)
+
+            return self._cached(("ili", id(catalogue), start, end, county), ILI_TYPES, compute)
         with self.store.unit_of_work() as uow:
             return ili_share(uow, catalogue, start, end, county)
 
     def coverage(self, county: str | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
         """Vaccination coverage per county and vaccine."""
         return vaccination_coverage(self.store, until or datetime.now(UTC), county)
+
+
+class ReadModelWarmup:
+    """A `hie serve` background service: `SurveillanceService.prepare()` in a thread of its own
+    at start (the server answers meanwhile; a dashboard view during a first-ever build waits for
+    it), so neither the first view after a restart nor one after a schema upgrade builds it."""
+
+    name = "surveillance-read-model"
+
+    def __init__(self, service: SurveillanceService) -> None:
+        self.service = service
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        try:
+            rows = self.service.prepare()
+        except Exception:  # a warm-up failure must not stop the server; the next view retries
+            log.exception("surveillance read model: refresh at start failed")
+            return
+        log.info(
+            "surveillance read model ready: %d rows re-derived in %.1f s", rows, time.perf_counter() - started
+        )
+
+    async def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5.0)

@@ -23,16 +23,14 @@ from typing import Any
 
 import orjson
 
-from ehr_store import IndexAggregates, Store, UnitOfWork, stream_snapshot
+from ehr_store import Store, UnitOfWork, stream_snapshot
 from hie_server.bulk.cohorts import patient_county
-from hie_server.surveillance.cases import CHINA, ICD10_SYSTEMS, CaseRecord, _pages, parse_time
+from hie_server.surveillance.cases import CHINA, CaseRecord, _pages, parse_time
 from hie_server.surveillance.diseases import DiseaseCatalogue
 from terminology import canonical
 
 Json = dict[str, Any]
 RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
-COUNTY_PROJECTION = "patient-county"
-"""Read-model name of a Patient's home county (`patient_county`) in `IndexAggregates`."""
 
 
 def iso_week(moment: datetime | date) -> str:
@@ -157,10 +155,11 @@ def ili_share(
             continue
         totals[(week, where)] += 1
         ili_counts[(week, where)] += enc in ili
-    return _share_rows(totals, ili_counts)
+    return share_rows(totals, ili_counts)
 
 
-def _share_rows(totals: Counter[tuple[str, str]], ili: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+def share_rows(totals: Counter[tuple[str, str]], ili: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+    """[{week, county, visits, ili_visits, ili_share}] of visit and ILI counts per (week, county)."""
     return [
         {
             "week": w,
@@ -171,44 +170,6 @@ def _share_rows(totals: Counter[tuple[str, str]], ili: Counter[tuple[str, str]])
         }
         for (w, c), n in sorted(totals.items())
     ]
-
-
-def ili_share_indexed(
-    aggregates: IndexAggregates,
-    catalogue: DiseaseCatalogue,
-    start: date,
-    end: date,
-    county: str | None = None,
-) -> list[dict[str, Any]]:
-    """`ili_share` computed in the database (same rows): outpatient Encounters of the period
-    counted per hour and home county (`COUNTY_PROJECTION`, refreshed first) with those referenced
-    by an ILI Condition recorded in the period; only the codes' list and the counts reach Python.
-    Raises: the store's domain errors."""
-    aggregates.refresh_projection(COUNTY_PROJECTION, "Patient", patient_county)
-    recorded = [("recorded-date", f"ge{start.isoformat()}"), ("recorded-date", f"le{end.isoformat()}")]
-    codes = sorted(
-        f"{system}|{code}"
-        for system, code, _ in aggregates.token_counts("Condition", recorded, "code")
-        if system in ICD10_SYSTEMS and code and catalogue.ili(code)
-    )
-    rows = aggregates.hourly_counts(
-        "Encounter",
-        [("date", f"ge{start.isoformat()}"), ("date", f"le{end.isoformat()}")],
-        date_param="date",
-        group_reference="subject",
-        projection=COUNTY_PROJECTION,
-        token=("class", "AMB"),
-        flag=("Condition", [("code", ",".join(codes)), *recorded], "encounter") if codes else None,
-    )
-    totals: Counter[tuple[str, str]] = Counter()
-    ili: Counter[tuple[str, str]] = Counter()
-    for row in rows:
-        where = row.group or "unknown"
-        if county and not where.startswith(county):
-            continue
-        totals[(iso_week(row.hour), where)] += row.total
-        ili[(iso_week(row.hour), where)] += row.flagged
-    return _share_rows(totals, ili)
 
 
 def _resident_key(patient: Json) -> str:
