@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
+import socket
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,9 @@ SAFE_QUERY_VALUE = re.compile(r"^[A-Za-z0-9.\-_/]*$")
 """Query values Orthanc 1.10 matches correctly without URL-decoding."""
 READ_BUFFER_BYTES = 1 << 20
 """How much of an answer the relay buffers before it stops reading from Orthanc."""
+READ_LOW_WATER = 256 << 10
+"""Bytes the kernel gathers before it wakes the relay on an answer that ends at the close
+(`SO_RCVLOWAT`); asyncio reads at most 256 KiB per wake-up anyway."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Upstream:
     async def aiter_raw(self) -> AsyncGenerator[bytes, None]:
         """The body as it arrives (chunks of any size up to `READ_BUFFER_BYTES`), undecoded;
         released at the end. Raises: Unavailable (Orthanc broke off)."""
+        _gather_reads(self._response)
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
@@ -92,6 +98,30 @@ class Upstream:
     async def aclose(self) -> None:
         """Give the connection back (or drop it when the body was not read to the end)."""
         self._response.release()
+
+
+def _gather_reads(response: aiohttp.ClientResponse) -> None:
+    """On an answer whose end is the close of its connection (HTTP/1.1 `Connection: close`, no
+    Content-Length, not chunked: RFC 9112 §6.3; Orthanc's multipart WADO-RS answers), have the
+    kernel wake us only once `READ_LOW_WATER` bytes wait in the socket (`SO_RCVLOWAT`,
+    socket(7)) instead of at every burst of segments: a third of the wake-ups, reads and
+    chunks to relay for a study, ~15 % less CPU per relayed byte (bench_imaging). The close
+    wakes the reader whatever is left, and such a connection is never reused, so nothing waits
+    for data that will not come; a stalled Orthanc still meets the read timeout."""
+    headers = response.headers
+    if (
+        headers.get("Connection", "").lower() != "close"
+        or "Content-Length" in headers
+        or "Transfer-Encoding" in headers
+        or response.connection is None
+        or response.connection.transport is None
+        or not hasattr(socket, "SO_RCVLOWAT")
+    ):
+        return
+    sock = response.connection.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, READ_LOW_WATER)
 
 
 class OrthancClient:

@@ -4,6 +4,7 @@ server on loopback (aiohttp.web standing in for Orthanc's answer), without Ortha
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from ehr_store import Forbidden
 from hie_server.operations.imaging_relay import RelayResponse, open_after_check
 from imaging import OrthancClient
+from imaging.orthanc import READ_LOW_WATER
 
 PART = bytes(range(256)) * 1024  # 256 KiB, every byte value
 PARTS = 24
@@ -123,3 +125,49 @@ async def test_passed_check_returns_the_open_upstream(upstream_server) -> None:
             assert upstream.status_code == 200 and len(await upstream.aread()) == len(PART) * PARTS
         finally:
             await upstream.aclose()
+
+
+async def _raw_server(answer_head: bytes, pieces: list[bytes]) -> tuple[asyncio.Server, str]:
+    """A server writing `answer_head` then `pieces` 20 ms apart, then closing."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer_head)
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def _low_water(upstream: Any) -> int:
+    sock = upstream._response.connection.transport.get_extra_info("socket")
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))
+
+
+async def test_answer_ending_at_close_gathers_reads_and_loses_no_tail() -> None:
+    pieces = [b"a" * 1000] * 3 + [b"b" * (300 << 10), b"tail"]  # small, big, small: < low water at the end
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: " + MULTIPART.encode() + b"\r\n\r\n"
+    server, url = await _raw_server(head, pieces)
+    async with server, OrthancClient(url, None, None) as client:
+        upstream = await client.open("GET", "/dicom-web/studies/1.2.3")
+        chunks = upstream.aiter_raw()
+        first = await chunks.__anext__()
+        assert _low_water(upstream) == READ_LOW_WATER
+        body = first + b"".join([c async for c in chunks])
+    assert body == b"".join(pieces)
+
+
+async def test_keep_alive_answer_with_length_keeps_default_wakeups() -> None:
+    body = b"x" * 5000
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nContent-Type: application/dicom\r\n\r\n"
+    server, url = await _raw_server(head, [body[:100], body[100:]])
+    async with server, OrthancClient(url, None, None) as client:
+        upstream = await client.open("GET", "/wado")
+        chunks = upstream.aiter_raw()
+        first = await chunks.__anext__()
+        assert _low_water(upstream) == 1  # a reusable connection must not keep a raised low-water mark
+        assert first + b"".join([c async for c in chunks]) == body
