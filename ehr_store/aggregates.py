@@ -81,7 +81,7 @@ class IndexAggregates:
         return read_model.refresh_projection(self.store, name, resource_type, derive)
 
     def refresh_facts(
-        self, name: str, resource_type: str, date_param: str, derive: Callable[[Json], Fact | None]
+        self, name: str, resource_type: str, date_param: str | None, derive: Callable[[Json], Fact | None]
     ) -> int:
         """See `ehr_store.read_model.refresh_facts`. Raises: Unavailable, Conflict."""
         return read_model.refresh_facts(self.store, name, resource_type, date_param, derive)
@@ -121,6 +121,20 @@ class IndexAggregates:
                 .order_by(F.c.resource_id)
             )
             return [str(r[0]) for r in conn.execute(stmt)]
+
+    def fact_links(self, name: str, links: Sequence[str], code: str) -> list[str]:
+        """Resource ids of the facts `name` with `code` whose `link` is one of `links` (no
+        particular order). Raises: Unavailable."""
+        found: list[str] = []
+        with self.store.unit_of_work() as uow:
+            conn = uow.connection(write=False)
+            for start in range(0, len(links), 500):
+                chunk = list(links[start : start + 500])
+                stmt = sa.select(F.c.resource_id).where(
+                    F.c.name == name, F.c.code == code, F.c.link.in_(chunk)
+                )
+                found.extend(str(r[0]) for r in conn.execute(stmt))
+        return found
 
     def fact_hourly(
         self,
@@ -172,12 +186,12 @@ class IndexAggregates:
 
 
 def _hour(conn: Connection, column: Any) -> Any:
-    """`YYYY-MM-DD HH` of a UTC datetime column."""
+    """`YYYY-MM-DD HH` of a UTC datetime column (SQLite stores `YYYY-MM-DD HH:MM:SS.ffffff`)."""
     if conn.dialect.name == "postgresql":
         return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
-    return sa.func.strftime("%Y-%m-%d %H", column)
+    return sa.func.substr(column, 1, 13)
 
 
 def _hourly(row: Any) -> HourlyCount:
-    hour = datetime.strptime(row[0], "%Y-%m-%d %H").replace(tzinfo=UTC)
+    hour = datetime.fromisoformat(f"{row[0]}:00+00:00")
     return HourlyCount(hour, row[1], int(row[2]), int(row[3] or 0))

@@ -88,8 +88,11 @@ fact_table = sa.Table(
     sa.Column("link", sa.String(255), nullable=True),
     sa.Column("code", sa.String(255), nullable=True),
     sa.Column("codes", sa.Text, nullable=True),
-    sa.Index("ix_resource_fact_name_start", "name", "start"),
+    # clustered on (name, resource_id) on SQLite, so the period index below covers a whole
+    # aggregate (30k visits: 0.17 s -> 0.07 s); `end` first: every period query bounds it
+    sa.Index("ix_resource_fact_name_end", "name", "end", "start", "code", "subject"),
     sa.Index("ix_resource_fact_name_link", "name", "link"),
+    sqlite_with_rowid=False,
 )
 P, M, F = projection_table, mark_table, fact_table
 DATE = INDEX_TABLES["date"]
@@ -223,20 +226,27 @@ def refresh_projection(
 
 
 def refresh_facts(
-    store: SqlStore, name: str, resource_type: str, date_param: str, derive: Callable[[Json], Fact | None]
+    store: SqlStore,
+    name: str,
+    resource_type: str,
+    date_param: str | None,
+    derive: Callable[[Json], Fact | None],
 ) -> int:
     """Bring fact `name` (one row per `resource_type` resource) up to date (module docstring):
     `start`/`end` from the search index's range of `date_param` (a single-valued date parameter,
-    e.g. Encounter `date`, Condition `recorded-date`; none: nulls), the rest from `derive(JSON)`.
-    Returns the number of resources re-derived. Raises: Unavailable, Conflict."""
+    e.g. Encounter `date`, Condition `recorded-date`; None or no value: nulls), the rest from
+    `derive(JSON)`. Returns the number of resources re-derived. Raises: Unavailable, Conflict."""
 
     def joins(stmt: Any) -> Any:
+        stmt = stmt.outerjoin(F, sa.and_(F.c.name == name, F.c.resource_id == R.c.id))
+        if date_param is None:
+            return stmt
         dated = sa.and_(
             DATE.c.resource_type == R.c.resource_type,
             DATE.c.resource_id == R.c.id,
             DATE.c.param == date_param,
         )
-        return stmt.outerjoin(F, sa.and_(F.c.name == name, F.c.resource_id == R.c.id)).outerjoin(DATE, dated)
+        return stmt.outerjoin(DATE, dated)
 
     def to_row(r: Any) -> dict[str, Any]:
         fact = None if r.deleted or not r.content else derive(orjson.loads(r.content))
@@ -262,9 +272,8 @@ def refresh_facts(
             )
         return row
 
-    return _refresh(
-        store, name, resource_type, F, ["name", "resource_id"], (DATE.c.start, DATE.c.end), joins, to_row
-    )
+    dates = (DATE.c.start, DATE.c.end) if date_param else (sa.null().label("start"), sa.null().label("end"))
+    return _refresh(store, name, resource_type, F, ["name", "resource_id"], dates, joins, to_row)
 
 
 def _cut(value: str | None) -> str | None:

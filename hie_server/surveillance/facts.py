@@ -9,11 +9,13 @@ JSON of every resource of the period.
 - `CONDITION_FACTS` (Condition, `recorded-date` range): link = the Encounter id of `encounter`,
   code = the first ICD-10 coding (WHO or Chinese edition; it decides the disease, as in
   `cases.find_candidates`), codes = every ICD-10 coding (any of them makes an ILI visit).
+- `REPORT_FACTS` (Task): for a 网络直报 Task (code `nndrs-report`) link = `focus.reference`
+  (e.g. `Condition/x`), code = `status`; other Tasks: a row of nulls.
 - `COUNTY_PROJECTION`: a Patient's home county (`hie_server.bulk.cohorts.patient_county`).
 
 Which codes are notifiable or ILI is decided here from the catalogue at each computation (the
 read model stores codes, not diseases, so a terminology or settings change needs no rebuild).
-The first refresh derives every Encounter, Condition and Patient (~10 s at 1M resources on
+The first refresh derives every Encounter, Condition, Task and Patient (~10 s at 1M resources on
 SQLite): `hie surveillance refresh`, or `hie serve` in the background at start.
 
 May import: the standard library, `ehr_store`, `terminology`, `hie_server.bulk`,
@@ -23,18 +25,20 @@ May import: the standard library, `ehr_store`, `terminology`, `hie_server.bulk`,
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 from ehr_store import Fact, IndexAggregates
 from hie_server.bulk.cohorts import patient_county
-from hie_server.surveillance.cases import ICD10_SYSTEMS, _icd10
+from hie_server.surveillance.cases import ICD10_SYSTEMS, REPORT_TASK, TASK_SYSTEM, _icd10
 from hie_server.surveillance.diseases import DiseaseCatalogue
 from hie_server.surveillance.stats import iso_week, share_rows
 
 Json = dict[str, Any]
 ENCOUNTER_FACTS = "surveillance-encounter"
 CONDITION_FACTS = "surveillance-condition"
+REPORT_FACTS = "surveillance-report"
 COUNTY_PROJECTION = "patient-county"
 """Read-model name of a Patient's home county (`patient_county`)."""
 OUTPATIENT = "AMB"
@@ -65,11 +69,22 @@ def condition_fact(doc: Json) -> Fact:
     )
 
 
-def refresh(aggregates: IndexAggregates, *, visits: bool = True) -> int:
-    """Bring the read model up to date: Condition facts, and with `visits` (for the ILI share)
-    Encounter facts and the county projection. Returns the rows re-derived.
-    Raises: Unavailable, Conflict."""
+def report_fact(doc: Json) -> Fact:
+    """The fact row of a Task (module docstring)."""
+    codings = (doc.get("code") or {}).get("coding", [])
+    if not any(c.get("system") == TASK_SYSTEM and c.get("code") == REPORT_TASK for c in codings):
+        return Fact()
+    status = doc.get("status")
+    return Fact(link=_reference(doc, "focus", ""), code=str(status) if status else None)
+
+
+def refresh(aggregates: IndexAggregates, *, cases: bool = True, visits: bool = True) -> int:
+    """Bring the read model up to date: Condition facts, with `cases` the report Task facts, with
+    `visits` (for the ILI share) Encounter facts and the county projection. Returns the rows
+    re-derived. Raises: Unavailable, Conflict."""
     done = aggregates.refresh_facts(CONDITION_FACTS, "Condition", "recorded-date", condition_fact)
+    if cases:
+        done += aggregates.refresh_facts(REPORT_FACTS, "Task", None, report_fact)
     if visits:
         done += aggregates.refresh_facts(ENCOUNTER_FACTS, "Encounter", "date", encounter_fact)
         done += aggregates.refresh_projection(COUNTY_PROJECTION, "Patient", patient_county)
@@ -84,6 +99,12 @@ def notifiable_condition_ids(
     codes = {code for code, _, _ in aggregates.fact_codes(CONDITION_FACTS, start, end) if code}
     notifiable = sorted(c for c in codes if catalogue.for_icd10(c) is not None)
     return aggregates.fact_ids(CONDITION_FACTS, start, end, notifiable)
+
+
+def report_task_ids(aggregates: IndexAggregates, sources: Sequence[str]) -> list[str]:
+    """Ids of the completed report Tasks whose focus is one of `sources` (`Condition/x`,
+    `Observation/y`; call `refresh` first). Raises: Unavailable."""
+    return aggregates.fact_links(REPORT_FACTS, sources, "completed")
 
 
 def ili_share(

@@ -75,13 +75,21 @@ class SurveillanceService:
         catalogue = self.catalogue()
 
         def compute() -> list[CaseRecord]:
-            ids = None
-            if self.aggregates is not None:
-                facts.refresh(self.aggregates, visits=False)
-                ids = facts.notifiable_condition_ids(self.aggregates, catalogue, start, end)
+            aggregates, ids, reports = self.aggregates, None, None
+            if aggregates is not None:
+                facts.refresh(aggregates, visits=False)
+                ids = facts.notifiable_condition_ids(aggregates, catalogue, start, end)
+                reports = lambda sources: facts.report_task_ids(aggregates, sources)  # noqa: E731
             with self.store.unit_of_work() as uow:
                 return collect_cases(
-                    uow, catalogue, start, end, county=county, disease=disease, condition_ids=ids
+                    uow,
+                    catalogue,
+                    start,
+                    end,
+                    county=county,
+                    disease=disease,
+                    condition_ids=ids,
+                    report_ids=reports,
                 )
 
         return list(self._cached(("cases", id(catalogue), start, end, county, disease), CASE_TYPES, compute))
@@ -145,7 +153,7 @@ class SurveillanceService:
             aggregates = self.aggregates
 
             def compute() -> list[dict[str, Any]]:
-                facts.refresh(aggregates)
+                facts.refresh(aggregates, cases=False)
                 return facts.ili_share(aggregates, catalogue, start, end, county)
 
             return self._cached(("ili", id(catalogue), start, end, county), ILI_TYPES, compute)

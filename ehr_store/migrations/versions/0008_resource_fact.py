@@ -18,7 +18,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create resource_fact and its indexes; reset the projection watermarks."""
+    """Create resource_fact (clustered on its key on SQLite) and its indexes; reset the projection
+    watermarks."""
     op.create_table(
         "resource_fact",
         sa.Column("name", sa.String(64), primary_key=True),
@@ -30,8 +31,9 @@ def upgrade() -> None:
         sa.Column("link", sa.String(255), nullable=True),
         sa.Column("code", sa.String(255), nullable=True),
         sa.Column("codes", sa.Text(), nullable=True),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_resource_fact_name_start", "resource_fact", ["name", "start"])
+    op.create_index("ix_resource_fact_name_end", "resource_fact", ["name", "end", "start", "code", "subject"])
     op.create_index("ix_resource_fact_name_link", "resource_fact", ["name", "link"])
     op.execute("DELETE FROM resource_projection_mark")
 
@@ -39,5 +41,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop resource_fact."""
     op.drop_index("ix_resource_fact_name_link", table_name="resource_fact")
-    op.drop_index("ix_resource_fact_name_start", table_name="resource_fact")
+    op.drop_index("ix_resource_fact_name_end", table_name="resource_fact")
     op.drop_table("resource_fact")
