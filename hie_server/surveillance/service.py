@@ -2,15 +2,17 @@
 
 Each call runs in its own read unit of work over the store; the notifiable catalogue comes from
 the terminology service (rebuilt when the terminology resources change). On a SQL store the
-dashboard reads a read model kept beside the store (`facts`: one small row per Encounter and
-Condition, each Patient's county), brought up to date from the store's changes before each
+dashboard reads a read model kept beside the store (`facts`: one small row per Encounter,
+Condition and report Task, each Patient's county), brought up to date from the store's changes before each
 computation: cases read only the Conditions of the period whose ICD-10 code is notifiable, the
 ILI share is counted per hour and county in SQL; other stores page through searches. Results are
 kept for `CACHE_SECONDS` under a key that includes the newest `lastUpdated` of every resource type
 they read (`IndexAggregates.last_changed`), so any write or deletion of those types recomputes
-them (the dashboard asks for the same cases twice: counts and overdue). Only a write committed
-after a later-stamped one can be seen up to `CACHE_SECONDS` late. `prepare()` builds or catches
-up the read model and the catalogue up front (`ReadModelWarmup` runs it when `hie serve` starts).
+them (the dashboard asks for the same cases twice: counts and overdue), and so does any change
+the read-model refresh finds (a write committed after a later-stamped one). Only such a late
+write to a type outside the read model (a Patient's name, an Observation) can be seen up to
+`CACHE_SECONDS` late. `prepare()` builds or catches up the read model and the catalogue up front
+(`ReadModelWarmup` runs it when `hie serve` starts; `hie surveillance refresh` from the shell).
 
 May import: the standard library, `ehr_store`, `terminology`, `hie_server.surveillance.*`.
 """
@@ -56,6 +58,7 @@ class SurveillanceService:
         self.settings = settings
         self._catalogue: tuple[object, DiseaseCatalogue] | None = None
         self._memo: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._generation = 0  # read-model refreshes that changed something (part of the cache key)
         try:
             self.aggregates: IndexAggregates | None = IndexAggregates(store)
         except NotSupported:
@@ -77,7 +80,6 @@ class SurveillanceService:
         def compute() -> list[CaseRecord]:
             aggregates, ids, reports = self.aggregates, None, None
             if aggregates is not None:
-                facts.refresh(aggregates, visits=False)
                 ids = facts.notifiable_condition_ids(aggregates, catalogue, start, end)
                 reports = lambda sources: facts.report_task_ids(aggregates, sources)  # noqa: E731
             with self.store.unit_of_work() as uow:
@@ -92,7 +94,8 @@ class SurveillanceService:
                     report_ids=reports,
                 )
 
-        return list(self._cached(("cases", id(catalogue), start, end, county, disease), CASE_TYPES, compute))
+        key = ("cases", id(catalogue), start, end, county, disease)
+        return list(self._cached(key, CASE_TYPES, compute, visits=False))
 
     def prepare(self) -> int:
         """Build or catch up the read model (the first build reads every Encounter, Condition
@@ -101,11 +104,18 @@ class SurveillanceService:
         self.catalogue()
         return facts.refresh(self.aggregates) if self.aggregates is not None else 0
 
-    def _cached(self, key: tuple[Any, ...], types: tuple[str, ...], compute: Callable[[], T]) -> T:
-        """`compute()`, or its result kept under `key` and the types' last change (module doc)."""
+    def _cached(
+        self, key: tuple[Any, ...], types: tuple[str, ...], compute: Callable[[], T], *, visits: bool = True
+    ) -> T:
+        """`compute()`, or its result kept under `key`, the types' last change and the read
+        model's generation (module doc). The read model is refreshed first (`facts.refresh`; a
+        few ms when nothing changed), so a write it finds that is stamped before the newest one
+        still recomputes."""
         if self.aggregates is None:
             return compute()
-        full = (*key, self.aggregates.last_changed(types))
+        if facts.refresh(self.aggregates, visits=visits):
+            self._generation += 1
+        full = (*key, self._generation, self.aggregates.last_changed(types))
         now = time.monotonic()
         hit = self._memo.get(full)
         if hit is not None and now - hit[0] < CACHE_SECONDS:
@@ -153,7 +163,6 @@ class SurveillanceService:
             aggregates = self.aggregates
 
             def compute() -> list[dict[str, Any]]:
-                facts.refresh(aggregates, cases=False)
                 return facts.ili_share(aggregates, catalogue, start, end, county)
 
             return self._cached(("ili", id(catalogue), start, end, county), ILI_TYPES, compute)

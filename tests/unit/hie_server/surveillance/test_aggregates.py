@@ -4,21 +4,25 @@ paging every Condition and Encounter through Python, on SQLite and PostgreSQL: t
 plus edge cases (a notifiable code after a non-notifiable first ICD-10 coding: not a case, a Chinese-
 edition code, an Encounter just after midnight China time sent in UTC, an inpatient visit, a visit
 without a start, a subject that is a Group, a deleted Patient, a Patient who moves county after the
-county read model was filled)."""
+county read model was filled); the read model (`resource_fact`) follows updates that move a visit
+or change a diagnosis, deletions, a write committed after a refresh but stamped before it, and a
+restart (kept in the database)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from adapters import IngestService
 from ehr_store import SqlStore, Store, StoreSettings
+from ehr_store.tables import resource_table
 from hie_server.surveillance import SurveillanceService, SurveillanceSettings, report_task
 from terminology import TerminologyService, canonical
 
@@ -164,3 +168,97 @@ def test_cached_cases_follow_writes(fed: Any) -> None:
     after = [c.case_id for c in fast.overdue(fast.cases(*PERIOD), NOW)]
     assert case.case_id not in after
     assert after == [c.case_id for c in slow.overdue(slow.cases(*PERIOD), NOW)]
+
+
+def _same(fast: SurveillanceService, slow: SurveillanceService) -> None:
+    assert fast.ili(*PERIOD) == slow.ili(*PERIOD)
+    assert [asdict(c) for c in fast.cases(*PERIOD)] == [asdict(c) for c in slow.cases(*PERIOD)]
+    assert [c.case_id for c in fast.overdue(fast.cases(*PERIOD), NOW)] == [
+        c.case_id for c in slow.overdue(slow.cases(*PERIOD), NOW)
+    ]
+
+
+def test_read_model_follows_updates_deletes_and_late_commits(fed: Any) -> None:
+    store, terminology = fed
+    fast, slow = both(store, terminology)
+    assert fast.prepare() > 0 and fast.prepare() == 0  # built once, then nothing to re-derive
+    _same(fast, slow)
+    icd = canonical.ICD10
+    with store.unit_of_work(write=True) as uow:
+        put = uow.resources.update
+        # ILI -> typhoid (notifiable, no longer ILI); a non-notifiable first coding -> notifiable
+        put(
+            "Condition",
+            "agg-c2",
+            {
+                **_condition(
+                    "Patient/agg-p2", "Encounter/agg-e2", [(icd, "A01.0")], "2026-03-02T11:00:00+08:00"
+                ),
+                "id": "agg-c2",
+            },
+        )
+        put(
+            "Condition",
+            "agg-c1",
+            {
+                **_condition("Patient/agg-p1", "Encounter/agg-e1", [(icd, "A09")], "2026-03-02"),
+                "id": "agg-c1",
+            },
+        )
+        # an inpatient visit becomes outpatient; a visit moves out of the period
+        put(
+            "Encounter",
+            "agg-e3",
+            {**_encounter("Patient/agg-p1", "2026-03-03T09:00:00+08:00"), "id": "agg-e3"},
+        )
+        put("Encounter", "agg-e2", {**_encounter("Patient/agg-p2", "2025-06-01"), "id": "agg-e2"})
+        uow.resources.delete("Condition", "agg-c3")
+        uow.resources.delete("Encounter", "agg-e6")
+        uow.commit()
+    _same(fast, slow)
+    sources = {s for c in fast.cases(*PERIOD) for s in c.sources}
+    assert "Condition/agg-c1" in sources and "Condition/agg-c3" not in sources
+    # a write committed after a refresh but stamped before it (a long transaction): the refresh
+    # window overlaps the last MARGIN of stamps, so it is still picked up
+    assert isinstance(store, SqlStore)
+    with store.unit_of_work(write=True) as uow:
+        uow.resources.update(
+            "Condition",
+            "agg-late",
+            {
+                **_condition("Patient/agg-p1", "Encounter/agg-e3", [(icd, "J11.1")], "2026-03-03"),
+                "id": "agg-late",
+            },
+        )
+        uow.commit()
+    with store.engine.begin() as conn:
+        stamp = datetime.now(UTC) - timedelta(minutes=5)
+        conn.execute(
+            sa.update(resource_table).where(resource_table.c.id == "agg-late").values(last_updated=stamp)
+        )
+    _same(fast, slow)
+    rows = {(r["week"], r["county"]): r for r in fast.ili(date(2026, 3, 1), date(2026, 3, 8))}
+    assert rows[("2026-W10", "441821")]["ili_visits"] >= 1
+
+
+def test_read_model_survives_a_restart_and_follows_report_deletions(fed: Any) -> None:
+    store, terminology = fed
+    fast, slow = both(store, terminology)
+    assert fast.prepare() > 0
+    late = fast.overdue(fast.cases(*PERIOD), NOW)
+    case = late[0]
+    with store.unit_of_work(write=True) as uow:
+        task = uow.resources.create(report_task(case.sources[0], case.patient_id, case.deadline))
+        uow.commit()
+    assert case.case_id not in [c.case_id for c in fast.overdue(fast.cases(*PERIOD), NOW)]
+    again = SqlStore(store.settings)  # a restarted server: the read model is kept in the database
+    try:
+        restarted, _ = both(again, TerminologyService(again))
+        assert restarted.prepare() == 0
+        with again.unit_of_work(write=True) as uow:
+            uow.resources.delete("Task", task.id)
+            uow.commit()
+        assert case.case_id in [c.case_id for c in restarted.overdue(restarted.cases(*PERIOD), NOW)]
+        _same(restarted, slow)
+    finally:
+        again.close()
