@@ -33,8 +33,9 @@ from hie_server.bulk import BulkExporter, CohortSpec, build_cohort, parse_instan
 from hie_server.cli_common import DatabaseUrl, open_for
 from hie_server.operations import surveillance as surveillance_ops
 from hie_server.operations.bulk import bulk_module, file_router
+from hie_server.runtime import BackgroundService
 from hie_server.settings import HieSettings
-from hie_server.surveillance import SurveillanceService, report_task
+from hie_server.surveillance import ReadModelWarmup, SurveillanceService, report_task
 from terminology import TerminologyService
 
 surveillance_app = typer.Typer(no_args_is_help=True, help="Notifiable-disease surveillance (疾控) extracts")
@@ -62,7 +63,7 @@ class BulkExportService:
 
 def server_parts(
     settings: HieSettings, store: Store, terminology: TerminologyService
-) -> tuple[list[FhirModule], list[APIRouter], list[BulkExportService]]:
+) -> tuple[list[FhirModule], list[APIRouter], list[BackgroundService]]:
     """Modules, root routers and background services of bulk export and surveillance for `hie serve`."""
     exporter = BulkExporter(store, settings.bulk, settings.store)
     service = SurveillanceService(store, terminology, settings.surveillance)
@@ -73,7 +74,7 @@ def server_parts(
     # the surveillance routes are root routers (CSV/PNG, not FHIR JSON); the empty-router module
     # only lists their operations in the CapabilityStatement
     cdc_ops = FhirModule(APIRouter(), surveillance_ops.OPERATIONS)
-    return [bulk_module(exporter), cdc_ops], routers, [BulkExportService(exporter)]
+    return [bulk_module(exporter), cdc_ops], routers, [BulkExportService(exporter), ReadModelWarmup(service)]
 
 
 def _open(database_url: str | None) -> tuple[HieSettings, Store, SurveillanceService]:
@@ -204,6 +205,17 @@ def coverage(county: County = None, out: Out = None, database_url: DatabaseUrl =
     _, store, service = _open(database_url)
     try:
         _emit(surveillance_ops.table_csv(service.coverage(county)), out)
+    finally:
+        store.close()
+
+
+@surveillance_app.command("refresh")
+def refresh(database_url: DatabaseUrl = None) -> None:
+    """Build or catch up the dashboard's read model (run once after `hie db upgrade` on a large
+    database; `hie serve` also does it in the background at start)."""
+    _, store, service = _open(database_url)
+    try:
+        typer.echo(f"read model: {service.prepare()} rows re-derived", err=True)
     finally:
         store.close()
 

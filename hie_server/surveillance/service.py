@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from ehr_store import IndexAggregates, NotSupported, Store
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 Format = Literal["csv", "ndjson"]
 T = TypeVar("T")
 CACHE_SECONDS = 60.0
+DEFAULT_WEEKS = 12
+"""The workbench dashboard's default period (`hie_server.web.pages_cdc.period`)."""
 CASE_TYPES = ("Condition", "Observation", "Task", "Patient", "Organization")
 ILI_TYPES = ("Encounter", "Condition", "Patient")
 
@@ -177,7 +179,8 @@ class SurveillanceService:
 class ReadModelWarmup:
     """A `hie serve` background service: `SurveillanceService.prepare()` in a thread of its own
     at start (the server answers meanwhile; a dashboard view during a first-ever build waits for
-    it), so neither the first view after a restart nor one after a schema upgrade builds it."""
+    it), so neither the first view after a restart nor one after a schema upgrade builds it;
+    then computes the dashboard's default period once (cases and ILI share kept until a write)."""
 
     name = "surveillance-read-model"
 
@@ -189,6 +192,11 @@ class ReadModelWarmup:
         started = time.perf_counter()
         try:
             rows = self.service.prepare()
+            # the dashboard's default period (the last 12 weeks, city-wide), kept until a write
+            end = date.today()
+            start = end - timedelta(weeks=DEFAULT_WEEKS)
+            self.service.cases(start, end)
+            self.service.ili(start, end)
         except Exception:  # a warm-up failure must not stop the server; the next view retries
             log.exception("surveillance read model: refresh at start failed")
             return
