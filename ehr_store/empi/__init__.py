@@ -1,7 +1,8 @@
 """ehr_store.empi: the EMPI (WS/T 790.6 居民注册服务) — matching, linking, resident records.
 
 Public API for the other packages (import only from here):
-- `EmpiService` (ingestion hook `on_source_patient`/`on_merge`; link, unlink, merge, reviews),
+- `EmpiService` (ingestion: `write_source_patient` writes a source Patient with its link in one
+  version, `on_source_patient` links one already written, `on_merge`; link, unlink, merge, reviews),
 - `match_bundle` (Patient/$match), `everything` (Patient/$everything),
 - `EmpiSettings`, `load_rules`, `import_residents` (population register CSV),
 - `refuse_golden_delete` / `refuse_golden_deleted` (no generic DELETE of a golden Patient).

@@ -1,9 +1,19 @@
 """The EMPI service (WS/T 790.6 居民注册服务): link source Patients to resident records.
 
-`EmpiService` is both the ingestion identity hook (`on_source_patient`, `on_merge`, called
-inside the ingesting unit of work) and the home of the manual operations (link, unlink,
-merge resident records, review decisions). Everything is written through the caller's
-repository and the EMPI index of the same unit of work; nothing commits here.
+`EmpiService` is both the ingestion identity hook (`write_source_patient`, `on_source_patient`,
+`on_merge`, called inside the ingesting unit of work) and the home of the manual operations
+(link, unlink, merge resident records, review decisions). Everything is written through the
+caller's repository and the EMPI index of the same unit of work; nothing commits here.
+
+Cost on ingestion (2026-11-29, in-process, synthetic feed of 1,500 residents streamed in
+batches of 8, audit on, chunks interleaved with an EMPI-off twin at load 3-4; CPU of the
+ingesting process): the EMPI adds 0.63 ms per message on SQLite and 0.79 on PostgreSQL, down
+from 1.09 / 1.17 when a new source was written, then rewritten with its link, and every
+re-sent source refreshed its resident record. Now a new source is decided before it is
+written and gets one version with its `refer` link (its record and candidates come in one
+query), and a re-sent source that changes nothing costs one record lookup. Most of what
+remains is the golden Patient's own create/update (validation ~0.14 ms, index extraction
+~0.11 ms, history), ~0.37 golden writes per message.
 
 Invariants: every indexed source Patient has exactly one current golden Patient; the
 source carries `link refer → golden`, the golden `link seealso → source`; links are
