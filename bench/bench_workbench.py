@@ -215,6 +215,91 @@ def measure(base: str, residents: int, repeat: int, only: set[str] | None = None
             )
 
 
+def visit(n: int) -> list[dict[str, Any]]:
+    """An outpatient Encounter today and its influenza Condition (J11.1, notifiable and ILI) for
+    loaded resident `p<n>`: what a dashboard view after ingestion has to count."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    enc = {"resourceType": "Encounter", "status": "finished", "subject": {"reference": f"Patient/p{n}"},
+           "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+           "period": {"start": now}}
+    cond = {"resourceType": "Condition", "subject": {"reference": f"Patient/p{n}"}, "recordedDate": now,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "J11.1"}]}}
+    return [enc, cond]
+
+
+def write_visit(client: httpx.Client, base: str, n: int) -> None:
+    """`visit(n)` through the FHIR API (the Condition references the new Encounter)."""
+    enc, cond = visit(n)
+    made = client.post(f"{base}/Encounter", json=enc)
+    assert made.status_code == 201, made.text[-500:]
+    cond["encounter"] = {"reference": f"Encounter/{made.json()['id']}"}
+    assert client.post(f"{base}/Condition", json=cond).status_code == 201
+
+
+def cdc_after_writes(base: str, residents: int, repeat: int, interval: float) -> None:
+    """The CDC dashboard right after a write, `repeat` times (each view preceded by a new
+    Encounter and ILI Condition), then `repeat` views while another thread keeps writing one
+    such pair every `interval` s (continuous ingestion: every view finds new writes)."""
+    import threading
+
+    page = base.removesuffix("/fhir")
+    rng = random.Random(5)
+    with httpx.Client(timeout=120, follow_redirects=True) as client:
+        assert client.get(f"{page}/workbench/login").status_code == 200, "local operator sign-in"
+        times = []
+        for _ in range(repeat):
+            write_visit(client, base, rng.randrange(residents))
+            started = time.perf_counter()
+            assert client.get(f"{page}/workbench/cdc").status_code == 200
+            times.append((time.perf_counter() - started) * 1000)
+        p50, p95 = statistics.median(times), pct(times, 0.95)
+        print(f"{'CDC after a write':<20} {p50:8.0f} {p95:8.0f} {max(times):8.0f}", flush=True)
+        stop = threading.Event()
+        written = [0]
+
+        def ingest() -> None:
+            with httpx.Client(timeout=120) as writer:
+                while not stop.is_set():
+                    write_visit(writer, base, rng.randrange(residents))
+                    written[0] += 1
+                    stop.wait(interval)
+
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        try:
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                assert client.get(f"{page}/workbench/cdc").status_code == 200
+                times.append((time.perf_counter() - started) * 1000)
+        finally:
+            stop.set()
+            thread.join()
+        print(f"{'CDC under ingestion':<20} {statistics.median(times):8.0f} {pct(times, 0.95):8.0f} "
+              f"{max(times):8.0f}  ({written[0]} visits written meanwhile)", flush=True)
+
+
+def cdc_after_restart(workdir: Path, url: str, waits: tuple[float, ...] = (0.0, 5.0)) -> None:
+    """The first CDC dashboard view of a freshly started server: as soon as it answers, and
+    `waits` s later (after the background read-model catch-up and default-period warm-up)."""
+    for wait in waits:
+        server = start_server(workdir, {}, url)
+        try:
+            time.sleep(wait)
+            home = server.base.removesuffix("/fhir")
+            with httpx.Client(base_url=home, timeout=120, follow_redirects=True) as client:
+                assert client.get("/workbench/login").status_code == 200, "local operator sign-in"
+                started = time.perf_counter()
+                assert client.get("/workbench/cdc").status_code == 200
+                first = (time.perf_counter() - started) * 1000
+                started = time.perf_counter()
+                assert client.get("/workbench/cdc").status_code == 200
+                second = (time.perf_counter() - started) * 1000
+            print(f"CDC after restart (+{wait:.0f} s): first {first:.0f}, then {second:.0f} ms", flush=True)
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="resources to load")
@@ -224,6 +309,10 @@ def main() -> None:
     parser.add_argument("--db", help="a loaded SQLite URL to reuse (skips loading)")
     parser.add_argument("--keep", help="directory for the database (kept afterwards)")
     parser.add_argument("--only", help="comma-separated page names to fetch (default: all)")
+    parser.add_argument("--cdc", action="store_true",
+                        help="also: CDC dashboard after writes, under ingestion, after restarts")
+    parser.add_argument("--ingest-interval", type=float, default=0.2,
+                        help="seconds between written visits during --cdc's ingestion phase")
     args = parser.parse_args()
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="bench-wb-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -236,8 +325,12 @@ def main() -> None:
         try:
             only = set(args.only.split(",")) if args.only else None
             measure(server.base.removesuffix("/fhir"), residents, args.repeat, only)
+            if args.cdc:
+                cdc_after_writes(server.base, residents, args.repeat, args.ingest_interval)
         finally:
             server.stop()
+        if args.cdc:
+            cdc_after_restart(workdir, url)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

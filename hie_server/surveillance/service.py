@@ -61,6 +61,8 @@ class SurveillanceService:
         self._catalogue: tuple[object, DiseaseCatalogue] | None = None
         self._memo: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._generation = 0  # read-model refreshes that changed something (part of the cache key)
+        self._guard = threading.Lock()
+        self._flights: dict[tuple[Any, ...], threading.Lock] = {}
         try:
             self.aggregates: IndexAggregates | None = IndexAggregates(store)
         except NotSupported:
@@ -118,14 +120,17 @@ class SurveillanceService:
         if facts.refresh(self.aggregates, visits=visits):
             self._generation += 1
         full = (*key, self._generation, self.aggregates.last_changed(types))
-        now = time.monotonic()
-        hit = self._memo.get(full)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]  # type: ignore[no-any-return]
-        value = compute()
-        self._memo = {k: v for k, v in self._memo.items() if now - v[0] < CACHE_SECONDS}
-        self._memo[full] = (now, value)
-        return value
+        with self._guard:
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:  # one computation per key at a time: the dashboard's counts and overdue
+            now = time.monotonic()  # ask for the same cases at once, the second waits for it
+            hit = self._memo.get(full)
+            if hit is not None and now - hit[0] < CACHE_SECONDS:
+                return hit[1]  # type: ignore[no-any-return]
+            value = compute()
+            self._memo = {k: v for k, v in self._memo.items() if now - v[0] < CACHE_SECONDS}
+            self._memo[full] = (now, value)
+            return value
 
     def extract(
         self,
