@@ -437,6 +437,15 @@ async def test_proxy_specialist_needs_consultation(orthanc, store, bridge, excha
         headers={"Accept": "multipart/related; type=application/octet-stream"},
     )
     assert frames.status_code == 200 and len(frames.content) >= 32 * 32
+    study = await asyncio.to_thread(  # the whole study, relayed as it is: never compressed
+        get,
+        SPECIALIST,
+        f"/dicom-web/studies/{a_study}",
+        headers={"Accept": 'multipart/related; type="application/dicom"', "Accept-Encoding": "gzip"},
+    )
+    assert study.status_code == 200 and study.headers["content-type"].startswith("multipart/related")
+    assert "content-encoding" not in study.headers
+    assert b"DICM" in study.content and a_sop.encode() in study.content
 
     # a referral of B to the specialist's facility and B's consent: now allowed
     from auth_world import consent
