@@ -18,8 +18,9 @@ from ehr_store.empi.guard import refuse_golden_delete, refuse_golden_deleted
 from ehr_store.empi.importer import ImportReport, import_residents, read_rows, row_to_patient
 from ehr_store.empi.index import EmpiIndex, LinkRecord, ReviewItem
 from ehr_store.empi.operations import EverythingPage, everything, match, match_bundle, record_patient_ids
+from ehr_store.empi.ranking import GoldenScore
 from ehr_store.empi.scoring import Comparison, decide, match_grade, score
-from ehr_store.empi.service import EmpiService, GoldenScore
+from ehr_store.empi.service import EmpiService
 
 __all__ = [
     "EMPI_TAG_SYSTEM",

@@ -26,7 +26,6 @@ May import: the standard library, `ehr_store` (errors, model, repository, jsonio
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +35,8 @@ from ehr_store.empi.config import MatchRules, load_rules
 from ehr_store.empi.features import Features, extract
 from ehr_store.empi.golden import compose_golden, is_golden, link_targets, with_link
 from ehr_store.empi.index import Candidate, EmpiIndex
-from ehr_store.empi.scoring import Comparison, Decision, Rule, decide, score
+from ehr_store.empi.ranking import GoldenScore, rank_candidates
+from ehr_store.empi.resident_record import read_patient, refresh_golden, set_refer, update_if_changed
 from ehr_store.errors import InvalidInput, NotFound
 from ehr_store.jsonio import loads_resource
 from ehr_store.model import StoredResource
@@ -44,17 +44,6 @@ from ehr_store.repository import ResourceRepository
 
 Json = dict[str, Any]
 SYSTEM_ACTOR = "system"
-
-
-@dataclass(frozen=True, slots=True)
-class GoldenScore:
-    """Best comparison of a record with one resident record (over its source Patients)."""
-
-    golden_id: str
-    comparison: Comparison
-    decision: Decision
-    rule: Rule
-    best_source_id: str
 
 
 class EmpiService:
@@ -84,48 +73,14 @@ class EmpiService:
         exclude: str | None = None,
         found: list[Candidate] | None = None,
     ) -> list[GoldenScore]:
-        """Resident records sharing a blocking key with `features`, best first.
-
-        Per golden: a shared valid 身份证号 wins, else the highest score among its sources
-        that does not conflict on 身份证号. Cost: one index query for all blocking keys
-        (none when the caller passes the candidates it `found` with `index.lookup`).
+        """Resident records sharing a blocking key with `features`, best first
+        (`ehr_store.empi.ranking.rank_candidates`). Cost: one index query for all blocking
+        keys (none when the caller passes the candidates it `found` with `index.lookup`).
         """
         if found is None:
             keys = blocking_keys(features, self.rules.blocking.keys)
             found = index.candidates(keys, limit_per_key=self.rules.rules.max_candidates_per_key)
-        best: dict[str, GoldenScore] = {}
-        conflicted: set[str] = set()
-        mrn_conflicted: set[str] = set()
-        for cand in found:
-            if cand.source_id == exclude:
-                continue
-            comparison = score(features, cand.features, self.rules)
-            if comparison.resident_id_conflict:
-                conflicted.add(cand.golden_id)
-            if comparison.mrn_conflict and self.rules.rules.conflicting_mrn_blocks:
-                mrn_conflicted.add(cand.golden_id)
-            decision, rule = decide(comparison, self.rules)
-            entry = GoldenScore(cand.golden_id, comparison, decision, rule, cand.source_id)
-            prev = best.get(cand.golden_id)
-            if prev is None or _better(entry, prev):
-                best[cand.golden_id] = entry
-        ranked: list[GoldenScore] = []
-        for entry in best.values():
-            blocked: Rule | None = (
-                "resident_id_conflict"
-                if entry.golden_id in conflicted
-                else "mrn_conflict"
-                if entry.golden_id in mrn_conflicted
-                else None
-            )  # one source of the resident conflicts: the whole resident is at most reviewed
-            if blocked is not None and entry.rule != "resident_id":
-                demoted: Decision = (
-                    "review" if entry.comparison.score >= self.rules.thresholds.lower else "separate"
-                )
-                entry = GoldenScore(entry.golden_id, entry.comparison, demoted, blocked, entry.best_source_id)
-            ranked.append(entry)
-        ranked.sort(key=lambda e: (e.rule != "resident_id", -e.comparison.score, e.golden_id))
-        return ranked
+        return rank_candidates(features, found, self.rules, exclude=exclude)
 
     # -- ingestion hooks ----------------------------------------------------------------------
     def write_source_patient(self, repo: ResourceRepository, patient: Json) -> StoredResource:
@@ -197,13 +152,13 @@ class EmpiService:
         features = extract(doc)
         known = index.get_record(stored_patient.id)
         if known is not None:
-            self._set_refer(repo, stored_patient.id, known.golden_id, doc)
+            set_refer(repo, stored_patient.id, known.golden_id, doc)
             self._refresh_known(repo, index, known, features)
             return
         ranked = self.rank(index, features, exclude=stored_patient.id)
         top = ranked[0] if ranked else None
         if top is not None and top.decision == "link":
-            self._set_refer(repo, stored_patient.id, top.golden_id, doc)
+            set_refer(repo, stored_patient.id, top.golden_id, doc)
             self._link_new(repo, index, stored_patient.id, features, top)
             return
         keys = blocking_keys(features, self.rules.blocking.keys)
@@ -264,11 +219,11 @@ class EmpiService:
         if index.get_record(merged.id) is None:
             self.on_source_patient(repo, merged)
         target = self._record(index, survivor.id).golden_id
-        doc = self._read(repo, merged.id)
+        doc = read_patient(repo, merged.id)
         doc = with_link(doc, "replaced-by", survivor.id, replace_type=True)
-        self._update_if_changed(repo, merged.id, doc)
-        surv_doc = with_link(self._read(repo, survivor.id), "replaces", merged.id, replace_type=False)
-        self._update_if_changed(repo, survivor.id, surv_doc)
+        update_if_changed(repo, merged.id, doc)
+        surv_doc = with_link(read_patient(repo, survivor.id), "replaces", merged.id, replace_type=False)
+        update_if_changed(repo, survivor.id, surv_doc)
         self.move_source(repo, index, merged.id, target, score=None, rule="merge", by="ADT^A40")
 
     # -- manual operations --------------------------------------------------------------------
@@ -279,7 +234,7 @@ class EmpiService:
     def golden_of(self, repo: ResourceRepository, patient_id: str) -> str:
         """Golden Patient id for a golden or source Patient id (a retired golden record leads to
         its successor through `replaced-by`). Raises: NotFound."""
-        doc = self._read(repo, patient_id)
+        doc = read_patient(repo, patient_id)
         seen = {patient_id}
         while is_golden(doc):
             successor = next(iter(link_targets(doc, "replaced-by")), None)
@@ -287,7 +242,7 @@ class EmpiService:
                 return patient_id
             patient_id = successor
             seen.add(patient_id)
-            doc = self._read(repo, patient_id)
+            doc = read_patient(repo, patient_id)
         record = self._index_for(repo).get_record(patient_id)
         if record is not None:
             return record.golden_id
@@ -303,7 +258,7 @@ class EmpiService:
         """
         index = self._index_for(repo)
         self._record(index, source_id)
-        if not is_golden(self._read(repo, golden_id)):
+        if not is_golden(read_patient(repo, golden_id)):
             raise InvalidInput(f"Patient/{golden_id} is not a resident record (golden Patient)")
         self.move_source(repo, index, source_id, golden_id, score=None, rule="manual", by=by)
 
@@ -316,7 +271,7 @@ class EmpiService:
         index = self._index_for(repo)
         record = self._record(index, source_id)
         old = record.golden_id
-        doc = self._read(repo, source_id)
+        doc = read_patient(repo, source_id)
         keys = blocking_keys(record.features, self.rules.blocking.keys)
         new_id = self._new_golden(repo, index, source_id, record.features, keys, doc, rule="unlink", by=by)
         self.refresh_golden(repo, index, old)
@@ -354,7 +309,7 @@ class EmpiService:
         index.undo_links(source_id, at=now, by=by)
         index.set_golden(source_id, golden_id)
         index.add_link(source_id, golden_id, score=score, rule=rule, at=now, by=by)
-        self._set_refer(repo, source_id, golden_id, self._read(repo, source_id))
+        set_refer(repo, source_id, golden_id, read_patient(repo, source_id))
         self.refresh_golden(repo, index, golden_id)
         if old != golden_id:
             self.refresh_golden(repo, index, old, successor=golden_id)
@@ -384,26 +339,9 @@ class EmpiService:
     def refresh_golden(
         self, repo: ResourceRepository, index: EmpiIndex, golden_id: str, *, successor: str | None = None
     ) -> None:
-        """Recompute a golden Patient from its current sources (no new version if unchanged).
-        Left without sources, it is retired: `active=false`, `link replaced-by → successor`."""
-        sources = index.sources_of(golden_id)
-        found = repo.read_many([("Patient", golden_id), *(("Patient", s) for s in sources)])  # one query
-        docs = sorted(
-            (loads_resource(found[("Patient", s)].content) for s in sources if ("Patient", s) in found),
-            key=lambda d: (d.get("meta", {}).get("lastUpdated", ""), d.get("id", "")),
-        )
-        current = found.get(("Patient", golden_id))
-        previous = loads_resource(current.content) if current is not None else {}
-        golden = compose_golden(golden_id, docs, replaces=link_targets(previous, "replaces"))
-        if not docs:
-            keep_to = successor or next(iter(link_targets(previous, "replaced-by")), None)
-            golden = with_link(golden, "replaced-by", keep_to, replace_type=True)
-            if successor:
-                succ = self._read(repo, successor)
-                self._update_if_changed(
-                    repo, successor, with_link(succ, "replaces", golden_id, replace_type=False)
-                )
-        self._update_if_changed(repo, golden_id, golden, current=previous)
+        """Recompute a golden Patient from its current sources (no new version if unchanged);
+        see `ehr_store.empi.resident_record.refresh_golden`."""
+        refresh_golden(repo, index, golden_id, successor=successor)
 
     def _new_golden(
         self,
@@ -419,7 +357,7 @@ class EmpiService:
     ) -> str:
         golden_id = repo.create(compose_golden("new", [doc])).id
         self._index_new_golden(index, source_id, features, golden_id, rule=rule, by=by, keys=keys)
-        self._set_refer(repo, source_id, golden_id, doc)
+        set_refer(repo, source_id, golden_id, doc)
         return golden_id
 
     def _index_new_golden(
@@ -441,40 +379,9 @@ class EmpiService:
         index.put_record(source_id, golden_id, features, keys)
         index.add_link(source_id, golden_id, score=None, rule=rule, at=now, by=by)
 
-    def _set_refer(self, repo: ResourceRepository, source_id: str, golden_id: str, doc: Json) -> None:
-        self._update_if_changed(
-            repo, source_id, with_link(doc, "refer", golden_id, replace_type=True), current=doc
-        )
-
-    def _update_if_changed(
-        self, repo: ResourceRepository, id: str, doc: Json, *, current: Json | None = None
-    ) -> None:
-        if current is not None and _strip_meta(current) == _strip_meta(doc):
-            return
-        body = {k: v for k, v in doc.items() if k != "meta"}
-        tags = doc.get("meta", {}).get("tag")
-        meta = {k: v for k, v in doc.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
-        if tags or meta:
-            body["meta"] = meta
-        repo.update("Patient", id, body)
-
-    def _read(self, repo: ResourceRepository, patient_id: str) -> Json:
-        return loads_resource(repo.read("Patient", patient_id).content)
-
     @staticmethod
     def _record(index: EmpiIndex, source_id: str) -> Any:
         record = index.get_record(source_id)
         if record is None:
             raise NotFound(f"Patient/{source_id} is not a source Patient known to the EMPI")
         return record
-
-
-def _strip_meta(doc: Json) -> Json:
-    meta = {k: v for k, v in doc.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
-    return {**{k: v for k, v in doc.items() if k != "meta"}, "meta": meta}
-
-
-def _better(a: GoldenScore, b: GoldenScore) -> bool:
-    if (a.rule == "resident_id") != (b.rule == "resident_id"):
-        return a.rule == "resident_id"
-    return a.comparison.score > b.comparison.score
