@@ -4,7 +4,12 @@ The validated *input* JSON is what gets stored (not a model dump): the model onl
 Pydantic errors become one `Issue` each with a FHIRPath-like `expression`
 (`Observation.valueQuantity.value`, `Patient.name[0].given`).
 
-May import: fhir.resources, pydantic, the standard library, `ehr_store.errors`.
+Required bindings: a `code` element bound `required` must hold one of its value set's codes
+(fhir.resources keeps them as the field's `enum_values`): `Patient.gender` "robot" is refused
+with issue code `code-invalid` at `Patient.gender`.
+
+May import: fhir.resources (and its fhir_core base), pydantic, the standard library,
+`ehr_store.errors`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from ehr_store.errors import InvalidInput, Issue, NotSupported
@@ -91,9 +97,75 @@ def validate_resource(resource: Any, *, resource_type: str | None = None) -> str
     if "id" in resource:
         check_id(resource["id"], expression=f"{rtype}.id")
     try:
-        _model_class(rtype).model_validate(resource)
+        model = _model_class(rtype).model_validate(resource)
     except ValidationError as exc:
         raise InvalidInput(issues=_issues(rtype, exc)) from None
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"{rtype}: {exc}", expression=(rtype,)) from None
+    issues: list[Issue] = []
+    _check_required_codes(model, rtype, issues)
+    if issues:
+        raise InvalidInput(issues=issues)
     return rtype
+
+
+_OBSERVATION_STATUS = ("registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                       "entered-in-error", "unknown")
+_ENCOUNTER_STATUS = ("planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled",
+                     "entered-in-error", "unknown")
+_COMPLETE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
+    # fhir.resources takes `enum_values` from the element's short title; where that ends in
+    # "+" the list is cut short: the whole R4B value set, for the elements that have one here
+    ("Observation", "status"): _OBSERVATION_STATUS,  # observation-status
+    ("DetectedIssue", "status"): _OBSERVATION_STATUS,
+    ("RiskAssessment", "status"): _OBSERVATION_STATUS,
+    ("DiagnosticReport", "status"): ("registered", "partial", "preliminary", "final", "amended", "corrected",
+                                     "appended", "cancelled", "entered-in-error", "unknown"),
+    ("Encounter", "status"): _ENCOUNTER_STATUS,  # encounter-status
+    ("EncounterStatusHistory", "status"): _ENCOUNTER_STATUS,
+    ("Task", "status"): ("draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+                         "in-progress", "on-hold", "failed", "completed", "entered-in-error"),
+}
+
+
+@lru_cache(maxsize=1024)
+def _code_elements(cls: Any) -> dict[str, tuple[str, frozenset[str]]]:
+    """attribute → (JSON name, allowed codes) for `cls`'s `code` elements with a required
+    binding (fhir.resources records the value set's codes as `enum_values`; a list cut short
+    with "+" is completed from `_COMPLETE_CODES` or not checked)."""
+    out: dict[str, tuple[str, frozenset[str]]] = {}
+    for name, field in getattr(cls, "model_fields", {}).items():
+        extra = field.json_schema_extra
+        values = extra.get("enum_values") if isinstance(extra, dict) else None
+        if not isinstance(values, list) or not values:
+            continue
+        if "+" in values:
+            values = list(_COMPLETE_CODES.get((cls.__name__, name), ()))
+        if values:
+            out[name] = (field.alias or name, frozenset(str(v) for v in values))
+    return out
+
+
+def _check_required_codes(model: Any, path: str, issues: list[Issue]) -> None:
+    """Every `code` element bound `required` holds a code of its value set (FHIR R4B
+    terminologies §4.1.5.1: a required binding "SHALL" be one of the value set's codes,
+    e.g. Patient.gender male | female | other | unknown). Appends one issue per bad code."""
+    cls: Any = type(model)
+    codes = _code_elements(cls)
+    fields = cls.model_fields
+    for name, value in model.__dict__.items():
+        if value is None:
+            continue
+        bound = codes.get(name)
+        items = value if isinstance(value, list) else [value]
+        field = fields.get(name)
+        json_name = bound[0] if bound is not None else (field.alias or name) if field is not None else name
+        for i, item in enumerate(items):
+            where = f"{path}.{json_name}" + (f"[{i}]" if isinstance(value, list) else "")
+            if bound is not None:
+                if item is not None and str(item) not in bound[1]:
+                    allowed = " | ".join(sorted(bound[1]))
+                    text = f"{where}: {str(item)!r} is not in the required value set ({allowed})"
+                    issues.append(Issue("error", "code-invalid", text, (where,)))
+            elif isinstance(item, FHIRAbstractModel):
+                _check_required_codes(item, where, issues)

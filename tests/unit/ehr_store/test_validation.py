@@ -1,6 +1,9 @@
-"""ehr_store.validation: R4B validation issues with FHIRPath-like expressions; id rules."""
+"""ehr_store.validation: R4B validation issues with FHIRPath-like expressions; id rules; required
+bindings (code elements hold a code of their value set)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -49,3 +52,37 @@ def test_good_ids(good: str) -> None:
 def test_bad_ids(bad: str) -> None:
     with pytest.raises(InvalidInput):
         check_id(bad)
+
+
+@pytest.mark.parametrize(
+    ("resource", "expression"),
+    [
+        ({"resourceType": "Patient", "gender": "robot"}, "Patient.gender"),
+        ({"resourceType": "Patient", "name": [{"family": "林"}, {"use": "weird", "family": "林"}]},
+         "Patient.name[1].use"),
+        ({"resourceType": "Observation", "status": "done", "code": {"text": "血糖"}}, "Observation.status"),
+        ({"resourceType": "Encounter", "status": "open", "class": {"code": "AMB"}}, "Encounter.status"),
+        ({"resourceType": "Patient", "telecom": [{"system": "wechat", "value": "x"}]},
+         "Patient.telecom[0].system"),
+    ],
+)
+def test_required_binding_codes_are_checked(resource: dict[str, Any], expression: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        validate_resource(resource)
+    [issue] = err.value.issues
+    assert issue.code == "code-invalid" and issue.expression == (expression,)
+    assert "required value set" in issue.diagnostics
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"resourceType": "Patient", "gender": "unknown", "name": [{"use": "official", "family": "林"}]},
+        {"resourceType": "Observation", "status": "cancelled", "code": {"text": "x"}},  # beyond the "+" title
+        {"resourceType": "DiagnosticReport", "status": "appended", "code": {"text": "x"}},
+        {"resourceType": "Encounter", "status": "entered-in-error", "class": {"code": "IMP"}},
+        {"resourceType": "Task", "status": "completed", "intent": "order"},
+    ],
+)
+def test_every_code_of_a_required_value_set_passes(resource: dict[str, Any]) -> None:
+    assert validate_resource(resource) == resource["resourceType"]
