@@ -62,6 +62,7 @@ class SurveillanceService:
         self._memo: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._generation = 0  # read-model refreshes that changed something (part of the cache key)
         self._guard = threading.Lock()
+        self._building = threading.Lock()
         self._flights: dict[tuple[Any, ...], threading.Lock] = {}
         try:
             self.aggregates: IndexAggregates | None = IndexAggregates(store)
@@ -71,9 +72,10 @@ class SurveillanceService:
     def catalogue(self) -> DiseaseCatalogue:
         """The notifiable catalogue of the current terminology index. Raises: Unavailable."""
         index = self.terminology.index()
-        if self._catalogue is None or self._catalogue[0] is not index:
-            self._catalogue = (index, DiseaseCatalogue.from_index(index, self.settings))
-        return self._catalogue[1]
+        with self._building:  # built once (~0.6 s), not by each of the first concurrent requests
+            if self._catalogue is None or self._catalogue[0] is not index:
+                self._catalogue = (index, DiseaseCatalogue.from_index(index, self.settings))
+            return self._catalogue[1]
 
     def cases(
         self, start: date, end: date, *, county: str | None = None, disease: str | None = None
@@ -200,7 +202,7 @@ class ReadModelWarmup:
             # the dashboard's default period (the last 12 weeks, city-wide), kept until a write
             end = date.today()
             start = end - timedelta(weeks=DEFAULT_WEEKS)
-            self.service.cases(start, end)
+            self.service.curve(self.service.cases(start, end), fmt="svg")  # and matplotlib loaded
             self.service.ili(start, end)
         except Exception:  # a warm-up failure must not stop the server; the next view retries
             log.exception("surveillance read model: refresh at start failed")
