@@ -10,6 +10,12 @@ is a true positive. Prints precision, recall and match latency p50/p95 (ms).
     .venv/bin/python bench/bench_empi.py                    # 100k residents, memory index
     .venv/bin/python bench/bench_empi.py --big              # 1M residents
     .venv/bin/python bench/bench_empi.py --backend sqlite   # SQL index in a SQLite file
+
+Measured 2026-11-29 12:10 on the shared 2-core machine (load 3-5), 100k residents, 2,000
+queries: precision 1.0000, recall 1.0000; match latency memory p50 0.11 / p95 0.17 ms,
+SQLite p50 0.26 / p95 0.38 ms (the code before the ingestion-side EMPI work: 0.27 / 0.42 —
+this benchmark times `rank` alone, which that work did not change). What the EMPI costs per
+ingested message is in the `ehr_store.empi.service` docstring.
 """
 
 from __future__ import annotations
