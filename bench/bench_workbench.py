@@ -14,16 +14,22 @@ audit search (by resident, by user and day, latest). Each page is fetched `--rep
 (the first shown apart) with a different resident where it takes one.
 
 Usage: `.venv/bin/python bench/bench_workbench.py [--n 1000000] [--repeat 20] [--keep DIR]`
-(`--db sqlite:///path` reuses a loaded database, `--only "CDC dashboard,admin feeds"`).
+(`--db sqlite:///path` reuses a loaded database, `--only "CDC dashboard,admin feeds"`; `--cdc`
+adds the CDC dashboard right after a write (with the server's CPU per view), during continuous
+ingestion (`--ingest-interval`), and the first view of a restarted server).
 
 Measured 2026-11-29, shared 2-core machine, `--n 1000000` (loaded in 194 s, 5,150 resources/s;
 45,738 residents), load average 3.0-3.4, p50 / p95 ms (first fetch): search name 8 / 19, pinyin
 8 / 12, 身份证号 4 / 5, phone 3 / 13; resident summary 286 / 409 (289); chronic summary 346 / 471
 (711); booking (slots) 138 / 322; CDC dashboard 192 / 608 (3,448 cold server; before the indexed
 aggregates 3,307 / 4,472); admin feeds 127 / 219; EMPI review queue 71 / 105; audit by resident
-7 / 80, by user and day 11 / 22, latest 139 / 436. CDC computations, CPU at 1M (12 weeks): cases
-0.30 s (paged 1.2 s), ILI share 0.7 s (paged ~10 s); the dashboard's results are cached until a
-write to the types they read, so the first view after a write costs ~1 s CPU.
+7 / 80, by user and day 11 / 22, latest 139 / 436.
+CDC dashboard with the surveillance read model (`resource_fact`, `--only "CDC dashboard" --cdc`,
+load 2.7-3.4): repeated 15 / 25; first view after a write 228 / 434 (server CPU 230 ms a view;
+before: ~1 s CPU, ~1.5 s wall); during ingestion (a visit every 0.2 s) 189 / 448; first view of a
+restarted server 212 (182 after 5 s; before 2.4-3.4 s). In process, CPU at 1M (12 weeks): cases
+0.09 s (indexed aggregates 0.30 s, paged 1.2 s), ILI share 0.11 s (0.7 s, paged ~10 s); the
+read model's first build 6.3 s CPU (19.5 s wall) for 199,942 rows, later refreshes 2-3 ms.
 """
 
 from __future__ import annotations
