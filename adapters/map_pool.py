@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
-import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -150,8 +149,7 @@ def _map_one(job: MapJob) -> tuple[Mapped, list[AckError]] | None:
 
 # -- parent side ------------------------------------------------------------------------------
 class MapPool:
-    """`processes` mapping workers (spawned, so the parent's threads are not forked), started
-    by the first batch (a CLI command that never maps starts none). Thread-safe."""
+    """`processes` mapping workers (spawned, so the parent's threads are not forked)."""
 
     def __init__(
         self,
@@ -160,31 +158,20 @@ class MapPool:
         settings: IngestSettings,
         terminology: TerminologySettings | None,
     ) -> None:
-        self._args = (processes, store_settings, settings, terminology)
-        self._executor: ProcessPoolExecutor | None = None  # started by the first batch
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def _pool(self) -> ProcessPoolExecutor | None:
-        with self._lock:
-            if self._executor is None and not self._closed:
-                processes, store_settings, settings, terminology = self._args
-                self._executor = ProcessPoolExecutor(
-                    processes,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(store_settings, settings, terminology),
-                )
-            return self._executor
+        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(store_settings, settings, terminology),
+        )
 
     def map_batch(self, jobs: list[MapJob]) -> list[tuple[Mapped, list[AckError]] | None]:
         """Each job's (mapped, warnings), or None where the parent must map it itself (the
         worker failed on it, or the pool is broken or closed). Never raises."""
-        executor = self._pool() if jobs else None
-        if executor is None:
+        if self._executor is None or not jobs:
             return [None] * len(jobs)
         try:
-            results = executor.submit(_map_batch, jobs).result()
+            results = self._executor.submit(_map_batch, jobs).result()
         except BrokenProcessPool:
             log.warning("a mapping worker died; mapping in the writer from now on")
             self.close()
@@ -204,11 +191,10 @@ class MapPool:
     @property
     def active(self) -> bool:
         """False once closed or broken (every message is then mapped in the writer)."""
-        return not self._closed
+        return self._executor is not None
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
-        with self._lock:
-            executor, self._executor, self._closed = self._executor, None, True
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None

@@ -94,7 +94,6 @@ def serve_command(
             fg=typer.colors.YELLOW,
         )
     store = open_checked_store(settings)
-    ingest: IngestService | None = None
     try:
         # One terminology service and one EMPI for the REST operations and ingestion alike.
         terminology = TerminologyService(store, settings.terminology)
@@ -130,8 +129,6 @@ def serve_command(
     except Unavailable as exc:
         raise _fail(str(exc)) from None
     finally:
-        if ingest is not None:
-            ingest.close()  # its mapping workers, if any
         store.close()
 
 
