@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
-from adapters.coding import persist_unmapped
+from adapters.coding import feed_coding, persist_unmapped
 from adapters.hl7v2.ack import AckCode, AckError, build_ack, encode_ack
 from adapters.hl7v2.charset import decode_message, python_codec
 from adapters.hl7v2.er7 import split_message
@@ -36,9 +36,8 @@ from adapters.hl7v2.errors import (
     Hl7Rejection,
 )
 from adapters.hl7v2.header import read_header
-from adapters.hl7v2.mapping import Mapped, check_header, load_code_tables
+from adapters.hl7v2.mapping import Mapped, MappingContext, check_header, load_code_tables, map_message
 from adapters.identity import IdentityHooks
-from adapters.map_pool import MapJob, MapPool, map_accepted
 from adapters.outcome import (
     Accepted,
     InFlight,
@@ -98,7 +97,6 @@ class IngestService:
         self._codes = load_code_tables(self.settings.code_tables)
         self._reference_cache = ReferenceCache()
         self._inflight = InFlight()
-        self._pool = _map_pool(store, self.settings, terminology)
 
     # -- public API -----------------------------------------------------------------------
     def handle(self, raw: bytes, *, transport: str, peer: str | None = None) -> bytes:
@@ -179,12 +177,11 @@ class IngestService:
             for i, a in enumerate(accs)
             if a.leader is not None and id(a.leader) in index
         ]
-        premapped = self._premap(accs)
         for i, acc in enumerate(accs):
             if acc.leader is not None and id(acc.leader) in index:
                 continue  # a copy of an earlier message of this batch (see `_archive`)
             try:
-                mapped, warnings = premapped[i] if i in premapped else self._map(acc)
+                mapped, warnings = self._map(acc)
                 ready.append((i, acc, mapped, warnings))
             except Hl7Error as exc:
                 out[i] = self._finish_error(acc, exc, accept_level=False)
@@ -212,37 +209,30 @@ class IngestService:
 
     def _map(self, acc: Accepted) -> tuple[Mapped, list[AckError]]:
         assert acc.message is not None and acc.decoded is not None
-        return map_accepted(
-            self.settings,
-            self._codes,
-            self.terminology,
+        header = acc.header
+        fac = self.settings.facility_settings(header.sending_facility)
+        coding = feed_coding(self.terminology, header.sending_facility) if self.terminology else None
+        ctx = MappingContext(
             acc.message,
-            acc.header,
+            header.sending_facility or "",
+            header.control_id or "",
             acc.received_at or self._clock(),
-            acc.decoded.note,
-            acc.decoded.text,
+            self.settings.offset_for(header.sending_facility),
+            fac.mrn_system,
+            self._codes,
+            coding,
         )
+        warnings: list[AckError] = []
+        if acc.decoded.note:
+            warnings.append(AckError("0", acc.decoded.note, ErrLocation("MSH", 1, 18), "W"))
+        mapped = map_message(ctx)
+        mapped.coding_log = coding.log if coding is not None else None
+        warnings += [AckError("0", text, loc, "W") for text, loc in mapped.warnings]
+        if fac.conformance_check:
+            from adapters.hl7v2.parse import conformance_problems
 
-    def _premap(self, accs: Sequence[Accepted]) -> dict[int, tuple[Mapped, list[AckError]]]:
-        """Mapped in the worker processes (`adapters.map_pool`), by position; absent: map here."""
-        if self._pool is None:
-            return {}
-        todo = [
-            (i, a)
-            for i, a in enumerate(accs)
-            if a.decoded is not None and a.message is not None
-            and not (a.leader is not None and any(a.leader is b for b in accs))
-        ]
-        jobs = [MapJob(a.decoded.text, a.header, a.received_at or self._clock(), a.decoded.note)
-                for _i, a in todo if a.decoded is not None]
-        results = self._pool.map_batch(jobs)
-        return {i: r for (i, _a), r in zip(todo, results, strict=True) if r is not None}
-
-    def close(self) -> None:
-        """Stop the mapping workers, if any (idempotent; the service keeps working in-process)."""
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            pool.close()
+            warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
+        return mapped, warnings
 
     def _write_retrying(self, item: tuple[int, Accepted, Mapped, list[AckError]]) -> list[bytes]:
         """`_write` of one message, tried again (twice) when a concurrent writer won a race
@@ -585,21 +575,3 @@ class IngestService:
         return IngestResult(
             acc.message_id, tuple(frames), msa_code(frames[0]), acc.outcome, acc.duplicate, acc.codec
         )
-
-
-def _map_pool(
-    store: Store, settings: IngestSettings, terminology: TerminologyService | None
-) -> MapPool | None:
-    """The mapping workers `settings.map_processes` asks for, on a SQL store (None otherwise)."""
-    store_settings = getattr(store, "settings", None)
-    if settings.map_processes <= 0 or store_settings is None:
-        return None
-    if str(store_settings.database_url).startswith("memory:"):
-        log.info("map_processes ignored: a memory store cannot be shared with worker processes")
-        return None
-    return MapPool(
-        settings.map_processes,
-        store_settings,
-        settings,
-        terminology.settings if terminology is not None else None,
-    )

@@ -59,12 +59,6 @@ class IngestSettings(BaseModel):
     )
     application: str = "QYHIE"
     facility: str = "QYWJJ"
-    map_processes: int = Field(
-        default=0,
-        ge=0,
-        description="worker processes that map and validate messages ahead of the writer "
-        "(adapters.map_pool; SQL stores only; 0 = map in the writer)",
-    )
 
     def facility_settings(self, facility: str | None) -> FacilitySettings:
         """The settings of a sending facility (defaults when not registered)."""

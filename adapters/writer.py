@@ -94,10 +94,7 @@ def write_mapped(
         if write_source is not None and item.key in own:
             stored[item.key] = write_source(repo, _prepare(repo, item))
             continue
-        doc = _prepare(repo, item)
-        # validated by a mapping worker (adapters.map_pool) exactly as it is written here
-        prevalidated = item.validated and doc is item.resource
-        version, _created = repo.update(item.key[0], item.key[1], doc, prevalidated=prevalidated)
+        version, _created = repo.update(item.key[0], item.key[1], _prepare(repo, item))
         stored[item.key] = version
     if hooks is not None:
         for pid in mapped.source_patients:

@@ -139,8 +139,10 @@ def running_server(
         from ehr_store.empi import EmpiService
 
         hooks = EmpiService()
-    service = IngestService(store, settings, identity_hooks=hooks, before_commit=hook, terminology=term)
-    server = MllpServer(service, MllpSettings(port=0, writers=writers))
+    server = MllpServer(
+        IngestService(store, settings, identity_hooks=hooks, before_commit=hook, terminology=term),
+        MllpSettings(port=0, writers=writers),
+    )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -159,7 +161,6 @@ def running_server(
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-        service.close()
 
 
 def in_sender_process(fn: Any, *args: Any) -> Any:
@@ -268,18 +269,15 @@ def main() -> None:
     ap.add_argument("--feed", type=Path, default=None)
     ap.add_argument("--writers", type=int, default=1, help="concurrent batches (PostgreSQL can use 2+)")
     ap.add_argument("--residents", type=int, default=300)
-    ap.add_argument("--map-processes", type=int, default=0, help="IngestSettings.map_processes")
     args = ap.parse_args()
     feed, settings = load_feed(args.feed, args.residents)
-    settings = settings.model_copy(update={"map_processes": args.map_processes})
     if args.types:
         wanted = tuple(t.strip() for t in args.types.split(",") if t.strip())
         feed = [m for m in feed if (read_header(m).message_type or "").startswith(wanted)]
     print(
         f"feed: {len(feed)} distinct messages ({args.types or 'all types'}), cycled with fresh MSH-10; "
         f"EMPI hook {'on' if args.empi else 'off'}; audit {'on' if args.audit else 'off'}; "
-        f"terminology {'on' if args.terminology else 'off'}; writers {args.writers}; "
-        f"mapping processes {args.map_processes}; "
+        f"terminology {'on' if args.terminology else 'off'}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     results: dict[str, object] = {}

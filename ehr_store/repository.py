@@ -65,17 +65,13 @@ class ResourceRepository(Protocol):
         *,
         if_match: int | None = None,
         method: HistoryMethod = "PUT",
-        prevalidated: bool = False,
     ) -> tuple[StoredResource, bool]:
         """Replace (or create, update-as-create) `resource_type/id`. Returns (stored, created).
 
         An update whose content equals the current version (ignoring meta.versionId/lastUpdated)
         returns the current version unchanged (no new version). `method` ("PUT", or "PATCH"
         after a JSON Patch) is recorded in history. `created` is True also when a deleted
-        resource is brought back. `prevalidated`: the caller has passed this very dict through
-        `validate_resource` unchanged (ingestion validates in its mapping workers, see
-        `adapters.map_pool`), so its model validation is not repeated; id, type and id match
-        are still checked.
+        resource is brought back.
         Raises: InvalidInput (id or type mismatch, validation), VersionConflict (If-Match stale).
         """
         ...

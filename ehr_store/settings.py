@@ -26,7 +26,3 @@ class StoreSettings(BaseModel):
     )
     default_page_size: int = Field(default=20, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
-    maintenance: bool = Field(
-        default=True,
-        description="SQLite: background WAL checkpoints and ANALYZE (off in helper processes that only read)",
-    )

@@ -234,8 +234,7 @@ class SqlStore:
         self.sqlite_writer = threading.Lock()  # SQLite write transactions of this process (module doc)
         self.code_sets = self.indexer.code_sets  # see ehr_store.use_code_set_resolver
         path = sqlite_file(self.engine)
-        background = path is not None and settings.maintenance
-        self._checkpointer = WalCheckpointer(path, self) if background and path is not None else None
+        self._checkpointer = WalCheckpointer(path, self) if path is not None else None
 
     @contextmanager
     def unit_of_work(self, *, write: bool = False) -> Iterator[SqlUnitOfWork]:

@@ -156,12 +156,10 @@ class VersionedRepository(ABC):
         *,
         if_match: int | None = None,
         method: HistoryMethod = "PUT",
-        prevalidated: bool = False,
     ) -> tuple[StoredResource, bool]:
         """See `ResourceRepository.update` (FHIR R4B http §3.1.0.4, §3.1.0.5.3 If-Match).
 
-        `method` ("PUT" or "PATCH") is recorded in history; `prevalidated` skips the model
-        validation the caller has already done on this very dict.
+        `method` ("PUT" or "PATCH") is recorded in history.
         """
         check_resource_type(resource_type)
         check_id(id)
@@ -174,8 +172,7 @@ class VersionedRepository(ABC):
         self._check_if_match(resource_type, id, current, if_match)
         if current is not None and not current.deleted and canonical(current.content) == canonical(resource):
             return current, False  # equal to a stored (so validated) version: nothing is written
-        if not prevalidated:
-            validate_resource(resource, resource_type=resource_type)
+        validate_resource(resource, resource_type=resource_type)
         if current is None:
             version, doc = self._new_version(resource, resource_type, id, 1, method)
             if not self._insert(version, doc):

@@ -55,8 +55,6 @@ class MappedResource:
     merge: bool = False
     nulled: frozenset[str] = frozenset()
     defaults: frozenset[str] = frozenset()
-    validated: bool = False
-    """`resource` passed `validate_resource` as it is (set by `adapters.map_pool` workers)."""
 
     @property
     def key(self) -> tuple[str, str]:
