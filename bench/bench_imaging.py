@@ -5,21 +5,26 @@
    `--database-url` for PostgreSQL) and we time `run_once`: studies indexed per second
    (Orthanc reads + linking + one unit of work per study).
 2. WADO-RS: one study of `--instances` 512x512 8-bit instances (256 KiB each) retrieved
-   whole (`GET /dicom-web/studies/{uid}`, multipart) directly from Orthanc and through the
-   exchange (`hie_server` app under uvicorn on loopback in its own process, audit on, auth
-   off, streaming proxy), `--rounds`
-   times each; median MB/s and the ratio (target >= 80 % of direct).
+   whole (`GET /dicom-web/studies/{uid}`, multipart) with curl, in alternation: directly from
+   Orthanc, through the exchange (`hie_server` app under uvicorn on loopback in its own
+   process, audit on, auth off, streaming proxy) and through two reference relays (a
+   byte-for-byte relay in its own process, user-space copy and splice(2): the best any proxy
+   could do here), `--rounds` times each; median MB/s by curl's own `time_total`, the ratio
+   (target >= 80 % of direct), CPU per retrieval of Orthanc, the exchange, the relays and
+   curl (per-thread scheduler times), and the load average.
 
     .venv/bin/python bench/bench_imaging.py                # 200 studies, 120-instance study
-    .venv/bin/python bench/bench_imaging.py --studies 50 --instances 30 --rounds 3
+    .venv/bin/python bench/bench_imaging.py --studies 50 --instances 30 --rounds 5
 
-Needs Debian's orthanc + orthanc-dicomweb (.ci/orthanc.sh). Also prints the CPU time of
-Orthanc (direct) and of the exchange per retrieval, which varies far less than MB/s on a
-loaded machine, and the load average. Measured on the 2-core dev machine shared with other jobs
-(load 3.7-5.9; SQLite, audit on, auth off, curl): 73-144 studies/s; 31.6 MB study direct
-880-1200 MB/s, through the exchange 700-800 MB/s (70-83 % of direct), exchange CPU 13-16 ms
-per retrieval (was 31-38 ms with the httpx relay: 28-43 %). Idle machine (load 0.2): direct
-2138 MB/s, through the exchange 1449 MB/s (68 %), 180 studies/s; see docs/imaging.md.
+Needs Debian's orthanc + orthanc-dicomweb (.ci/orthanc.sh). On the shared 2-core dev machine
+the MB/s swing with the other jobs (even the reference relays gave 56-112 % of direct in the
+same runs at load 3-4); the CPU per retrieval is the steady measure. 31.6 MB study, SQLite,
+load 3.0-4.3, 2026-11-29: exchange CPU 10.4-12.6 ms per retrieval (13.4-14.0 ms before
+SO_RCVLOWAT), ratio 44-79 %, Orthanc 10-12 ms, curl ~7 ms, reference relays 3-5 ms.
+Default run at load 4.1: 81 studies/s; direct 1342 MB/s, exchange 1015 MB/s (76 %), exchange
+CPU 11.5 ms. Idle machine, code before SO_RCVLOWAT: 58 % by time_total (67 % by the old
+wall-clock measure); a minimal relay without checks/audit/framework: 68-72 %.
+Why 80 % is out of reach on two cores (three CPU-bound processes against two): docs/imaging.md.
 """
 
 from __future__ import annotations
