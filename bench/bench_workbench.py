@@ -48,15 +48,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import bench_workbench_load as bulkload  # noqa: E402
 from bench_search import FAMILIES, GIVEN, resident_id  # noqa: E402
 from bench_telemedicine import templates  # noqa: E402
 from e2e_harness import start_server  # noqa: E402
+from pgcluster import ThrowawayCluster, create_database  # noqa: E402
 
 from ehr_store import IncomingMessage, MessageOutcome, SqlStore, StoreSettings, upgrade_schema  # noqa: E402
 from ehr_store.empi import EmpiService, load_rules  # noqa: E402
@@ -136,8 +139,14 @@ def prepare(url: str, n: int, batch: int, messages: int) -> int:
         store.close()
     # Planner statistics, as after any bulk load: without them SQLite plans date-range searches
     # badly (measured at 20k: Encounter?class=AMB&date=ge&date=le 530 ms -> 60 ms).
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        conn.execute("ANALYZE")
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute("ANALYZE")
+    else:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text("VACUUM ANALYZE"))
+        engine.dispose()
     return residents
 
 
@@ -183,9 +192,13 @@ def pages(residents: int, rng: random.Random) -> dict[str, Any]:
 
 def loaded_residents(url: str) -> int:
     """Residents of a database loaded by this script (source Patients `p<n>`)."""
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        query = "SELECT count(*) FROM empi_record WHERE source_id LIKE 'p%'"
-        return int(conn.execute(query).fetchone()[0])
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = "SELECT count(*) FROM empi_record WHERE source_id LIKE 'p%'"
+            return int(conn.execute(sa.text(query)).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def measure(base: str, residents: int, repeat: int, only: set[str] | None = None) -> None:
@@ -321,7 +334,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20_000, help="resources per unit of work")
     parser.add_argument("--messages", type=int, default=20_000, help="archived HL7 messages")
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--db", help="a loaded SQLite URL to reuse (skips loading)")
+    parser.add_argument("--db", help="a loaded database URL to reuse (skips loading)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="load into a throwaway PostgreSQL cluster (tests/pgcluster.py, fsync on)")
     parser.add_argument("--keep", help="directory for the database (kept afterwards)")
     parser.add_argument("--only", help="comma-separated page names to fetch (default: all)")
     parser.add_argument("--cdc", action="store_true",
@@ -332,6 +347,9 @@ def main() -> None:
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="bench-wb-"))
     workdir.mkdir(parents=True, exist_ok=True)
     url = args.db or f"sqlite:///{workdir / 'hie.db'}"
+    cluster = ThrowawayCluster(durable=True) if args.postgres and not args.db else None
+    if cluster is not None:
+        url = create_database(cluster.start(), "bench_workbench")
     try:
         if args.db:
             upgrade_schema(url)  # a database loaded before a migration
@@ -348,6 +366,8 @@ def main() -> None:
         if args.cdc:
             cdc_after_restart(workdir, url)
     finally:
+        if cluster is not None:
+            cluster.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

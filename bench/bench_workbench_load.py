@@ -261,7 +261,8 @@ class BulkWriter:
             write_indexes(conn, items, replace=False)
             bulk_insert(conn, record_table, records)
             bulk_insert(conn, block_table, blocks)
-            bulk_insert(conn, link_table, links)
+            if links:  # serial id: COPY (bulk_insert on PostgreSQL) would send NULL for it
+                conn.execute(link_table.insert(), links)
         self.written += len(rows)
         self.docs.clear()
         self.empi.clear()

@@ -181,10 +181,12 @@ def _refresh(
         if since is not None:
             stmt = stmt.where(R.c.last_updated >= since)
         count = 0
+        if since is None:  # a first build: streamed (a server-side cursor on PostgreSQL); a
+            # catch-up is small, and a cursor's fast-start plan would walk the whole type
+            stmt = stmt.execution_options(stream_results=True, yield_per=BATCH)
         with store.unit_of_work() as reading:
             conn = reading.connection(write=False)
-            result = conn.execute(stmt.execution_options(stream_results=True, yield_per=BATCH))
-            for batch in result.partitions(BATCH):
+            for batch in conn.execute(stmt).partitions(BATCH):
                 rows = [to_row(r) for r in batch]
                 with store.unit_of_work(write=True) as uow:
                     _upsert(uow.connection(write=True), table, key, rows, "version_id")
@@ -195,6 +197,10 @@ def _refresh(
             with store.unit_of_work(write=True) as uow:
                 row = {"name": name, "resource_type": resource_type, "last_updated": mark}
                 _upsert(uow.connection(write=True), M, ["name", "resource_type"], [row], "last_updated")
+                uow.commit()
+        if since is None or count >= BATCH:  # planner statistics for the aggregates (autovacuum: later)
+            with store.unit_of_work(write=True) as uow:
+                uow.connection(write=True).execute(sa.text(f"ANALYZE {table.name}"))
                 uow.commit()
         return count
 
