@@ -7,11 +7,13 @@ caller's repository and the EMPI index of the same unit of work; nothing commits
 
 Cost on ingestion (2026-11-29, in-process, synthetic feed of 1,500 residents streamed in
 batches of 8, audit on, chunks interleaved with an EMPI-off twin at load 3-4; CPU of the
-ingesting process): the EMPI adds 0.63 ms per message on SQLite and 0.79 on PostgreSQL, down
-from 1.09 / 1.17 when a new source was written, then rewritten with its link, and every
-re-sent source refreshed its resident record. Now a new source is decided before it is
-written and gets one version with its `refer` link (its record and candidates come in one
-query), and a re-sent source that changes nothing costs one record lookup. Most of what
+ingesting process; three runs of 14-17 chunks on SQLite, one of 12 on PostgreSQL): the EMPI
+adds 0.63-0.86 ms per message on SQLite and 0.79 on PostgreSQL, down from 1.04-1.32 / 1.17
+when a new source was written, then rewritten with its link, and every re-sent source
+refreshed its resident record (paired per-chunk saving, median: 0.28-0.42 ms). Now a new
+source is decided before it is written and gets one version with its `refer` link (its
+record and candidates come in one query), and a re-sent source that changes nothing costs
+one record lookup. Most of what
 remains is the golden Patient's own create/update (validation ~0.14 ms, index extraction
 ~0.11 ms, history), ~0.37 golden writes per message.
 
