@@ -123,6 +123,8 @@ class SurveillanceService:
             self._generation += 1
         full = (*key, self._generation, self.aggregates.last_changed(types))
         with self._guard:
+            if len(self._flights) > 1000:  # many distinct periods: start again (a held lock
+                self._flights.clear()  # stays valid for its holder)
             flight = self._flights.setdefault(key, threading.Lock())
         with flight:  # one computation per key at a time: the dashboard's counts and overdue
             now = time.monotonic()  # ask for the same cases at once, the second waits for it
