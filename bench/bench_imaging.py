@@ -17,14 +17,13 @@
     .venv/bin/python bench/bench_imaging.py --studies 50 --instances 30 --rounds 5
 
 Needs Debian's orthanc + orthanc-dicomweb (.ci/orthanc.sh). On the shared 2-core dev machine
-the MB/s swing with the other jobs (even the reference relays gave 56-112 % of direct in the
-same runs at load 3-4); the CPU per retrieval is the steady measure. 31.6 MB study, SQLite,
-load 3.0-4.3, 2026-11-29: exchange CPU 10.4-12.6 ms per retrieval (13.4-14.0 ms before
-SO_RCVLOWAT), ratio 44-79 %, Orthanc 10-12 ms, curl ~7 ms, reference relays 3-5 ms.
-Default run at load 4.1: 81 studies/s; direct 1342 MB/s, exchange 1015 MB/s (76 %), exchange
-CPU 11.5 ms. Idle machine, code before SO_RCVLOWAT: 58 % by time_total (67 % by the old
-wall-clock measure); a minimal relay without checks/audit/framework: 68-72 %.
-Why 80 % is out of reach on two cores (three CPU-bound processes against two): docs/imaging.md.
+the MB/s swing with the other jobs; the CPU per retrieval is the steady measure. 31.6 MB study,
+SQLite, 2026-11-29, default run at load 1.3-1.6: 167 studies/s; direct 2832 MB/s, exchange
+1495 MB/s (53 %), CPU Orthanc 7.8 ms, exchange 11.0 ms, curl 6.9 ms; reference relays 77 %
+(copy 3.9 ms, splice 3.8 ms CPU). At load 4.1: 76 %, exchange CPU 11.5 ms. Before this
+session's changes: exchange CPU 11.2-11.8 ms quiet, 13.4-14.0 ms busy. Even the reference
+relays do not reach 80 % reliably on two cores (three CPU-bound processes against two):
+docs/imaging.md explains and lists what was tried.
 """
 
 from __future__ import annotations
