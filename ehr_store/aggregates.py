@@ -76,15 +76,23 @@ class IndexAggregates:
             found = [conn.execute(stmt, {"rt": t}).scalar_one_or_none() for t in resource_types]
         return tuple(v if v is None or v.tzinfo else v.replace(tzinfo=UTC) for v in found)
 
-    def refresh_projection(self, name: str, resource_type: str, derive: Callable[[Json], str | None]) -> int:
+    def refresh_projection(
+        self, name: str, resource_type: str, derive: Callable[[Json], str | None], *, full: bool = False
+    ) -> int:
         """See `ehr_store.read_model.refresh_projection`. Raises: Unavailable, Conflict."""
-        return read_model.refresh_projection(self.store, name, resource_type, derive)
+        return read_model.refresh_projection(self.store, name, resource_type, derive, full=full)
 
     def refresh_facts(
-        self, name: str, resource_type: str, date_param: str | None, derive: Callable[[Json], Fact | None]
+        self,
+        name: str,
+        resource_type: str,
+        date_param: str | None,
+        derive: Callable[[Json], Fact | None],
+        *,
+        full: bool = False,
     ) -> int:
         """See `ehr_store.read_model.refresh_facts`. Raises: Unavailable, Conflict."""
-        return read_model.refresh_facts(self.store, name, resource_type, date_param, derive)
+        return read_model.refresh_facts(self.store, name, resource_type, date_param, derive, full=full)
 
     def _period(self, start: date, end: date, facts: Any = F) -> list[Any]:
         """Facts whose range matches `ge{start}` and `le{end}` (one zone day each, in the store's

@@ -210,12 +210,15 @@ def coverage(county: County = None, out: Out = None, database_url: DatabaseUrl =
 
 
 @surveillance_app.command("refresh")
-def refresh(database_url: DatabaseUrl = None) -> None:
+def refresh(
+    full: Annotated[bool, typer.Option("--full", help="re-check every resource by version")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
     """Build or catch up the dashboard's read model (run once after `hie db upgrade` on a large
     database; `hie serve` also does it in the background at start)."""
     _, store, service = _open(database_url)
     try:
-        typer.echo(f"read model: {service.prepare()} rows re-derived", err=True)
+        typer.echo(f"read model: {service.prepare(full=full)} rows re-derived", err=True)
     finally:
         store.close()
 

@@ -78,16 +78,19 @@ def report_fact(doc: Json) -> Fact:
     return Fact(link=_reference(doc, "focus", ""), code=str(status) if status else None)
 
 
-def refresh(aggregates: IndexAggregates, *, cases: bool = True, visits: bool = True) -> int:
+def refresh(
+    aggregates: IndexAggregates, *, cases: bool = True, visits: bool = True, full: bool = False
+) -> int:
     """Bring the read model up to date: Condition facts, with `cases` the report Task facts, with
-    `visits` (for the ILI share) Encounter facts and the county projection. Returns the rows
-    re-derived. Raises: Unavailable, Conflict."""
-    done = aggregates.refresh_facts(CONDITION_FACTS, "Condition", "recorded-date", condition_fact)
+    `visits` (for the ILI share) Encounter facts and the county projection; `full`: re-check every
+    resource by version (`ehr_store.read_model`). Returns the rows re-derived.
+    Raises: Unavailable, Conflict."""
+    done = aggregates.refresh_facts(CONDITION_FACTS, "Condition", "recorded-date", condition_fact, full=full)
     if cases:
-        done += aggregates.refresh_facts(REPORT_FACTS, "Task", None, report_fact)
+        done += aggregates.refresh_facts(REPORT_FACTS, "Task", None, report_fact, full=full)
     if visits:
-        done += aggregates.refresh_facts(ENCOUNTER_FACTS, "Encounter", "date", encounter_fact)
-        done += aggregates.refresh_projection(COUNTY_PROJECTION, "Patient", patient_county)
+        done += aggregates.refresh_facts(ENCOUNTER_FACTS, "Encounter", "date", encounter_fact, full=full)
+        done += aggregates.refresh_projection(COUNTY_PROJECTION, "Patient", patient_county, full=full)
     return done
 
 

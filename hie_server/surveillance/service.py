@@ -103,12 +103,18 @@ class SurveillanceService:
         key = ("cases", id(catalogue), start, end, county, disease)
         return list(self._cached(key, CASE_TYPES, compute, visits=False))
 
-    def prepare(self) -> int:
-        """Build or catch up the read model (the first build reads every Encounter, Condition
-        and Patient once) and the catalogue, so the first dashboard view does not; no-op without
-        index aggregates. Returns the read-model rows re-derived. Raises: Unavailable."""
+    def prepare(self, *, full: bool = False) -> int:
+        """Build or catch up the read model (the first build reads every Encounter, Condition,
+        Task and Patient once; `full`: re-check them all by version) and the catalogue, so the
+        first dashboard view does not; no-op without index aggregates. Returns the read-model rows
+        re-derived. Raises: Unavailable."""
         self.catalogue()
-        return facts.refresh(self.aggregates) if self.aggregates is not None else 0
+        if self.aggregates is None:
+            return 0
+        done = facts.refresh(self.aggregates, full=full)
+        if done:
+            self._generation += 1  # cached results made before it are not used again
+        return done
 
     def _cached(
         self, key: tuple[Any, ...], types: tuple[str, ...], compute: Callable[[], T], *, visits: bool = True

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from adapters import IngestService
 from ehr_store import SqlStore, Store, StoreSettings
+from ehr_store.read_model import MARGIN
 from ehr_store.tables import resource_table
 from hie_server.surveillance import SurveillanceService, SurveillanceSettings, report_task
 from terminology import TerminologyService, canonical
@@ -232,13 +233,24 @@ def test_read_model_follows_updates_deletes_and_late_commits(fed: Any) -> None:
         )
         uow.commit()
     with store.engine.begin() as conn:
-        stamp = datetime.now(UTC) - timedelta(minutes=5)
+        stamp = datetime.now(UTC) - MARGIN / 2
         conn.execute(
             sa.update(resource_table).where(resource_table.c.id == "agg-late").values(last_updated=stamp)
         )
     _same(fast, slow)
     rows = {(r["week"], r["county"]): r for r in fast.ili(date(2026, 3, 1), date(2026, 3, 8))}
     assert rows[("2026-W10", "441821")]["ili_visits"] >= 1
+    # stamped more than MARGIN before it committed: found by a full re-check only
+    with store.unit_of_work(write=True) as uow:
+        uow.resources.delete("Condition", "agg-late")
+        uow.commit()
+    with store.engine.begin() as conn:
+        stamp = datetime.now(UTC) - 3 * MARGIN
+        conn.execute(
+            sa.update(resource_table).where(resource_table.c.id == "agg-late").values(last_updated=stamp)
+        )
+    assert fast.prepare() == 0 and fast.prepare(full=True) == 1
+    _same(fast, slow)
 
 
 def test_read_model_survives_a_restart_and_follows_report_deletions(fed: Any) -> None:
