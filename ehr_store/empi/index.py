@@ -117,9 +117,14 @@ class EmpiIndex(Protocol):
         ...
 
     def reviews(
-        self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: ReviewStatus | None = "open",
+        limit: int = 50,
+        offset: int = 0,
+        source_id: str | None = None,
     ) -> list[ReviewItem]:
-        """Review items, oldest first."""
+        """Review items (of one source Patient when `source_id` is given), oldest first."""
         ...
 
     def get_review(self, review_id: int) -> ReviewItem | None:

@@ -151,9 +151,18 @@ class MemoryEmpiIndex:
             return item
 
     def reviews(
-        self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: ReviewStatus | None = "open",
+        limit: int = 50,
+        offset: int = 0,
+        source_id: str | None = None,
     ) -> list[ReviewItem]:
-        items = [r for r in list(self._s.reviews) if status is None or r.status == status]
+        items = [
+            r
+            for r in list(self._s.reviews)
+            if (status is None or r.status == status) and (source_id is None or r.source_id == source_id)
+        ]
         return items[offset : offset + limit]
 
     def get_review(self, review_id: int) -> ReviewItem | None:

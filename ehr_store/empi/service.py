@@ -172,11 +172,50 @@ class EmpiService:
     def _refresh_known(
         self, repo: ResourceRepository, index: EmpiIndex, known: Candidate, features: Features
     ) -> None:
-        """A known source changed: its index entry (only when its features did) and its resident."""
+        """A known source changed: its index entry (only when its features did) and its resident;
+        when its features changed it is matched again (`_rematch`)."""
         if features != known.features or features.invalid_resident_ids != known.features.invalid_resident_ids:
             keys = blocking_keys(features, self.rules.blocking.keys)
             index.put_record(known.source_id, known.golden_id, features, keys)
+            if self._rematch(repo, index, known, features):
+                return
         self.refresh_golden(repo, index, known.golden_id)
+
+    def _rematch(
+        self, repo: ResourceRepository, index: EmpiIndex, known: Candidate, features: Features
+    ) -> bool:
+        """A known source whose identifying features changed (an A08 adding the 身份证号, a
+        corrected birth date) is ranked again against the other residents. The best other
+        resident at `link` level takes it when it is alone in its resident record (the emptied
+        golden Patient is retired with `replaced-by`, as `$merge` does); a source that shares
+        its record with others, or a `review`-level match, is queued for review (once per
+        source and candidate) and stays where it is. Returns True when the source moved."""
+        ranked = self.rank(index, features, exclude=known.source_id)
+        top = next((e for e in ranked if e.golden_id != known.golden_id and e.decision != "separate"), None)
+        if top is None:
+            return False
+        if top.decision == "link" and index.sources_of(known.golden_id) == [known.source_id]:
+            self.move_source(
+                repo, index, known.source_id, top.golden_id,
+                score=top.comparison.score, rule=top.rule, by=SYSTEM_ACTOR,
+            )
+            return True
+        waiting = {r.golden_id for r in index.reviews(source_id=known.source_id, limit=1000)}
+        if top.golden_id not in waiting:
+            index.add_review(
+                known.source_id,
+                top.golden_id,
+                score=top.comparison.score,
+                rule=top.rule,
+                details={
+                    "levels": top.comparison.levels,
+                    "current_golden_id": known.golden_id,
+                    "candidate_source_id": top.best_source_id,
+                    "reason": "features changed",
+                },
+                at=self._clock(),
+            )
+        return False
 
     def _link_new(
         self, repo: ResourceRepository, index: EmpiIndex, source_id: str, features: Features, top: GoldenScore

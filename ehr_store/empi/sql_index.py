@@ -256,11 +256,18 @@ class SqlEmpiIndex:
         return ReviewItem(int(new_id), source_id, golden_id, score, rule, details, "open", at)
 
     def reviews(
-        self, *, status: ReviewStatus | None = "open", limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: ReviewStatus | None = "open",
+        limit: int = 50,
+        offset: int = 0,
+        source_id: str | None = None,
     ) -> list[ReviewItem]:
         stmt = sa.select(Q).order_by(Q.c.id).limit(limit).offset(offset)
         if status is not None:
             stmt = stmt.where(Q.c.status == status)
+        if source_id is not None:
+            stmt = stmt.where(Q.c.source_id == source_id)
         return [_review(r) for r in self._conn().execute(stmt)]
 
     def get_review(self, review_id: int) -> ReviewItem | None:
