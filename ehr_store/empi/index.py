@@ -85,6 +85,12 @@ class EmpiIndex(Protocol):
         that is probably new: its record is looked up anyway, never assumed absent)."""
         ...
 
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        """Hold the blocking keys of a new source until the unit of work ends, so two units
+        matching the same person one after the other see each other's record (PostgreSQL:
+        transaction-level advisory locks; a single-writer store needs none)."""
+        ...
+
     def sources_of(self, golden_id: str) -> list[str]:
         """Source Patient ids currently under `golden_id`, sorted."""
         ...

@@ -150,6 +150,9 @@ class MemoryEmpiIndex:
             self._undo.append(lambda: self._s.reviews.remove(item))
             return item
 
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        del keys  # the memory store's write units run one at a time
+
     def reviews(
         self,
         *,

@@ -109,6 +109,7 @@ class EmpiService:
         if before is None:  # most likely new: its record (if any) and its candidates in one round trip
             features = extract(patient)
             keys = blocking_keys(features, self.rules.blocking.keys)
+            index.lock_keys(keys)  # a concurrent unit matching the same person waits for this one
             known, found = index.lookup(pid, keys, limit_per_key=self.rules.rules.max_candidates_per_key)
         else:
             known = index.get_record(pid)
@@ -157,6 +158,7 @@ class EmpiService:
             set_refer(repo, stored_patient.id, known.golden_id, doc)
             self._refresh_known(repo, index, known, features)
             return
+        index.lock_keys(blocking_keys(features, self.rules.blocking.keys))
         ranked = self.rank(index, features, exclude=stored_patient.id)
         top = ranked[0] if ranked else None
         if top is not None and top.decision == "link":

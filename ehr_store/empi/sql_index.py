@@ -9,6 +9,7 @@ May import: sqlalchemy, orjson, the standard library, `ehr_store.empi.*`.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -130,6 +131,12 @@ def _review(row: Any) -> ReviewItem:
     )
 
 
+_LOCK_KEYS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
+"""Advisory locks of a new source's blocking keys, taken in the order given (sorted)."""
+
+
 class SqlEmpiIndex:
     """See `ehr_store.empi.index.EmpiIndex`."""
 
@@ -175,6 +182,18 @@ class SqlEmpiIndex:
         if not keys:
             return []
         return self._candidates(None, keys, limit_per_key)[1]
+
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        """PostgreSQL: `pg_advisory_xact_lock` on a 64-bit hash of each key, in sorted order
+        (units that lock several people's keys in one batch may still deadlock: PostgreSQL then
+        aborts one, which ingestion writes again message by message). SQLite: nothing (its
+        write units run one at a time)."""
+        conn = self._conn(write=True)
+        if conn.dialect.name != "postgresql" or not keys:
+            return
+        digests = {hashlib.blake2b(k.encode(), digest_size=8).digest() for k in keys}
+        hashes = sorted(int.from_bytes(d, "big", signed=True) for d in digests)
+        conn.execute(_LOCK_KEYS, {"ks": hashes})
 
     def lookup(
         self, source_id: str, keys: Sequence[str], *, limit_per_key: int

@@ -60,3 +60,56 @@ def test_a_source_sharing_its_record_is_only_queued_for_review_once(store: Store
         reviews = svc.index(uow.resources).reviews(source_id="b")
     assert [(r.golden_id, r.details["current_golden_id"]) for r in reviews] == [(resident, shared)]
     assert resident != shared
+
+
+def test_concurrent_units_for_one_new_person_make_one_resident(pg_store_url: str) -> None:
+    """Two units (two facilities' messages) matching the same new person at once on
+    PostgreSQL: the second waits on the first's blocking keys (advisory locks), then links to
+    the resident the first created instead of creating a second one."""
+    import threading
+
+    from ehr_store import SqlStore, StoreSettings
+
+    store = SqlStore(StoreSettings(database_url=pg_store_url, pool_size=4))
+    svc = EmpiService()
+    first_written, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with store.unit_of_work(write=True) as uow:
+                doc = patient("周丽", "1978-05-06", sex="female", mrn="F1", resident_id=RESIDENT_ID)
+                svc.write_source_patient(uow.resources, {**doc, "id": "f-1"})
+                first_written.set()
+                release.wait(10)
+                uow.commit()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            first_written.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert first_written.wait(10)
+        second_done = threading.Event()
+
+        def second() -> None:
+            try:
+                write(store, svc, "g-1", patient("周丽", "1978-05-06", sex="female", mrn="G1",
+                                                 resident_id=RESIDENT_ID))
+            except BaseException as exc:
+                errors.append(exc)
+            second_done.set()
+
+        other = threading.Thread(target=second)
+        other.start()
+        assert not second_done.wait(0.5), "the second unit must wait for the first one's keys"
+        release.set()
+        other.join(10)
+        thread.join(10)
+        assert not errors
+        assert golden_of(store, "g-1") == golden_of(store, "f-1")
+    finally:
+        release.set()
+        thread.join(10)
+        store.close()
