@@ -12,6 +12,7 @@ started=$SECONDS
 bash .ci/install.sh
 bash .ci/postgres.sh
 bash .ci/orthanc.sh
+bash .ci/nginx.sh
 bash .ci/chromium.sh
 
 failed=()

@@ -28,6 +28,8 @@ class ImagingSettings(BaseModel):
     `viewer_url`: the exchange's web viewer entry (IHE Invoke Image Display), the address of the
     ImagingStudy's `Endpoint/dicom-viewer`; empty = no viewer link.
     `viewer_ticket_seconds`: lifetime of a viewer session opened through that entry.
+    `gate_secret`: the secret nginx sends to the exchange's `auth_request` endpoint
+    (`/_internal/dicomweb-auth`, docs/imaging.md "Two paths"); unset = that endpoint is off.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -44,6 +46,7 @@ class ImagingSettings(BaseModel):
     reconcile_seconds: float = Field(default=3600.0, ge=0)
     viewer_url: str = "http://127.0.0.1:8080/viewer/IHEInvokeImageDisplay"
     viewer_ticket_seconds: float = Field(default=900.0, gt=0)
+    gate_secret: SecretStr | None = None
 
     @property
     def enabled(self) -> bool:

@@ -8,7 +8,11 @@ Routes (at the root, beside `/fhir`; `imaging_router(settings, store, client)` i
 - `POST /dicom-web/studies[/{uid}]` STOW-RS (§10.5),
 - `/viewer/...` the web viewer behind the same gate (`hie_server.operations.imaging_viewer`).
 
-Every request goes through the same rules as the FHIR API (`hie_server.auth`): the Bearer
+- `GET /_internal/dicomweb-auth`, nginx's `auth_request` for the fast path (nginx streams WADO
+  bytes from Orthanc after the same decision, `hie_server.operations.dicomweb_gate`).
+
+Every request goes through the same rules as the FHIR API (`hie_server.auth`), held by
+`DicomwebGate` (`hie_server.operations.dicomweb_gate`, shared with the nginx gate): the Bearer
 token is verified by the app's `TokenVerifier`; the endpoint rule is `authorize(principal,
 Action(read|search|create, "ImagingStudy"))` via the app's `AccessGuard.before` (so
 break-glass works the same); the resident is the `subject` of the study's ImagingStudy, and
@@ -39,20 +43,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from ehr_store import DomainError, Forbidden, Store, TooCostly, Unavailable
-from hie_server.auth import (
-    AccessRecord,
-    Action,
-    Decision,
-    ResidentFacts,
-    audit_event,
-    bearer_token,
-    write_decision,
-)
-from hie_server.auth.guard import RequestState
-from hie_server.auth.middleware import ANONYMOUS
+from hie_server.auth import write_decision
 from hie_server.auth.principal import Principal
 from hie_server.auth.resolver import resident_facts
 from hie_server.errors import status_for
+from hie_server.operations.dicomweb_gate import DicomwebGate, add_gate_routes
 from hie_server.operations.imaging_relay import RelayResponse, open_after_check
 from hie_server.operations.imaging_viewer import add_viewer_routes
 from hie_server.settings import HieSettings
@@ -61,12 +56,10 @@ from imaging import (
     Target,
     Upstream,
     link_subject,
-    parse_target,
     qido_query,
     read_dataset,
     stow_parts,
     study_resource_id,
-    study_subjects,
 )
 from imaging.dicomweb import UID_KEY, snapshot_of_dataset
 
@@ -80,92 +73,6 @@ PASS_HEADERS = (
     "content-location",
 )
 STUDY_UID_TAG = "0020000D"
-
-
-class DicomwebGate:
-    """Authentication, the access rules and audit for one DICOMweb request (module docstring)."""
-
-    def __init__(self, request: Request, settings: HieSettings, store: Store, interaction: str) -> None:
-        self.request, self.settings, self.store = request, settings, store
-        state = request.app.state
-        self.verifier = getattr(state, "token_verifier", None)
-        self.guard = getattr(state, "access_guard", None)
-        self.writer = getattr(state, "audit_writer", None)
-        self.record = AccessRecord(
-            interaction,
-            request.method,
-            request.url.path,
-            request.url.query,
-            address=request.client.host if request.client else None,
-            request_id=getattr(request.state, "request_id", None),
-        )
-        self.state: RequestState | None = None
-        self._refusals: list[Decision] = []
-
-    async def enter(self, action: Action) -> Principal:
-        """Authenticate and apply the endpoint rule. Raises: Unauthenticated, Forbidden."""
-        if self.verifier is None:
-            principal = ANONYMOUS
-        else:
-            token = bearer_token(self.request.headers.get("authorization"))
-            principal = await asyncio.to_thread(self.verifier.verify, token)
-        self.record.principal = principal
-        self.state = RequestState(principal, action, list(self.request.query_params.multi_items()))
-        if self.guard is not None:
-            headers = {k.lower(): v for k, v in self.request.headers.items()}
-            await self.guard.before(self.state, headers, b"")
-            self.record.break_glass_reason = self.state.break_glass_reason
-        return principal
-
-    async def subjects(self, uids: Sequence[str]) -> dict[str, str | None]:
-        def work() -> dict[str, str | None]:
-            with self.store.unit_of_work() as uow:
-                return study_subjects(uow.resources, uids)
-
-        return await asyncio.to_thread(work)
-
-    async def allowed(self, subjects: dict[str, str | None]) -> dict[str, bool]:
-        """{StudyInstanceUID: may the caller see it}; notes the residents for the audit."""
-        assert self.state is not None
-        principal = self.state.principal
-        pids = {ref.split("/", 1)[1] for ref in subjects.values() if ref}
-        if principal.is_admin or self.guard is None:
-            self.record.patients.update(pids)
-            return dict.fromkeys(subjects, True)
-        facts = await self.guard.facts(pids)
-        decisions = {
-            p: self.guard.decide(self.state, facts.get(p) or ResidentFacts(frozenset({p}))) for p in pids
-        }
-        self.record.break_glass_reason = self.state.break_glass_reason
-        out = {}
-        for uid, ref in subjects.items():
-            decision = decisions.get(ref.split("/", 1)[1]) if ref else None
-            out[uid] = bool(decision and decision.allowed)
-            if out[uid] and ref:
-                self.record.patients.add(ref.split("/", 1)[1])
-        self._refusals = [d for d in decisions.values() if not d.allowed]
-        return out
-
-    async def require_study(self, study_uid: str) -> None:
-        """Raises: Forbidden unless the caller may see this study's resident."""
-        subjects = await self.subjects([study_uid])
-        self.record.resources.append(f"ImagingStudy/{study_resource_id(study_uid)}")
-        if (await self.allowed(subjects))[study_uid]:
-            return
-        if self._refusals:
-            self._refusals[0].require()
-        raise Forbidden("access refused by rule 'imaging-not-indexed': the study is not yet in the record")
-
-    def finish(self, status: int, error: DomainError | None = None) -> None:
-        """Queue the AuditEvent of this request (allowed or refused)."""
-        self.record.status = status
-        if error is not None:
-            self.record.outcome_text = error.diagnostics
-            marker = "rule '"
-            if marker in error.diagnostics:
-                self.record.rule = error.diagnostics.split(marker, 1)[1].split("'", 1)[0]
-        if self.writer is not None:
-            self.writer.submit(audit_event(self.record, self.settings.audit.site))
 
 
 def _forwarded(request: Request, settings: HieSettings) -> str:
@@ -279,10 +186,7 @@ def imaging_router(settings: HieSettings, store: Store, client: OrthancClient) -
         query = list(request.query_params.multi_items())
         gate = DicomwebGate(request, settings, store, "search")
         try:
-            target = parse_target(request.method, kind_path, query)
-            interaction = {"qido": "search", "stow": "create"}.get(target.kind, "read")
-            gate.record.interaction = interaction
-            principal = await gate.enter(Action(interaction, "ImagingStudy"))
+            target, principal = await gate.admit(kind_path)
             fwd = _forwarded(request, settings)
             if target.kind == "stow":
                 response = await _stow(client, gate, principal, fwd)
@@ -309,5 +213,6 @@ def imaging_router(settings: HieSettings, store: Store, client: OrthancClient) -
         return await handle(request, "/wado", "/wado")
 
     add_viewer_routes(router, settings, store, client)
+    add_gate_routes(router, settings, store)  # nginx auth_request: the same gate for the fast path
 
     return router

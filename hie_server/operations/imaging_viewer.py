@@ -135,7 +135,7 @@ def _audit(request: Request, session: ViewerSession | None, status: int, error: 
 
 def add_viewer_routes(router: APIRouter, settings: HieSettings, store: Store, client: OrthancClient) -> None:
     """Add the viewer routes (module docstring) to `router` (the DICOMweb router)."""
-    from hie_server.operations.imaging import DicomwebGate  # same gate as WADO-RS
+    from hie_server.operations.dicomweb_gate import DicomwebGate  # same gate as WADO-RS
 
     sessions = ViewerSessions(settings.imaging.viewer_ticket_seconds)
     members = StudyMembers(client)
