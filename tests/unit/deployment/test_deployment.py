@@ -12,6 +12,7 @@ configuration compared with what tests/orthanc_server.py runs the bridge against
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -48,6 +49,8 @@ TEST_SECRETS = {
     "KEYCLOAK_DB_PASSWORD": "1b2c3d4e5f6a",
     "KEYCLOAK_ADMIN_PASSWORD": "2c3d4e5f6a7b",
     "ORTHANC_PASSWORD": "3d4e5f6a7b8c",
+    "ORTHANC_PROXY_AUTHORIZATION": "Basic aGllLWJyaWRnZTozZDRlNWY2YTdiOGM=",  # hie-bridge:3d4e5f6a7b8c
+    "DICOMWEB_GATE_SECRET": "4e5f6a7b8c9d",
 }
 
 
@@ -304,8 +307,18 @@ def test_proxy_template_matches_the_services() -> None:
     services = compose()["services"]
     proxy = services["proxy"]
     template = (DOCKER / "proxy/templates/hie.conf.template").read_text(encoding="utf-8")
+    every = "".join(t.read_text(encoding="utf-8") for t in (DOCKER / "proxy/templates").glob("*.template"))
     assert "./proxy/templates:/etc/nginx/templates:ro" in proxy["volumes"]
-    assert set(re.findall(r"\$\{(\w+)\}", template)) == set(environment(proxy))
+    assert set(re.findall(r"\$\{(\w+)\}", every)) == set(environment(proxy))
+    # DICOMweb fast path: its locations included, upstreams are the services, the gate secret the
+    # exchange's, the Orthanc credentials the exchange's account
+    assert "include /etc/nginx/conf.d/dicomweb.locations;" in template
+    assert "server exchange:8080;" in template and "server orthanc:8042;" in template
+    proxy_env, exchange_env = environment(proxy), environment(services["exchange"])
+    assert proxy_env["HIE_IMAGING__GATE_SECRET"] == exchange_env["HIE_IMAGING__GATE_SECRET"]
+    account = ":".join(exchange_env[f"HIE_IMAGING__ORTHANC_{k}"] for k in ("USERNAME", "PASSWORD"))
+    basic = "Basic " + base64.b64encode(account.encode()).decode()
+    assert proxy_env["ORTHANC_PROXY_AUTHORIZATION"] == basic
     exchange_port = environment(services["exchange"])["HIE_HTTP__PORT"]
     assert set(re.findall(r"proxy_pass (\S+);", template)) == {f"http://exchange:{exchange_port}",
                                                               "http://keycloak:8080"}
