@@ -118,8 +118,10 @@ def archive(store: SqlStore, count: int) -> None:
             uow.commit()
 
 
-def prepare(url: str, n: int, batch: int, messages: int) -> int:
-    """Load about `n` resources (5 % of them AuditEvents); returns the number of residents."""
+def prepare(url: str, n: int, batch: int, messages: int, clinics: bool = True) -> int:
+    """Load about `n` resources (5 % of them AuditEvents) and, with `clinics`, the published
+    clinics of the booking page (on PostgreSQL at 1M, publish_many's `Slot?schedule=` searches
+    take 2-4 s each once the tables have statistics); returns the number of residents."""
     upgrade_schema(url)
     settings = HieSettings(store=StoreSettings(database_url=url))
     store = SqlStore(settings.store)
@@ -131,23 +133,28 @@ def prepare(url: str, n: int, batch: int, messages: int) -> int:
         print(f"loaded {n:,} resources ({residents:,} residents) in {loaded:.0f} s ({n / loaded:,.0f}/s)",
               flush=True)
         print(f"EMPI review queue: {review_pairs(store, EmpiService(rules), 300)} open items", flush=True)
-        TelemedicineService(store, settings.telemedicine).publish_many(
-            templates(200, random.Random(7)), date.today() + timedelta(days=1), 14
-        )
+        if clinics:
+            TelemedicineService(store, settings.telemedicine).publish_many(
+                templates(200, random.Random(7)), date.today() + timedelta(days=1), 14
+            )
         archive(store, messages)
     finally:
         store.close()
-    # Planner statistics, as after any bulk load: without them SQLite plans date-range searches
-    # badly (measured at 20k: Encounter?class=AMB&date=ge&date=le 530 ms -> 60 ms).
+    analyze(url)
+    return residents
+
+
+def analyze(url: str) -> None:
+    """Planner statistics, as after any bulk load: without them SQLite plans date-range searches
+    badly (measured at 20k: Encounter?class=AMB&date=ge&date=le 530 ms -> 60 ms)."""
     if url.startswith("sqlite"):
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
             conn.execute("ANALYZE")
-    else:
-        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sa.text("VACUUM ANALYZE"))
-        engine.dispose()
-    return residents
+        return
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("VACUUM ANALYZE"))
+    engine.dispose()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -353,10 +360,13 @@ def main() -> None:
     try:
         if args.db:
             upgrade_schema(url)  # a database loaded before a migration
-        residents = prepare(url, args.n, args.batch, args.messages) if not args.db else loaded_residents(url)
+        only = set(args.only.split(",")) if args.only else None
+        clinics = only is None or "booking (slots)" in only
+        residents = (
+            prepare(url, args.n, args.batch, args.messages, clinics) if not args.db else loaded_residents(url)
+        )
         server = start_server(workdir, {}, url)
         try:
-            only = set(args.only.split(",")) if args.only else None
             measure(server.base.removesuffix("/fhir"), residents, args.repeat, only)
             if args.cdc:
                 pid = server.process.pid
