@@ -33,6 +33,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import resource
+import secrets
 import shutil
 import socket
 import statistics
@@ -54,8 +55,12 @@ from hie_server.settings import HieSettings
 from imaging import ImagingBridge, ImagingSettings, OrthancClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import nginx_server
 import orthanc_server
 from orthanc_server import make_dicom
+
+NGINX = "through nginx (exchange auth_request)"
+GATE_SECRET = secrets.token_urlsafe(24)  # the nginx -> exchange auth_request secret of this run
 
 
 def free_port() -> int:
@@ -155,6 +160,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its child processes (nginx: the master and its workers), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                children.append(int(entry.name))
+    return [pid, *children]
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds of several processes (`cpu_seconds` summed)."""
+    return sum(cpu_seconds(p) for p in pids if p)
+
+
 def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int, float]:
     """Fetch `url` whole with curl (a native client, as a viewer would be), discarding the
     body; returns (seconds, bytes, client CPU seconds). The seconds are curl's own
@@ -235,7 +259,10 @@ def reference_relay(upstream_port: int, zero_copy: bool) -> tuple[mp.process.Bas
 def _run_exchange(database_url: str, server: orthanc_server.OrthancServer, port: int) -> None:
     store = SqlStore(StoreSettings(database_url=database_url))
     imaging = ImagingSettings(
-        orthanc_url=server.url, orthanc_username=server.username, orthanc_password=server.password
+        orthanc_url=server.url,
+        orthanc_username=server.username,
+        orthanc_password=server.password,
+        gate_secret=GATE_SECRET,
     )
     settings = HieSettings(imaging=imaging, audit=AuditSettings(enabled=True))
     client = OrthancClient(server.url, server.username, server.password)
@@ -269,6 +296,7 @@ def main() -> None:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the reference TCP relays (copy, splice)"
     )
+    parser.add_argument("--no-nginx", action="store_true", help="skip the nginx (auth_request) path")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-imaging-"))
@@ -287,9 +315,28 @@ def main() -> None:
         # the study must be in the record for the proxy to serve it
         asyncio.run(bench_indexing_one(server, store))
         auth = (server.username, server.password)
-        targets = {"direct": (direct_url, auth, server.process.pid if server.process else 0)}
-        targets["exchange"] = (proxy_url, None, exchange.pid or 0)
+        targets = {"direct": (direct_url, auth, [server.process.pid if server.process else 0])}
+        targets["exchange"] = (proxy_url, None, [exchange.pid or 0])
         relays = []
+        nginx = None
+        gate: mp.process.BaseProcess | None = None
+        gate_pid = 0
+        if not args.no_nginx:
+            try:  # a second exchange process answers nginx's auth_request, so its CPU stays apart
+                gate_port = free_port()
+                gate = serve_exchange(url, server, gate_port)
+                gate_pid = gate.pid or 0
+                nginx = nginx_server.start_nginx(
+                    gate_port, server.http_port, GATE_SECRET, (server.username, server.password)
+                )
+                assert nginx.process is not None
+                targets[NGINX] = (
+                    f"{nginx.url}/dicom-web/studies/{uid}",
+                    None,
+                    [*process_tree(nginx.process.pid), gate_pid],
+                )
+            except nginx_server.NginxUnavailable as exc:
+                print(f"nginx path skipped: {exc}")
         if not args.no_reference:
             for name, zero_copy in (("TCP relay (copy)", False), ("TCP relay (splice)", True)):
                 relay, relay_port = reference_relay(server.http_port, zero_copy)
@@ -297,10 +344,12 @@ def main() -> None:
                 targets[name] = (
                     f"http://127.0.0.1:{relay_port}/dicom-web/studies/{uid}",
                     auth,
-                    relay.pid or 0,
+                    [relay.pid or 0],
                 )
         for target, target_auth, _pid in targets.values():
             retrieve(target, target_auth)  # warm: Orthanc's cache, connection pools, first audit write
+        if nginx is not None and nginx.process is not None:  # its workers exist by now
+            targets[NGINX] = (targets[NGINX][0], None, [*process_tree(nginx.process.pid), gate_pid])
         rates: dict[str, list[float]] = {name: [] for name in targets}
         cpu = dict.fromkeys(targets, 0.0)
         client_cpu = 0.0
@@ -308,19 +357,21 @@ def main() -> None:
         # Orthanc serves every side, so its CPU is counted per direct retrieval; the exchange and
         # the relays serve only their own, so theirs is counted over the whole loop, including
         # work done after the answer (the exchange's AuditEvent is written in the background)
-        whole = {name: cpu_seconds(pid) for name, (_t, _a, pid) in targets.items() if name != "direct"}
+        whole = {name: cpu_of(pids) for name, (_t, _a, pids) in targets.items() if name != "direct"}
+        gate_start = cpu_of([gate_pid])
         for _ in range(args.rounds):  # alternate, so every side sees the same background load
-            for name, (target, target_auth, pid) in targets.items():
-                before = cpu_seconds(pid)
+            for name, (target, target_auth, pids) in targets.items():
+                before = cpu_of(pids)
                 elapsed, size, curl_cpu = retrieve(target, target_auth)
                 if name == "direct":
-                    cpu[name] += cpu_seconds(pid) - before
+                    cpu[name] += cpu_of(pids) - before
                 client_cpu += curl_cpu / len(targets)
                 assert size >= total, (name, size, total)  # every instance, plus the multipart framing
                 rates[name].append(size / elapsed / 1e6)
         time.sleep(0.2)  # let the audit writer flush the last AuditEvent
         for name, start in whole.items():
-            cpu[name] = cpu_seconds(targets[name][2]) - start
+            cpu[name] = cpu_of(targets[name][2]) - start
+        gate_ms = 1000 * (cpu_of([gate_pid]) - gate_start) / args.rounds
         loads.append(os.getloadavg()[0])
         median = {name: statistics.median(r) for name, r in rates.items()}
         ms = {name: 1000 * v / args.rounds for name, v in cpu.items()}
@@ -332,11 +383,21 @@ def main() -> None:
             f"client (curl) {1000 * client_cpu / args.rounds:.1f} ms; 1-min load average "
             f"{loads[0]:.2f}-{loads[1]:.2f} on {os.cpu_count()} CPUs"
         )
-        for name in list(targets)[2:]:
+        if NGINX in median:
+            print(
+                f"  {NGINX}: {median[NGINX]:.0f} MB/s ({100 * median[NGINX] / direct:.0f} % of direct); "
+                f"CPU per retrieval {ms[NGINX]:.1f} ms: nginx {ms[NGINX] - gate_ms:.1f} ms, "
+                f"exchange (auth_request + AuditEvent) {gate_ms:.1f} ms"
+            )
+        for name in [n for n in list(targets)[2:] if n != NGINX]:
             print(
                 f"  reference, {name}: {median[name]:.0f} MB/s ({100 * median[name] / direct:.0f} % of "
                 f"direct), relay CPU per retrieval {ms[name]:.1f} ms"
             )
+        if nginx is not None:
+            nginx_server.stop_nginx(nginx)
+        if gate is not None:
+            gate.terminate()
         for relay in relays:
             relay.terminate()
         exchange.terminate()
