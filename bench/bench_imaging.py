@@ -7,7 +7,10 @@
 2. WADO-RS: one study of `--instances` 512x512 8-bit instances (256 KiB each) retrieved
    whole (`GET /dicom-web/studies/{uid}`, multipart) with curl, in alternation: directly from
    Orthanc, through the exchange (`hie_server` app under uvicorn on loopback in its own
-   process, audit on, auth off, streaming proxy) and through two reference relays (a
+   process, audit on, auth off, streaming proxy), through nginx after the exchange's
+   `auth_request` (tests/nginx_server.py with the production locations template; a second
+   exchange process answers the subrequests, so its CPU is counted apart; `--no-nginx` skips
+   it) and through two reference relays (a
    byte-for-byte relay in its own process, user-space copy and splice(2): the best any proxy
    could do here), `--rounds` times each; median MB/s by curl's own `time_total`, the ratio
    (target >= 80 % of direct), CPU per retrieval of Orthanc, the exchange, the relays and
@@ -24,6 +27,13 @@ SQLite, 2026-11-29, default run at load 1.4: 170 studies/s; direct 2802 MB/s, ex
 13.2 ms. At load 4.1: 76 %, exchange 11.5 ms (before: 13.4-14.0 ms). Even the reference
 relays do not reach 80 % reliably on two cores (three CPU-bound processes against two):
 docs/imaging.md explains and lists what was tried.
+
+nginx path (2026-11-29, default run at load 2.8): direct 2615 MB/s, exchange relay 48 %
+(12.7 ms CPU), through nginx 57 % (nginx 3.9 ms + the exchange's decision and AuditEvent
+3.7 ms CPU), reference relays 76-77 %; other runs at load 2.1-2.9: nginx 42-86 %, exchange
+relay 40-74 %. nginx's CPU per study equals the reference relays'; the decision's latency
+(before Orthanc is asked) costs it a few points against them (docs/imaging.md "WADO-RS through
+nginx").
 """
 
 from __future__ import annotations
