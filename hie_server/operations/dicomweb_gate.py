@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -168,14 +169,27 @@ class DicomwebGate:
             self.writer.submit(build_audit_event(self.record, self.settings.audit.site))
 
 
-def kind_path_of(path: str) -> str:
-    """The path below the DICOMweb root (`/dicom-web/studies/1.2` -> `/studies/1.2`), or `/wado`.
-    Raises: InvalidInput (neither)."""
+_UID = r"(?=[0-9.]{1,64}(?:/|$))[0-9]+(?:\.[0-9]+)*"  # PS3.5 §9.1: no empty, "." or ".." part
+_BULK = re.compile(
+    rf"^/dicom-web/studies/{_UID}(?:/series/{_UID}(?:/instances/{_UID})?)?"
+    r"(?:/frames/[0-9]+(?:,[0-9]+)*|/rendered|/metadata)?$"
+)
+_WADO_URI_KEYS = ("requestType", "studyUID", "seriesUID", "objectUID")
+
+
+def kind_path_of(path: str, query: Sequence[tuple[str, str]]) -> str:
+    """The path below the DICOMweb root (`/dicom-web/studies/1.2` -> `/studies/1.2`), or `/wado`,
+    for a request nginx may pass to Orthanc as it is: only bulk WADO paths built of well-formed
+    UIDs (so the gate and Orthanc cannot read different studies out of one URI) and WADO-URI
+    with each UID given once. Raises: InvalidInput."""
     if path == "/wado":
+        keys = [k for k, _ in query]
+        if any(keys.count(k) > 1 for k in _WADO_URI_KEYS):
+            raise InvalidInput("WADO-URI names each of requestType, studyUID, seriesUID, objectUID once")
         return path
-    if path.startswith("/dicom-web/"):
+    if _BULK.match(path):
         return path[len("/dicom-web") :]
-    raise InvalidInput(f"not a DICOMweb resource: {path[:200]}")
+    raise InvalidInput(f"not a bulk DICOMweb resource: {path[:200]}")
 
 
 def refusal(error: DomainError) -> Response:
@@ -193,7 +207,7 @@ async def decide_bulk(gate: DicomwebGate) -> None:
     """The decision for one bulk retrieval (WADO-RS/WADO-URI) named by `gate`'s original
     request: the same `admit` + `require_study` as the exchange's route. Raises: InvalidInput,
     Unauthenticated, Forbidden (also for QIDO-RS/STOW-RS: those stay on the exchange's routes)."""
-    target, _ = await gate.admit(kind_path_of(gate.path))
+    target, _ = await gate.admit(kind_path_of(gate.path, gate.query))
     if target.kind not in BULK_KINDS:
         raise Forbidden(
             "access refused by rule 'dicomweb-gate-bulk-only': QIDO-RS and STOW-RS are served by the "

@@ -10,6 +10,7 @@ to QYRMYY with consent), B (MRN B001 at QYRMYY, no referral); the caller is a QY
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import socket
@@ -143,6 +144,17 @@ def fast_path(store: Store, orthanc: OrthancServer, local_issuer: Any) -> Iterat
         pump.close()
 
 
+def raw_get(port: int, target: str, headers: dict[str, str]) -> bytes:
+    """One GET with the request target exactly as given (httpx would remove dot segments)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{head}\r\n".encode())
+        answer = b""
+        while data := conn.recv(1 << 16):
+            answer += data
+    return answer
+
+
 def dicom_parts(response: httpx.Response) -> list[bytes]:
     """The bodies of a multipart/related answer (boundaries differ per answer), sorted."""
     params = dict(
@@ -187,6 +199,19 @@ async def test_nginx_fast_path_applies_the_exchanges_rules(orthanc, store, bridg
         assert b"DICM" not in r.content
         wado_b = f"/wado?requestType=WADO&studyUID={b_study}&contentType=application/dicom"
         assert (await web.get(wado_b, headers=spec)).status_code == 403
+
+        # the gate and Orthanc read the same study out of a URI: dot segments, repeated UIDs
+        raw = await asyncio.to_thread(
+            raw_get, fast_path.nginx.port, f"/dicom-web/studies/{a_study}/../../studies/{b_study}", spec
+        )
+        assert raw.startswith(b"HTTP/1.1 403") and b"DICM" not in raw
+        twice = f"/wado?requestType=WADO&studyUID={b_study}&studyUID={a_study}&contentType=application/dicom"
+        r = await web.get(twice, headers=spec)
+        assert (
+            r.status_code == 400
+            and b"DICM" not in r.content
+            and r.json()["resourceType"] == "OperationOutcome"
+        )
 
         # unauthenticated: 401 with the Bearer challenge, nothing from Orthanc
         r = await web.get(f"/dicom-web/studies/{a_study}", headers={"Accept": MULTIPART_DICOM})
@@ -249,7 +274,7 @@ async def test_nginx_fast_path_applies_the_exchanges_rules(orthanc, store, bridg
         return [e for e in events if f"ImagingStudy/{study_resource_id(study)}" in json.dumps(e)]
 
     refused = about(b_study)
-    assert len(refused) == 2 and all(e["outcome"] == "4" for e in refused)  # WADO-RS and WADO-URI
+    assert len(refused) == 3 and all(e["outcome"] == "4" for e in refused)  # WADO-RS, dot segments, WADO-URI
     assert all("specialist-needs-referral" in json.dumps(e) for e in refused)
     assert all(e["agent"][0]["network"]["address"] == "127.0.0.1" for e in refused)
     assert any(e["outcomeDesc"].startswith("HTTP 401") and e["outcome"] == "4" for e in events)
