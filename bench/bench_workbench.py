@@ -24,12 +24,14 @@ Measured 2026-11-29, shared 2-core machine, `--n 1000000` (loaded in 194 s, 5,15
 (711); booking (slots) 138 / 322; CDC dashboard 192 / 608 (3,448 cold server; before the indexed
 aggregates 3,307 / 4,472); admin feeds 127 / 219; EMPI review queue 71 / 105; audit by resident
 7 / 80, by user and day 11 / 22, latest 139 / 436.
-CDC dashboard with the surveillance read model (`resource_fact`, `--only "CDC dashboard" --cdc`,
-load 2.7-3.4): repeated 15 / 25; first view after a write 228 / 434 (server CPU 230 ms a view;
-before: ~1 s CPU, ~1.5 s wall); during ingestion (a visit every 0.2 s) 189 / 448; first view of a
-restarted server 212 (182 after 5 s; before 2.4-3.4 s). In process, CPU at 1M (12 weeks): cases
-0.09 s (indexed aggregates 0.30 s, paged 1.2 s), ILI share 0.11 s (0.7 s, paged ~10 s); the
-read model's first build 6.3 s CPU (19.5 s wall) for 199,942 rows, later refreshes 2-3 ms.
+CDC dashboard with the surveillance read model (`resource_fact`, `--only "CDC dashboard" --cdc`),
+p50 / p95 ms, SQLite at load 1.8 / PostgreSQL (`--postgres`) at load 2.4-2.6: repeated 18 / 19 and
+22 / 34; first view after a write 219 / 486 and 320 / 624 (server CPU 240 and 255 ms a view;
+before: ~1 s CPU, ~1.5 s wall); during ingestion (a visit every 0.2 s) 165 / 414 and 384 / 731;
+first view of a restarted server 254 and 582 (186 and 212 after 5 s; before 2.4-3.4 s). In
+process, CPU at 1M (12 weeks): cases 0.09 s (indexed aggregates 0.30 s, paged 1.2 s), ILI share
+0.11 s (0.7 s, paged ~10 s); the read model's first build 6.3 s CPU (19.5 s wall) for 199,942 rows
+on SQLite, later refreshes 2-3 ms.
 """
 
 from __future__ import annotations
