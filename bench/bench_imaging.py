@@ -28,10 +28,10 @@ SQLite, 2026-11-29, default run at load 1.4: 170 studies/s; direct 2802 MB/s, ex
 relays do not reach 80 % reliably on two cores (three CPU-bound processes against two):
 docs/imaging.md explains and lists what was tried.
 
-nginx path (2026-11-29, default run at load 2.8): direct 2615 MB/s, exchange relay 48 %
-(12.7 ms CPU), through nginx 57 % (nginx 3.9 ms + the exchange's decision and AuditEvent
-3.7 ms CPU), reference relays 76-77 %; other runs at load 2.1-2.9: nginx 42-86 %, exchange
-relay 40-74 %. nginx's CPU per study equals the reference relays'; the decision's latency
+nginx path (2026-11-29, default run at load 2.0): direct 2530 MB/s, exchange relay 52 %
+(12.3 ms CPU), through nginx 56 % (nginx 4.2 ms + the exchange's decision and AuditEvent
+3.8 ms CPU), reference relays 71 % / 83 %; other runs at load 2.1-2.9: nginx 42-86 %,
+exchange relay 40-74 %. nginx's CPU per study equals the reference relays'; the decision's latency
 (before Orthanc is asked) costs it a few points against them (docs/imaging.md "WADO-RS through
 nginx").
 """
