@@ -47,10 +47,10 @@ from adapters.outcome import (
     as_hl7_error,
     check_frame,
     content_digest,
+    duplicate_of,
     error_text,
     message_record,
     msa_code,
-    replayable,
 )
 from adapters.settings import IngestSettings
 from adapters.writer import ReferenceCache, write_mapped
@@ -71,6 +71,8 @@ CHINA_TIME = timezone(timedelta(hours=8))
 _QUEUE_STATUSES = ("error", "rejected", "received")
 REFUSED = "sender not authorised"
 SUPERSEDED = "superseded by message"
+TRUNCATED = "only its first bytes were kept"
+"""In the error of a frame over the size limit: its archived bytes are a head, never processed."""
 _REPLAYABLE = ("error", "rejected")
 
 
@@ -301,8 +303,7 @@ class IngestService:
         )
         err = Hl7Rejection(
             VALUE_TOO_LONG,
-            f"message of at least {size} bytes exceeds the {limit}-byte limit; "
-            "only its first bytes were kept",
+            f"message of at least {size} bytes exceeds the {limit}-byte limit; {TRUNCATED}",
             ErrLocation("MSH", 1),
         )
         try:
@@ -350,9 +351,15 @@ class IngestService:
         error/rejected) are replayed unless `force`: replaying a processed message would write
         its old data over later updates.
 
-        Raises: NotFound; Conflict (not in the error queue and not `force`)."""
+        Raises: NotFound; Conflict (not in the error queue and not `force`; or archived truncated,
+        over the frame size limit: never replayed)."""
         with self.store.unit_of_work() as uow:
             archived = uow.messages.get(message_id)
+        if TRUNCATED in (archived.error or ""):
+            raise Conflict(
+                f"message {message_id} was over the size limit and only its first bytes were archived; "
+                "it cannot be replayed (the sender must resend it within the limit, or split it)"
+            )
         if not force and archived.status not in _REPLAYABLE:
             raise Conflict(
                 f"message {message_id} is {archived.status}, not in the error queue; not replayed "
@@ -386,7 +393,8 @@ class IngestService:
         with self.store.unit_of_work() as uow:
             queued = uow.messages.list(status=list(statuses), limit=limit)  # type: ignore[arg-type]
         queued = self._drop_superseded(queued)
-        queued = [m for m in queued if REFUSED not in (m.error or "")]  # a sender's refusal stands
+        # a sender's refusal stands; a truncated head is not the message
+        queued = [m for m in queued if REFUSED not in (m.error or "") and TRUNCATED not in (m.error or "")]
         return [self.replay(m.id, force=True) for m in sorted(queued, key=lambda m: m.id)]
 
     def error_queue(self, limit: int = 100, offset: int = 0) -> list[ArchivedMessage]:
@@ -437,7 +445,7 @@ class IngestService:
                 for a in accs
                 if a.header.control_id
             ]
-            earlier = uow.messages.find_processed_many(keys) if keys else {}
+            earlier = uow.messages.find_answered_many(keys) if keys else {}
             new: list[tuple[Accepted, IncomingMessage]] = []
             firsts: dict[tuple[str | None, str | None, str, bytes], Accepted] = {}
             for acc, peer in zip(accs, peers, strict=True):
@@ -453,8 +461,9 @@ class IngestService:
                         acc.leader, acc.duplicate = firsts[copy_key], True
                         continue
                     firsts[copy_key] = acc
-                found = earlier.get((h.sending_application, h.sending_facility, h.control_id or ""))
-                if h.control_id and found is not None and found.ack and replayable(found, acc.raw):
+                answered = earlier.get((h.sending_application, h.sending_facility, h.control_id or ""), [])
+                found = duplicate_of(answered, acc.raw) if h.control_id else None
+                if found is not None and found.ack:
                     acc.frames, acc.done, acc.duplicate = [found.ack], True, True
                     acc.message_id, acc.outcome = found.id, found.ack_code or ""
                     continue

@@ -175,6 +175,20 @@ def content_digest(raw: bytes) -> bytes:
     return hashlib.sha256(body).digest()
 
 
+def duplicate_of(earlier: Sequence[ArchivedMessage], raw: bytes) -> ArchivedMessage | None:
+    """The earlier answered message (any of them, newest first) that `raw` is a resend of,
+    when its ACK is to be replayed (`replayable`); None when `raw` is a new message. A sender
+    that reused a control id for other content and then resends the first message gets the
+    first message's ACK, not a reprocessing that would write its old data over the newer."""
+    digest = content_digest(raw)
+    for message in earlier:
+        if content_digest(message.raw) == digest:
+            return message if replayable(message, raw) else None
+    if earlier:
+        replayable(earlier[0], raw)  # logs the reuse
+    return None
+
+
 def replayable(earlier: ArchivedMessage, raw: bytes) -> bool:
     """Whether a message with the (MSH-3, MSH-4, MSH-10) of `earlier` is a resend that gets the
     earlier ACK (HL7 v2.5 §2.9.2 duplicate detection): only when its content is the same

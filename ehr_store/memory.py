@@ -192,6 +192,17 @@ class MemoryMessageArchive:
         found = {key: self.find_processed(*key) for key in dict.fromkeys(keys)}
         return {key: message for key, message in found.items() if message is not None}
 
+    def find_answered_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, list[ArchivedMessage]]:
+        """See `MessageArchive.find_answered_many`."""
+        wanted = set(keys)
+        found: dict[SenderKey, list[ArchivedMessage]] = {}
+        for message in sorted(self._s.messages.values(), key=lambda m: -m.id):
+            key = (message.sending_application, message.sending_facility, message.control_id or "")
+            answered = message.status != "received" and message.ack is not None
+            if key in wanted and message.control_id and answered:
+                found.setdefault(key, []).append(message)
+        return found
+
     def get(self, message_id: int) -> ArchivedMessage:
         """See `MessageArchive.get`. Raises: NotFound."""
         try:

@@ -204,6 +204,12 @@ class MessageArchive(Protocol):
         """`find_processed` for several keys in one round-trip; keys without one are absent."""
         ...
 
+    def find_answered_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, list[ArchivedMessage]]:
+        """Every answered message (finished, with an ACK) of each key, newest first, in one
+        round-trip (duplicate detection against all earlier messages that reused a control
+        id, HL7 v2.5 §2.9.2); keys without one are absent."""
+        ...
+
     def finish(
         self,
         message_id: int,

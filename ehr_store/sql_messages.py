@@ -151,6 +151,24 @@ class SqlMessageArchive:
                     found[key] = row_to_message(row)
         return found
 
+    def find_answered_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, list[ArchivedMessage]]:
+        """See `MessageArchive.find_answered_many` (one SELECT per 100 keys)."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[SenderKey, list[ArchivedMessage]] = {}
+        conn = self._uow.connection(write=False)
+        for start in range(0, len(unique), 100):
+            chunk = unique[start:start + 100]
+            pattern = tuple((app is None, fac is None) for app, fac, _ in chunk)
+            params: dict[str, Any] = {}
+            for i, (app, fac, cid) in enumerate(chunk):
+                params.update({f"a{i}": app, f"f{i}": fac, f"c{i}": cid})
+            for row in conn.execute(_find_processed_many(pattern), params):
+                key = (row.sending_application, row.sending_facility, row.control_id)
+                found.setdefault(key, []).append(row_to_message(row))
+        for messages in found.values():
+            messages.sort(key=lambda m: -m.id)
+        return found
+
     def get(self, message_id: int) -> ArchivedMessage:
         """See `MessageArchive.get`. Raises: NotFound."""
         conn = self._uow.connection(write=False)

@@ -110,3 +110,34 @@ def test_no_ack_modes_get_an_original_mode_ack(store: Store, modes: tuple[str, s
     text[0] = "|".join(fields)
     result = svc.ingest("\r".join(text).encode(), transport="test")
     assert [read_ack(f).code for f in result.frames] == ["AA"]
+
+
+def test_a_resend_of_an_earlier_message_after_a_reused_control_id_is_a_duplicate(store: Store) -> None:
+    """A, then B reusing A's MSH-10 with other content (processed as new), then A again: A is
+    a resend of the first message and gets its ACK; nothing is written over B's data."""
+    svc = IngestService(store)
+    first = svc.ingest(adt("D1", phone="13911112222"), transport="test")
+    second = svc.ingest(adt("D1", phone="13933334444"), transport="test")
+    assert not second.duplicate and second.message_id != first.message_id
+    again = svc.ingest(adt("D1", phone="13911112222"), transport="test")
+    assert again.duplicate and again.message_id == first.message_id and again.ack == first.ack
+    with store.unit_of_work() as uow:
+        patients = uow.resources.search("Patient", [("_count", "100")]).matches
+        phones = [t["value"] for p in patients for t in p.as_dict().get("telecom", [])]
+    assert "13933334444" in phones and "13911112222" not in phones
+    assert len(statuses(store)) == 2  # the resend is not archived again
+
+
+def test_a_truncated_oversized_frame_is_never_replayed(store: Store) -> None:
+    svc = IngestService(store)
+    head = adt("BIG1")[:400]
+    nak = svc.oversized_nak(head, 20_000_000, 10_000_000)
+    assert read_ack(nak).code == "AR" and b"104" in nak
+    [queued] = svc.error_queue()
+    with pytest.raises(Conflict, match="over the size limit"):
+        svc.replay(queued.id, force=True)
+    assert svc.replay_all() == []
+    with store.unit_of_work() as uow:
+        assert uow.resources.search("Patient", []).matches == []  # nothing mapped from the head
+    again = svc.oversized_nak(head, 20_000_000, 10_000_000)  # the sender tries again: still AR
+    assert read_ack(again).code == "AR"
