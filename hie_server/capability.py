@@ -59,11 +59,13 @@ class SearchParamInfo(Protocol):
 @dataclass(frozen=True, slots=True)
 class FhirOperation:
     """An operation a module registers: `name` without `$`, its OperationDefinition canonical,
-    the resource types it runs on (empty: system level)."""
+    the resource types it runs on (empty: system level), and optional `documentation`
+    (CapabilityStatement.rest.resource.operation.documentation: how this server differs)."""
 
     name: str
     definition: str
     resource_types: tuple[str, ...] = ()
+    documentation: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,13 @@ def _operations(ops: Iterable[FhirOperation], resource_type: str | None) -> list
     chosen = [
         op for op in ops if (resource_type in op.resource_types if resource_type else not op.resource_types)
     ]
-    return [{"name": op.name, "definition": op.definition} for op in chosen]
+    out: list[Json] = []
+    for op in chosen:
+        item: Json = {"name": op.name, "definition": op.definition}
+        if op.documentation:
+            item["documentation"] = op.documentation
+        out.append(item)
+    return out
 
 
 def _resource(resource_type: str, catalogue: SearchCatalogue, ops: Sequence[FhirOperation]) -> Json:

@@ -23,6 +23,10 @@ from ehr_store.repository import ResourceRepository
 from ehr_store.search import get_registry
 
 MATCH_GRADE_URL = "http://hl7.org/fhir/StructureDefinition/match-grade"
+# Security records about the resident, not part of the health record: every read of the record
+# writes AuditEvents about it, so including them would let audit trail push clinical data off
+# page 1 (HAPI FHIR leaves them out of $everything too). Search `AuditEvent?patient=` instead.
+NOT_IN_RECORD = frozenset({"AuditEvent"})
 Json = dict[str, Any]
 
 
@@ -141,16 +145,22 @@ def everything(
     offset: int = 0,
 ) -> EverythingPage:
     """Patient/{id}/$everything on a golden or source Patient (FHIR R4B Patient-everything):
-    the Patients of the resident and every Patient-compartment resource of any of them.
+    the Patients of the resident and every Patient-compartment resource of any of them, except
+    AuditEvent (`NOT_IN_RECORD`: security records, not health data; Provenance is kept).
 
     `since` (`_since`): last updated at or after; `types` (`_type`); `start`/`end`: care
     dates (`date` parameter, for types that have one); `count`/`offset`: paging over the
     whole record ordered by type then id — every resource is reachable, nothing is capped.
-    Raises: NotFound (unknown Patient), InvalidInput (bad paging or unknown `_type`).
+    Raises: NotFound (unknown Patient), InvalidInput (bad paging, unknown `_type` or AuditEvent).
     """
     if count < 1 or offset < 0:
         raise InvalidInput("_count must be ≥ 1 and the offset ≥ 0")
-    comp = compartment()
+    if types and NOT_IN_RECORD.intersection(types):
+        raise InvalidInput(
+            "$everything returns the health record without AuditEvent; search AuditEvent?patient= instead",
+            expression=("_type",),
+        )
+    comp = {t: params for t, params in compartment().items() if t not in NOT_IN_RECORD}
     wanted = sorted(set(types) if types else set(comp), key=lambda t: (t != "Patient", t))
     unknown = [t for t in wanted if t not in comp]
     if unknown:

@@ -8,7 +8,8 @@ Each route runs one unit of work; errors are domain errors mapped by `hie_server
   `onlyCertainMatches` (boolean), `count` (integer) → searchset Bundle with `search.score`
   and the match-grade extension.
 - `GET|POST Patient/{id}/$everything` (FHIR R4B Patient-everything) on a golden or source
-  Patient: `_since`, `_type`, `start`, `end`, `_count`, `_offset` → paged searchset Bundle.
+  Patient: `_since`, `_type`, `start`, `end`, `_count`, `_offset` → paged searchset Bundle
+  (the health record: no AuditEvent, see `ehr_store.empi.operations.NOT_IN_RECORD`).
 - `POST Patient/$merge` (FHIR R5 Patient-merge, subset): `source-patient`, `target-patient`
   (Reference) → Parameters with `result` (the surviving resident record).
 - `POST Patient/{id}/$unlink` (local): undo a source Patient's link to its resident record →
@@ -145,7 +146,14 @@ def build_router(service: EmpiService) -> APIRouter:
 
 OPERATIONS = (
     FhirOperation("match", "http://hl7.org/fhir/OperationDefinition/Patient-match", ("Patient",)),
-    FhirOperation("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
+    FhirOperation(
+        "everything",
+        "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        ("Patient",),
+        "The resident's health record from every facility, ordered by type then id: the Patients, "
+        "then every Patient-compartment resource except AuditEvent (security records, not health "
+        "data; search AuditEvent?patient= for them). Provenance is included.",
+    ),
     FhirOperation("merge", "http://hl7.org/fhir/OperationDefinition/Patient-merge", ("Patient",)),
     FhirOperation("unlink", f"{BASE_DEF}/Patient-unlink", ("Patient",)),
 )

@@ -81,3 +81,44 @@ def test_match_everything_unlink_merge() -> None:
     assert client.get("/fhir/Patient/b/$everything?_count=50").json()["total"] == 10  # + retired golden
     bad = client.post("/fhir/Patient/$merge", json=merge, headers=FHIR_JSON)
     assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+
+
+def test_everything_leaves_out_audit_events_and_keeps_provenance() -> None:
+    """Reads of a record write AuditEvents about it; they must not crowd out clinical data."""
+    client, _svc, store = client_with_patients()
+    with store.unit_of_work() as uow:
+        for n in range(20):
+            uow.resources.create(
+                {
+                    "resourceType": "AuditEvent",
+                    "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
+                    "recorded": "2026-11-29T10:00:00+08:00",
+                    "agent": [{"requestor": True, "who": {"display": "demo"}}],
+                    "source": {"observer": {"display": "hie"}},
+                    "entity": [{"what": {"reference": "Patient/a"}}],
+                },
+                id=f"audit-{n}",
+            )
+        uow.resources.create(
+            {
+                "resourceType": "Provenance",
+                "target": [{"reference": "Patient/a"}],
+                "recorded": "2026-11-29T10:00:00+08:00",
+                "agent": [{"who": {"display": "feed"}}],
+            },
+            id="prov-a",
+        )
+        uow.commit()
+    with store.unit_of_work() as uow:  # they are in the Patient compartment of Patient/a
+        audits = uow.resources.search("AuditEvent", [("patient", "Patient/a"), ("_count", "50")])
+        assert len(audits.matches) == 20
+    page = client.get("/fhir/Patient/a/$everything?_count=20").json()
+    types = [e["resource"]["resourceType"] for e in page["entry"]]
+    assert "AuditEvent" not in types and "Observation" in types and "Provenance" in types, types
+    assert page["total"] == 10  # a, b, golden, 6 Observations, 1 Provenance
+    refused = client.get("/fhir/Patient/a/$everything?_type=Observation,AuditEvent")
+    assert refused.status_code == 400 and "AuditEvent?patient=" in refused.text
+    capability = client.get("/fhir/metadata").json()
+    patient_type = next(r for r in capability["rest"][0]["resource"] if r["type"] == "Patient")
+    op = next(o for o in patient_type["operation"] if o["name"] == "everything")
+    assert "AuditEvent" in op["documentation"]
