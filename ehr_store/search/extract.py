@@ -117,6 +117,13 @@ def _token_dict(out: list[TokenEntry], code: str, value: dict[str, Any], typ: st
             )
 
 
+INDEXED_CHARS = 1024
+"""Characters of a string value looked at (the index columns keep 255 after normalising)."""
+PINYIN_CHARS = 64
+"""CJK characters turned into pinyin for `phonetic` (a name; 64 characters give more than the
+255 the column keeps). pypinyin on a 1,000,000-character name took 19 s inside the write."""
+
+
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -133,8 +140,10 @@ def _add_string(out: IndexEntries, sp: SearchParamDef, nodes: list[Node], tz: tz
                 for key in ("text", "line", "city", "district", "state", "postalCode", "country"):
                     item = value.get(key)
                     parts.extend(item if isinstance(item, list) else [item] if item is not None else [])
+        # the index keeps 255 characters of a value: a megabyte-long name costs no more than that
+        parts = [part[:INDEXED_CHARS] if isinstance(part, str) else part for part in parts]
         if sp.code == "phonetic":
-            parts.extend(p for part in parts if isinstance(part, str) for p in _pinyin(part))
+            parts.extend(p for part in parts if isinstance(part, str) for p in _pinyin(part[:PINYIN_CHARS]))
         for part in parts:
             if isinstance(part, str) and part.strip():
                 out.string.append(StringEntry(sp.code, normalize_string(part.strip()), part.strip()))

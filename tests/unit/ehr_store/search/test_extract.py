@@ -43,6 +43,19 @@ def test_phonetic_adds_toneless_pinyin_for_chinese_names() -> None:
     assert {"张三", "zhangsan", "zhang san", "zhang", "san"} <= phonetic
 
 
+def test_a_megabyte_long_name_is_indexed_by_its_head_only() -> None:
+    """Only INDEXED_CHARS of a value and PINYIN_CHARS of a name's pinyin are looked at (the
+    columns keep 255): pypinyin over a whole 1,000,000-character name took 19 s in the write."""
+    from ehr_store.search.extract import INDEXED_CHARS, PINYIN_CHARS
+
+    res = patient("p1", family="林" * 1_000_000, given="红")
+    strings = extract_index(res, REG).string
+    assert strings and all(len(s.exact) <= INDEXED_CHARS for s in strings)
+    pinyin = [s.value for s in strings if s.param == "phonetic" and s.value.startswith("lin")]
+    assert "lin" * PINYIN_CHARS in pinyin
+    assert max(len(v) for v in pinyin if " " not in v) == 3 * PINYIN_CHARS
+
+
 def test_western_name_is_normalised_without_accents_and_case() -> None:
     res = patient("p2", family="Müller", given="Zoë")
     strings = extract_index(res, REG).string
