@@ -29,6 +29,7 @@ from adapters.hl7v2.charset import decode_message, python_codec
 from adapters.hl7v2.er7 import split_message
 from adapters.hl7v2.errors import (
     APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
     SEGMENT_SEQUENCE_ERROR,
     VALUE_TOO_LONG,
     ErrLocation,
@@ -495,6 +496,13 @@ class IngestService:
         if not h.found:
             raise Hl7Rejection(
                 SEGMENT_SEQUENCE_ERROR, "not an HL7 v2 message: no MSH segment", ErrLocation("MSH", 1)
+            )
+        if not h.delimiters_ok:
+            raise Hl7Rejection(
+                DATA_TYPE_ERROR,
+                "MSH-1/MSH-2: the field separator and the 4 or 5 encoding characters must be distinct "
+                "and not letters, digits or spaces (usually bar, caret, tilde, backslash, ampersand)",
+                ErrLocation("MSH", 1, 2),
             )
         acc.decoded = decode_message(acc.raw, h.charset, self.settings.charset_for(h.sending_facility))
         acc.codec = acc.decoded.codec

@@ -33,6 +33,7 @@ class Header:
     application_ack_type: str | None = None  # MSH-16
     charset: str | None = None  # MSH-18 (first repetition)
     found: bool = False
+    delimiters_ok: bool = True  # MSH-1/MSH-2 usable (`delimiters_valid`); else read with ^~\&
 
     @property
     def message_code(self) -> str | None:
@@ -45,6 +46,17 @@ class Header:
     def enhanced_mode(self) -> bool:
         """True when the sender asked for enhanced acknowledgement (MSH-15 or MSH-16 valued)."""
         return bool(self.accept_ack_type or self.application_ack_type)
+
+
+def delimiters_valid(field_sep: str, encoding_chars: str) -> bool:
+    """MSH-1 and MSH-2 (HL7 v2.5 §2.5.4, §2.14.9.2): 4 or 5 encoding characters, all of them
+    and the field separator distinct, none a letter, digit or white space."""
+    chars = field_sep + encoding_chars
+    return (
+        4 <= len(encoding_chars) <= 5
+        and len(set(chars)) == len(chars)
+        and not any(c.isalnum() or c.isspace() for c in chars)
+    )
 
 
 def read_header(raw: bytes) -> Header:
@@ -65,8 +77,11 @@ def parse_header_line(line: str) -> Header:
     sep = line[3]
     parts = line.split(sep)
     enc = parts[1] if len(parts) > 1 else "^~\\&"
-    comp = enc[0] if enc else "^"
-    rep = enc[1] if len(enc) > 1 else "~"
+    ok = delimiters_valid(sep, enc)
+    if not ok:  # e.g. MSH|ABCD|: read the fields with the standard characters, reject later
+        enc = "^~\\&"
+    comp = enc[0]
+    rep = enc[1]
 
     def f(n: int, c: int = 1) -> str | None:
         # parts[0] is "MSH", parts[1] is MSH-2: field n is parts[n - 1].
@@ -77,7 +92,7 @@ def parse_header_line(line: str) -> Header:
         return out or None
 
     return Header(
-        field_sep=sep,
+        field_sep=sep if ok else "|",
         encoding_chars=enc if 4 <= len(enc) <= 5 else "^~\\&",
         sending_application=f(3),
         sending_facility=f(4),
@@ -92,4 +107,5 @@ def parse_header_line(line: str) -> Header:
         application_ack_type=f(16),
         charset=f(18),
         found=True,
+        delimiters_ok=ok,
     )

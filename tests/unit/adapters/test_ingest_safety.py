@@ -141,3 +141,17 @@ def test_a_truncated_oversized_frame_is_never_replayed(store: Store) -> None:
         assert uow.resources.search("Patient", []).matches == []  # nothing mapped from the head
     again = svc.oversized_nak(head, 20_000_000, 10_000_000)  # the sender tries again: still AR
     assert read_ack(again).code == "AR"
+
+
+@pytest.mark.parametrize("msh2", ["ABCD", "^^\\\\&", "^~\\\\", "^~ &"])
+def test_unusable_encoding_characters_are_rejected_at_msh_2(store: Store, msh2: str) -> None:
+    """MSH|ABCD|... must not be read with A as the component separator: AR 102 at MSH-2, the
+    ACK written with the standard characters and addressed to the sender."""
+    raw = adt("E1").replace(b"MSH|^~\\&|", b"MSH|" + msh2.encode() + b"|", 1)
+    result = IngestService(store).ingest(raw, transport="test")
+    text = result.ack.decode()
+    ack = read_ack(result.ack)
+    assert ack.code == "AR" and [code for code, _t in ack.errors] == ["102"]
+    assert text.startswith("MSH|^~\\&|") and "MSH^1^2" in text and "MSH-1/MSH-2" in text
+    assert "MSA|AR|E1" in text  # MSA-2: the control id, read with the standard characters
+    assert list(statuses(store).values()) == ["rejected"]
