@@ -36,7 +36,7 @@ from hie_server.operations.telemedicine import telemedicine_module
 from hie_server.operations.terminology import terminology_module
 from hie_server.runtime import BackgroundService, serve
 from hie_server.settings import LOOPBACK_HOSTS, HieSettings, with_overrides
-from hie_server.startup import ensure_terminology
+from hie_server.startup import UnmappedCountFlusher, ensure_terminology
 from hie_server.web import admin_module, workbench_router
 from telemedicine import TelemedicineService
 from terminology import TerminologyService
@@ -100,6 +100,8 @@ def serve_command(
         ensure_terminology(store, terminology)
         empi = EmpiService(load_rules(settings.empi))
         ingest = cli_hl7.build_ingest_service(settings, store, terminology=terminology, empi=empi)
+        held = settings.terminology.unmapped_flush_seconds > 0  # counts held in memory: written on time
+        flushers: list[BackgroundService] = [UnmappedCountFlusher(terminology)] if held else []
         telemed = TelemedicineService(store, settings.telemedicine)
         cdc_modules, cdc_routers, cdc_services = cli_surveillance.server_parts(settings, store, terminology)
         asyncio.run(
@@ -108,6 +110,7 @@ def serve_command(
                 store,
                 extra_services=[
                     *background_services(settings, store, mllp_port, ingest),
+                    *flushers,
                     *cli_imaging.imaging_services(settings, store),
                     *cdc_services,
                 ],

@@ -114,6 +114,11 @@ class TerminologyService:
         with contextlib.suppress(NotSupported):  # a store without code-set search (a test double)
             use_code_set_resolver(store, self.code_set)
 
+    @property
+    def settings(self) -> TerminologySettings:
+        """This service's settings section."""
+        return self._settings
+
     def index(self) -> TerminologyIndex:
         """The current index: built from the store on first use, after `invalidate()`, and
         when a check (at most every `check_seconds`) finds a newer terminology resource

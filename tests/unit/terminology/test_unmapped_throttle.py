@@ -65,3 +65,37 @@ def test_zero_seconds_writes_every_batch(store: Store) -> None:
     for _ in range(3):
         assert _persist(store, persister, _log("CL")) == 1
     assert _stored(store, "CL") == (3, 3, T0)
+
+
+def test_hie_serve_writes_held_counts_on_time_and_at_stop(store: Store) -> None:
+    """`UnmappedCountFlusher` (a `hie serve` background service): held counts reach the store
+    within the window even when no later batch arrives, and at stop."""
+    import asyncio
+
+    from hie_server.startup import UnmappedCountFlusher
+    from terminology import TerminologyService, TerminologySettings
+
+    service = TerminologyService(store, TerminologySettings(unmapped_flush_seconds=3600))
+    for count in (2, 3):  # the first is written at once, the second held
+        with store.unit_of_work(write=True) as uow:
+            service.persist_unmapped(uow.resources, _log("GLU", count))
+            uow.commit()
+    assert _stored(store, "GLU") == (1, 2, T0)
+
+    async def run() -> None:
+        flusher = UnmappedCountFlusher(service)
+        flusher.interval = 0.05  # the test's window
+        await flusher.start()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if (_stored(store, "GLU") or (0, 0, T0))[1] == 5:
+                break
+        assert (_stored(store, "GLU") or (0, 0, T0))[1] == 5  # written by the timer, no batch came
+        with store.unit_of_work(write=True) as uow:
+            service.persist_unmapped(uow.resources, _log("GLU", 4))  # held again
+            uow.commit()
+        await flusher.stop()  # written at stop
+
+    asyncio.run(run())
+    stored = _stored(store, "GLU")
+    assert stored is not None and stored[1] == 9
