@@ -5,6 +5,10 @@
 exactly as `str(Decimal)` gives it (the digits received). Parsing uses the standard
 library's C scanner; writing uses orjson with `orjson.Fragment` for decimals.
 
+Nesting is limited to `MAX_DEPTH` (100) levels of objects and arrays, far beyond any FHIR
+resource: deeper documents are refused as InvalidInput before anything recursive (the
+parser, pydantic validation, orjson's writer, FHIRPath) can hit Python's recursion limit.
+
 May import: orjson, the standard library, `ehr_store.errors`.
 """
 
@@ -18,16 +22,41 @@ import orjson
 
 from ehr_store.errors import InvalidInput
 
-__all__ = ["dumps", "loads", "loads_resource"]
+__all__ = ["MAX_DEPTH", "check_depth", "dumps", "loads", "loads_resource"]
 
 _decoder = json.JSONDecoder(parse_float=Decimal)
+MAX_DEPTH = 100
+
+
+def _too_deep() -> InvalidInput:
+    return InvalidInput(f"JSON nested too deeply: more than {MAX_DEPTH} levels of objects and arrays")
+
+
+def check_depth(value: Any) -> None:
+    """Refuse a parsed JSON value nested more than `MAX_DEPTH` objects/arrays deep (the
+    outermost object is level 1). Iterative, level by level: O(containers).
+
+    Raises: InvalidInput ("JSON nested too deeply").
+    """
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        deeper: list[Any] = []
+        for node in level:
+            children = node.values() if isinstance(node, dict) else node
+            deeper.extend(c for c in children if isinstance(c, dict | list))
+        level = deeper
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Parse JSON text (UTF-8 bytes or str) keeping decimals exact.
 
     Returns dicts, lists, str, int, Decimal, bool, None.
-    Raises: InvalidInput (not UTF-8 or not JSON), with the position in diagnostics.
+    Raises: InvalidInput (not UTF-8, not JSON with the position in diagnostics, or nested
+    more than `MAX_DEPTH` levels).
     """
     if isinstance(data, bytes | bytearray | memoryview):
         try:
@@ -39,9 +68,14 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return _decoder.decode(text)
+        value = _decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    if text.count("{") + text.count("[") > MAX_DEPTH:  # fewer brackets cannot nest deeper
+        check_depth(value)
+    return value
 
 
 def loads_resource(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Required bindings: a `code` element bound `required` must hold one of its value 
 with issue code `code-invalid` at `Patient.gender`.
 
 May import: fhir.resources (and its fhir_core base), pydantic, the standard library,
-`ehr_store.errors`.
+`ehr_store.errors`, `ehr_store.jsonio`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from ehr_store.errors import InvalidInput, Issue, NotSupported
+from ehr_store.jsonio import check_depth
 
 __all__ = ["FHIR_ID_RE", "check_id", "check_resource_type", "validate_resource"]
 
@@ -82,11 +83,13 @@ def validate_resource(resource: Any, *, resource_type: str | None = None) -> str
     """Validate a resource JSON dict against its R4B model; returns its resourceType.
 
     `resource_type`, when given, must equal the document's resourceType.
-    Raises: InvalidInput (not an object, no/wrong resourceType, bad id, validation errors
-    with one issue per error), NotSupported (unknown resource type).
+    Raises: InvalidInput (not an object, nested more than `jsonio.MAX_DEPTH` levels, no/wrong
+    resourceType, bad id, validation errors with one issue per error), NotSupported (unknown
+    resource type).
     """
     if not isinstance(resource, dict):
         raise InvalidInput("a FHIR resource must be a JSON object")
+    check_depth(resource)  # before pydantic, whose validators recurse once per level
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         raise InvalidInput("resourceType is missing", expression=("resourceType",))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ehr_store import InvalidInput, json_dumps, json_loads, json_loads_resource
+from ehr_store.jsonio import MAX_DEPTH, check_depth
 
 
 @pytest.mark.parametrize(
@@ -55,3 +57,36 @@ def test_any_decimal_with_a_fraction_round_trips_exactly(digits: int, places: in
     value = Decimal(digits).scaleb(-places)
     again = json_loads(json_dumps({"v": value}))["v"]
     assert isinstance(again, Decimal) and str(again) == str(value)
+
+
+def _nested_text(levels: int) -> str:
+    """A Patient whose extension is nested `levels` deep (2 JSON levels each)."""
+    ext = '{"url":"http://example.org/x",'
+    return (
+        '{"resourceType":"Patient","extension":['
+        + (ext + '"extension":[') * levels
+        + ext + '"valueString":"x"}'
+        + "]}" * levels
+        + "]}"
+    )
+
+
+@pytest.mark.parametrize("levels", [50, 200, 500, 1000, 100_000])
+def test_deep_nesting_is_invalid_input_not_recursion_error(levels: int) -> None:
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        json_loads(_nested_text(levels))
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        json_loads_resource(_nested_text(levels).encode())
+
+
+def test_depth_limit_counts_objects_and_arrays() -> None:
+    assert json_loads("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+    assert json_loads_resource(_nested_text(48))["extension"]  # 98 levels
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        json_loads("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        check_depth({"a": deep})
+    check_depth({"a": [[{"b": 1}]] * 1000})  # wide is fine

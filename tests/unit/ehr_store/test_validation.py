@@ -86,3 +86,21 @@ def test_required_binding_codes_are_checked(resource: dict[str, Any], expression
 )
 def test_every_code_of_a_required_value_set_passes(resource: dict[str, Any]) -> None:
     assert validate_resource(resource) == resource["resourceType"]
+
+
+@pytest.mark.parametrize("levels", [60, 1000])
+def test_deeply_nested_resource_refused_by_the_store_nothing_written(store: Any, levels: int) -> None:
+    """A document built in code (not through jsonio) is refused before pydantic recurses."""
+    ext: dict[str, Any] = {"url": "http://example.org/x", "valueString": "x"}
+    for _ in range(levels):
+        ext = {"url": "http://example.org/x", "extension": [ext]}
+    doc = {"resourceType": "Patient", "extension": [ext]}
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        validate_resource(doc)
+    with store.unit_of_work() as uow:
+        with pytest.raises(InvalidInput, match="nested too deeply"):
+            uow.resources.create(doc)
+        with pytest.raises(InvalidInput, match="nested too deeply"):
+            uow.resources.update("Patient", "deep", {**doc, "id": "deep"})
+    with store.unit_of_work() as uow:
+        assert uow.resources.search("Patient", []).matches == []

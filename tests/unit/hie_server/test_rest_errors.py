@@ -179,3 +179,23 @@ def test_unprocessable_patch_is_422(client: TestClient, patient: Any) -> None:
         f"/fhir/Patient/{pid}", content=ops, headers={"content-type": "application/json-patch+json"}
     )
     assert_outcome(r, 422)
+
+
+@pytest.mark.parametrize("levels", [60, 500, 1000, 1400])  # 1400: 63 KB, under the 64 KiB limit
+def test_deeply_nested_json_is_400_not_500(client: TestClient, levels: int) -> None:
+    ext = '{"url":"http://example.org/x",'
+    body = (
+        '{"resourceType":"Patient","extension":['
+        + (ext + '"extension":[') * levels
+        + ext + '"valueString":"x"}'
+        + "]}" * levels
+        + "]}"
+    )
+    for response in (
+        client.post("/fhir/Patient", content=body, headers={"content-type": FHIR}),
+        client.put("/fhir/Patient/deep", content=body.replace("{", '{"id":"deep",', 1),
+                   headers={"content-type": FHIR}),
+    ):
+        outcome = assert_outcome(response, 400)
+        assert "nested too deeply" in outcome["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Patient/deep").status_code == 404
