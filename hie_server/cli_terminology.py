@@ -6,7 +6,9 @@
 - `hie terminology unmapped [--source FACILITY]` lists local codes seen without a mapping.
 - `hie terminology remap --source FACILITY` adds standard codings to stored resources
   after mappings were added.
-- `hie terminology export --source FACILITY` prints the sender's map as CSV (to edit).
+- `hie terminology export --source FACILITY` prints the sender's map as CSV (to edit), then
+  one row with empty target columns per code the sender sent unmapped (to fill in); a sender
+  without a map yet gets the header and its unmapped codes.
 
 Wiring: `hie_server.cli` calls `cli_terminology.register(app)`.
 
@@ -121,18 +123,25 @@ def remap_command(source: Source, database_url: DatabaseUrl = None) -> None:
 
 @terminology_app.command("export")
 def export_command(source: Source, database_url: DatabaseUrl = None) -> None:
-    """Print the sender's current map as mapping CSV (edit it, then `load --conceptmap`)."""
+    """Print the sender's current map as mapping CSV, then a row with empty target columns for
+    each code it sent unmapped (fill them in, then `load --conceptmap`; rows left without a
+    target are skipped). No map yet: the header and the unmapped codes."""
     store = _store(database_url)
     try:
         with store.unit_of_work() as uow:
-            resource = uow.resources.read("ConceptMap", f"local-{source}").as_dict()
-    except NotFound:
-        raise _fail(f"no ConceptMap for {source}") from None
+            try:
+                rows = rows_from_conceptmap(uow.resources.read("ConceptMap", f"local-{source}").as_dict())
+            except NotFound:
+                rows = []
+        rows += [
+            {"source_system": c.system, "source_code": c.code, "source_display": c.display or ""}
+            for c in TerminologyService(store).unmapped(source)
+        ]
     finally:
         store.close()
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(CSV_COLUMNS))
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(CSV_COLUMNS), restval="")
     writer.writeheader()
-    writer.writerows(rows_from_conceptmap(resource))
+    writer.writerows(rows)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,8 @@ after its own map. The CSV form, one mapping a row, with a header:
 `source_system`/`target_system` are URIs or HL7 Table 0396 names (`LN`, `I10`) or local
 labels (`L`), normalised by `canonical.normalize_system`. `equivalence` is a FHIR R4B
 ConceptMapEquivalence (default `equivalent`); `unmatched` records a code reviewed as
-having no standard equivalent.
+having no standard equivalent. A row whose target_system, target_code and equivalence are all
+empty is skipped on load (an unmapped code listed by the export, not filled in).
 
 May import: the standard library, `terminology.canonical`.
 """
@@ -117,8 +118,11 @@ def _inverse(equivalence: str) -> str:
 def rows_from_csv(text: str) -> list[dict[str, str]]:
     """Parse mapping CSV text (UTF-8, optional BOM) into row dicts.
 
+    Rows with no target at all (target_system, target_code and equivalence all empty — the
+    unmapped codes `hie terminology export` lists for the administrator to fill in) are
+    skipped: a code left unfilled stays unmapped.
     Raises: ValueError naming the line of the first bad row (missing columns, empty
-    source code or target code, unknown equivalence).
+    source code, half a target, unknown equivalence).
     """
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [
@@ -129,6 +133,8 @@ def rows_from_csv(text: str) -> list[dict[str, str]]:
     rows = []
     for line, raw in enumerate(reader, start=2):
         row = {c: (raw.get(c) or "").strip() for c in COLUMNS}
+        if not (row["target_system"] or row["target_code"] or row["equivalence"]):
+            continue  # listed for mapping, not filled in yet
         row["equivalence"] = row["equivalence"] or "equivalent"
         if not row["source_code"]:
             raise ValueError(f"line {line}: empty source_code")

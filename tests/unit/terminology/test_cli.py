@@ -74,3 +74,53 @@ def test_load_refuses_bad_csv_and_half_options(sqlite_url: str, tmp_path: Path) 
     assert result.exit_code == 1 and "line 2" in result.output
     half = runner.invoke(app, ["terminology", "load", "--conceptmap", str(bad), "--database-url", sqlite_url])
     assert half.exit_code == 1 and "go together" in half.output
+
+
+def test_export_of_a_sender_without_a_map_lists_its_unmapped_codes(sqlite_url: str, tmp_path: Path) -> None:
+    """export → fill in → load works from the first unmapped code (no ConceptMap yet)."""
+    runner, app = CliRunner(), _app()
+    args = ["--database-url", sqlite_url]
+    assert runner.invoke(app, ["terminology", "load", *args]).exit_code == 0
+    store = SqlStore(StoreSettings(database_url=sqlite_url))
+    try:
+        service = TerminologyService(store)
+        translator = service.translator()
+        for code, display in (("GLU-F", "空腹血糖"), ("HBA1C", "糖化血红蛋白")):
+            assert translator.translate_coding("THZWSY", "L", code, display) == []
+        with store.unit_of_work() as uow:
+            service.persist_unmapped(uow.resources, translator.log)
+            uow.commit()
+    finally:
+        store.close()
+
+    exported = runner.invoke(app, ["terminology", "export", "--source", "THZWSY", *args])
+    assert exported.exit_code == 0, exported.output
+    lines = exported.output.splitlines()
+    assert lines[0] + "\n" == HEADER
+    assert sorted(line.split(",")[1:] for line in lines[1:]) == [
+        ["GLU-F", "空腹血糖", "", "", "", ""],
+        ["HBA1C", "糖化血红蛋白", "", "", "", ""],
+    ]
+    filled = [
+        line.removesuffix(",,,,") + ",http://loinc.org,1558-6,Fasting glucose,equivalent"
+        if ",GLU-F," in line
+        else line
+        for line in lines
+    ]
+    csv_file = tmp_path / "THZWSY.csv"
+    csv_file.write_text("\n".join(filled) + "\n", encoding="utf-8")
+    load = ["terminology", "load", "--conceptmap", str(csv_file), "--source", "THZWSY", *args]
+    loaded = runner.invoke(app, load)
+    assert loaded.exit_code == 0, loaded.output
+    left = runner.invoke(app, ["terminology", "unmapped", "--source", "THZWSY", *args]).output
+    assert "HBA1C" in left and "GLU-F" not in left  # the row left blank was skipped, not refused
+    again = runner.invoke(app, ["terminology", "export", "--source", "THZWSY", *args]).output.splitlines()
+    assert any(",GLU-F," in line and "1558-6" in line for line in again)
+    assert any(line.endswith(",HBA1C,糖化血红蛋白,,,,") for line in again)
+
+
+def test_export_of_an_unknown_sender_is_the_header(sqlite_url: str) -> None:
+    runner, app = CliRunner(), _app()
+    args = ["--source", "NOSUCH", "--database-url", sqlite_url]
+    exported = runner.invoke(app, ["terminology", "export", *args])
+    assert exported.exit_code == 0 and exported.output == HEADER
