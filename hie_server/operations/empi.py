@@ -4,7 +4,8 @@ Patient/{id}/$unlink.
 `empi_module(service)` returns the `FhirModule` to pass to `create_app(..., modules=[...])`.
 Each route runs one unit of work; errors are domain errors mapped by `hie_server.errors`.
 
-- `POST Patient/$match` (FHIR R4B Patient-match): Parameters `resource` (Patient),
+- `POST Patient/$match` (FHIR R4B Patient-match): Parameters `resource` (Patient, validated
+  like a create: 400 with expressions such as `Parameters.parameter[0].resource.gender`),
   `onlyCertainMatches` (boolean), `count` (integer) → searchset Bundle with `search.score`
   and the match-grade extension.
 - `GET|POST Patient/{id}/$everything` (FHIR R4B Patient-everything) on a golden or source
@@ -26,7 +27,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ehr_store import InvalidInput, UnitOfWork, json_loads_resource
+from ehr_store import InvalidInput, Issue, UnitOfWork, json_loads_resource, validate_resource
 from ehr_store.empi import EmpiService, everything, match, match_bundle
 from hie_server.app import FhirModule
 from hie_server.bundles import paging_links, searchset
@@ -49,6 +50,40 @@ async def _parameters(request: Request, ctx: FhirContext) -> Json:
     if body.get("resourceType") != "Parameters":
         raise InvalidInput("the operation expects a Parameters resource", expression=("resourceType",))
     return body
+
+
+def _match_patient(params: Json) -> Json:
+    """The `resource` parameter of $match, validated like a Patient create (FHIR R4B
+    Patient-match: `resource` 1..1 Patient). Issue expressions point into the Parameters
+    (`Parameters.parameter[0].resource.gender`).
+    Raises: InvalidInput (missing, not a Patient, or not a valid Patient).
+    """
+    items = params.get("parameter")
+    items = items if isinstance(items, list) else []
+    named = [i for i, p in enumerate(items) if isinstance(p, dict) and p.get("name") == "resource"]
+    resource = items[named[0]].get("resource") if named else None
+    if not isinstance(resource, dict):
+        raise InvalidInput(
+            "parameter resource (a Patient) is required",
+            expression=("Parameters.parameter.where(name='resource')",),
+        )
+    where = f"Parameters.parameter[{named[0]}].resource"
+    try:
+        validate_resource(resource, resource_type="Patient")
+    except InvalidInput as exc:
+        issues = [
+            Issue(i.severity, i.code, i.diagnostics, tuple(_into(where, e) for e in i.expression) or (where,))
+            for i in exc.issues
+        ]
+        raise InvalidInput(issues=issues) from None
+    return resource
+
+
+def _into(where: str, expression: str) -> str:
+    """`Patient.gender` (or `resourceType`) of the resource parameter → a path in the Parameters."""
+    if expression == "Patient" or expression.startswith(("Patient.", "Patient[")):
+        return where + expression.removeprefix("Patient")
+    return f"{where}.{expression}"
 
 
 def _reference_id(params: Json, name: str) -> str:
@@ -80,12 +115,7 @@ def build_router(service: EmpiService) -> APIRouter:
     @router.post("/Patient/$match")
     async def patient_match(request: Request, ctx: FhirContext = Ctx) -> Response:
         params = await _parameters(request, ctx)
-        resource = (_parameter(params, "resource") or {}).get("resource")
-        if not isinstance(resource, dict):
-            raise InvalidInput(
-                "parameter resource (a Patient) is required",
-                expression=("Parameters.parameter.where(name='resource')",),
-            )
+        resource = _match_patient(params)
         only = bool((_parameter(params, "onlyCertainMatches") or {}).get("valueBoolean", False))
         count = int((_parameter(params, "count") or {}).get("valueInteger", 10))
         base = ctx.base_url(request)

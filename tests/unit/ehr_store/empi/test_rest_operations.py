@@ -122,3 +122,30 @@ def test_everything_leaves_out_audit_events_and_keeps_provenance() -> None:
     patient_type = next(r for r in capability["rest"][0]["resource"] if r["type"] == "Patient")
     op = next(o for o in patient_type["operation"] if o["name"] == "everything")
     assert "AuditEvent" in op["documentation"]
+
+
+def test_match_validates_its_patient_like_a_create() -> None:
+    client, _svc, _store = client_with_patients()
+
+    def post(resource: Any, *others: Any) -> Any:
+        parameters = [*others, {"name": "resource", "resource": resource}]
+        body = {"resourceType": "Parameters", "parameter": parameters}
+        return client.post("/fhir/Patient/$match", json=body, headers=FHIR_JSON)
+
+    robot_patient = {"resourceType": "Patient", "gender": "robot"}
+    created = client.post("/fhir/Patient", json=robot_patient, headers=FHIR_JSON)
+    assert created.status_code == 400 and created.json()["issue"][0]["expression"] == ["Patient.gender"]
+    robot = post(robot_patient)
+    assert robot.status_code == 400, robot.text
+    issue = robot.json()["issue"][0]
+    assert issue["code"] == "code-invalid"
+    assert issue["expression"] == ["Parameters.parameter[0].resource.gender"]
+    count = {"name": "count", "valueInteger": 3}
+    shifted = post({"resourceType": "Patient", "name": [{"given": "晓东"}]}, count)
+    assert shifted.status_code == 400
+    assert shifted.json()["issue"][0]["expression"] == ["Parameters.parameter[1].resource.name[0].given"]
+    other = post({"resourceType": "Observation", "status": "final", "code": {"text": "bp"}})
+    assert other.status_code == 400
+    assert other.json()["issue"][0]["expression"] == ["Parameters.parameter[0].resource.resourceType"]
+    good = post(patient("王晓东", "1990-01-02"))
+    assert good.status_code == 200 and good.json()["entry"], good.text
