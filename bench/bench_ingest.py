@@ -20,23 +20,34 @@ PostgreSQL: `HIE_BENCH_POSTGRES_URL` (a database URL), else `HIE_TEST_POSTGRES_U
 create databases), else a throwaway cluster from `tests/pgcluster.py` with fsync and
 synchronous_commit on (durable, as in production).
 
-Measured 2026-11-29 on the shared 2-core machine while other work kept the load average at
-2.5-6 (EMPI hook on, 1500 messages, 8 connections, senders in their own process, PostgreSQL
-durable): SQLite 180-320 msg/s, PostgreSQL 206-245 msg/s; at 100 msg/s offered ACK p50
-2.4-4.1 ms / p99 7.6-33 ms (SQLite), p50 3.2-9.7 ms / p99 10-48 ms (PostgreSQL; 68 ms once at
-load ~4). Without EMPI: SQLite 361, PostgreSQL 235 msg/s (load ~4). The code before the
-store's write-behind, bulk rows and MLLP batching, run with this same harness back to back
-at load ~4: SQLite 97-135, PostgreSQL 98-149 msg/s (its own harness, senders in-process and
-PostgreSQL without fsync: 120-175 / 98-161). The 500 msg/s target is not met: per message
-~3 ms of one core's Python remain — FHIR validation of every written resource (~25%, about
-130 us each for ~5 resources plus the EMPI's golden and linked source Patients), the EMPI
-(~25%), index extraction (~12%), mapping (~8%), SQL and commits. hl7apy parses 50-200 ADT or
-ORU messages/s against 50,000-157,000/s for our splitter, so it stays off the ACK path.
-Re-measured 2026-11-29 11:00 (same code): SQLite 332 msg/s, PostgreSQL 261 at load 0.8;
-306-356 / 155-300 at load 2-4. Tried and reverted: validating each batch's mapped resources
-in a worker process (the write skipping exactly those documents by content digest) measured
-slower back to back at load 2-4 (SQLite 255-290, PostgreSQL 150-254 msg/s): the senders and
-PostgreSQL already use the second core, and the pool's feeder/result threads need the GIL.
+Measured 2026-11-29 (second session) on the 2-core machine, composed as `hie serve` composes
+it (EMPI, one import AuditEvent per message, terminology translation and unmapped-code counts;
+1500 messages, 8 connections, senders in their own process, SQLite synchronous=FULL,
+PostgreSQL fsync on): at load 1.0 SQLite 267 msg/s, PostgreSQL 258 msg/s; at load 1.5
+258 / 230. The issue's ADT/ORU mix (`--types ADT,ORU`, load 1.3): SQLite 304, PostgreSQL 245.
+Without terminology (`--no-terminology`, load 0.9): 272 / 246. ACK at 100 msg/s offered:
+p50 3.3-4.1 ms, p99 8-20 ms (target <= 50 ms: met). The 500 msg/s target is NOT met.
+
+Where a message's CPU goes (in-process, SQLite, ~2.8-3.3 ms per message on one core): FHIR
+model validation ~0.8 ms (fhir.resources' per-element Python: ~20 nested models a resource;
+the import AuditEvent alone ~0.2 ms, Patients ~0.2 ms), the EMPI ~0.6 ms (was 1.1 before this
+session: a new source written once with its link), search-index extraction ~0.35 ms, SQL and
+SQLite's own b-tree work ~0.6 ms, mapping ~0.3 ms, accept and archive ~0.2 ms; plus two fsyncs
+per batch (archive, then the write). This session also removed ~0.3 ms by naming only the
+Patients and the Provenance in the import AuditEvent, and ~0.3 ms by writing unmapped-code
+counts at most every 30 s instead of in every batch.
+
+Tried and not kept: (1) mapping and validating in worker processes ahead of the writer
+(`IngestSettings.map_processes`, the store skipping validation of documents validated there):
+the writer's CPU fell ~0.6 ms per message, but with one batch in flight the writer waits for
+the worker, and with two batches in flight (`HIE_MLLP__WRITERS=2`) each batch holds half the
+connections, so twice the commits: measured back to back at load 2.4-5, writers 1 without
+workers 202-261 msg/s, writers 2 with a worker 142-206, writers 1 with a worker 142-206 (SQLite).
+Gaining from the second core needs the writer to start on message 1 while the worker maps
+message 2 (per-message pipelining inside the group commit), ~20 % at best on a quiet machine:
+still short of 500. (2) Earlier: validating in a worker process by content digest (slower).
+hl7apy parses 98-204 ADT or ORU messages/s against 118,000-158,000/s for our splitter, so it
+stays off the ACK path.
 """
 
 from __future__ import annotations
