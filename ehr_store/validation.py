@@ -50,9 +50,16 @@ def check_resource_type(resource_type: str) -> None:
 
 
 def check_id(id: str, *, expression: str = "id") -> None:
-    """Raise InvalidInput unless `id` matches the FHIR id syntax (FHIR R4B datatypes §2.24.0.1)."""
+    """Raise InvalidInput unless `id` matches the FHIR id syntax (FHIR R4B datatypes §2.24.0.1)
+    and is not made only of dots: `.` and `..` match the syntax but are path segments that
+    clients normalise away (RFC 3986 §5.2.4), so `Patient/..` could never be read back."""
     if not isinstance(id, str) or not FHIR_ID_RE.match(id):
         raise InvalidInput(f"{id!r} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})", expression=(expression,))
+    if not id.strip("."):
+        raise InvalidInput(
+            f"{id!r} is not a usable id: an id made only of dots is a URL path segment (`.`, `..`)",
+            expression=(expression,),
+        )
 
 
 def _expression(resource_type: str, loc: tuple[int | str, ...]) -> str:

@@ -43,12 +43,12 @@ def test_type_mismatch_and_missing_type() -> None:
         validate_resource({"id": "x"})
 
 
-@pytest.mark.parametrize("good", ["a", "A-1.b", "x" * 64, "123"])
+@pytest.mark.parametrize("good", ["a", "A-1.b", "x" * 64, "123", ".a", "a..b", "1."])
 def test_good_ids(good: str) -> None:
     check_id(good)
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 65, "a_b", "a b", "张"])
+@pytest.mark.parametrize("bad", ["", "x" * 65, "a_b", "a b", "张", ".", "..", "..."])
 def test_bad_ids(bad: str) -> None:
     with pytest.raises(InvalidInput):
         check_id(bad)

@@ -6,9 +6,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from ehr_store import json_loads
+from ehr_store import InvalidInput, json_loads
 
 FHIR = "application/fhir+json"
 
@@ -170,3 +171,25 @@ def test_read_with_summary_and_elements(client: TestClient, patient: Any) -> Non
     elements = client.get(f"/fhir/Patient/{pid}?_elements=name,gender").json()
     assert set(elements) == {"resourceType", "id", "meta", "name", "gender"}
     assert client.get(f"/fhir/Patient/{pid}?_summary=perhaps").status_code == 400
+
+
+@pytest.mark.parametrize("dots", ["%2E", "%2E%2E", "..."])
+def test_ids_made_only_of_dots_are_refused(client: TestClient, patient: Any, dots: str) -> None:
+    """`Patient/..` matches the id syntax but clients normalise the URL to the base: unreachable."""
+    rid = dots.replace("%2E", ".")
+    put = client.put(f"/fhir/Patient/{dots}", json=patient(id=rid))
+    assert put.status_code == 400, put.text
+    issue = put.json()["issue"][0]
+    assert repr(rid) in issue["diagnostics"] and "dots" in issue["diagnostics"]
+    assert client.get(f"/fhir/Patient/{dots}").status_code == 400
+    created = client.post("/fhir/Patient", json=patient(id=rid))
+    assert created.status_code == 400 or created.json()["id"] != rid, created.text
+    assert client.get("/fhir/Patient", params={"_id": rid}).json().get("entry", []) == []
+
+
+def test_store_refuses_ids_made_only_of_dots(store: Any, patient: Any) -> None:
+    with store.unit_of_work() as uow:
+        with pytest.raises(InvalidInput, match="dots"):
+            uow.resources.update("Patient", "..", patient(id=".."))
+        with pytest.raises(InvalidInput, match="dots"):
+            uow.resources.create(patient(), id=".")
