@@ -5,7 +5,7 @@ May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_stor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from types import SimpleNamespace
@@ -134,10 +134,9 @@ class SqlMessageArchive:
         ids = [r.id for r in conn.execute(_ADD_MANY, rows)]
         return [row_to_message(SimpleNamespace(id=i, **row)) for i, row in zip(ids, rows, strict=True)]
 
-    def find_processed_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, ArchivedMessage]:
-        """See `MessageArchive.find_processed_many` (one SELECT per 100 keys)."""
+    def _answered_rows(self, keys: Sequence[SenderKey]) -> Iterator[Any]:
+        """The answered archive rows of `keys` (one SELECT per 100 keys), in no order."""
         unique = list(dict.fromkeys(keys))
-        found: dict[SenderKey, ArchivedMessage] = {}
         conn = self._uow.connection(write=False)
         for start in range(0, len(unique), 100):
             chunk = unique[start:start + 100]
@@ -145,26 +144,23 @@ class SqlMessageArchive:
             params: dict[str, Any] = {}
             for i, (app, fac, cid) in enumerate(chunk):
                 params.update({f"a{i}": app, f"f{i}": fac, f"c{i}": cid})
-            for row in conn.execute(_find_processed_many(pattern), params):
-                key = (row.sending_application, row.sending_facility, row.control_id)
-                if key not in found or row.id > found[key].id:
-                    found[key] = row_to_message(row)
+            yield from conn.execute(_find_processed_many(pattern), params)
+
+    def find_processed_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, ArchivedMessage]:
+        """See `MessageArchive.find_processed_many` (one SELECT per 100 keys)."""
+        found: dict[SenderKey, ArchivedMessage] = {}
+        for row in self._answered_rows(keys):
+            key = (row.sending_application, row.sending_facility, row.control_id)
+            if key not in found or row.id > found[key].id:
+                found[key] = row_to_message(row)
         return found
 
     def find_answered_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, list[ArchivedMessage]]:
         """See `MessageArchive.find_answered_many` (one SELECT per 100 keys)."""
-        unique = list(dict.fromkeys(keys))
         found: dict[SenderKey, list[ArchivedMessage]] = {}
-        conn = self._uow.connection(write=False)
-        for start in range(0, len(unique), 100):
-            chunk = unique[start:start + 100]
-            pattern = tuple((app is None, fac is None) for app, fac, _ in chunk)
-            params: dict[str, Any] = {}
-            for i, (app, fac, cid) in enumerate(chunk):
-                params.update({f"a{i}": app, f"f{i}": fac, f"c{i}": cid})
-            for row in conn.execute(_find_processed_many(pattern), params):
-                key = (row.sending_application, row.sending_facility, row.control_id)
-                found.setdefault(key, []).append(row_to_message(row))
+        for row in self._answered_rows(keys):
+            key = (row.sending_application, row.sending_facility, row.control_id)
+            found.setdefault(key, []).append(row_to_message(row))
         for messages in found.values():
             messages.sort(key=lambda m: -m.id)
         return found
