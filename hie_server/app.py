@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from ehr_store import Issue, Store
+from ehr_store.empi import EmpiService
 from hie_server import bundle_execute, capability, rest_crud, rest_search
 from hie_server.auth.install import install as auth_install
 from hie_server.capability import CapabilityCache, FhirOperation, SearchCatalogue
@@ -92,12 +93,15 @@ def create_app(
     modules: Sequence[FhirModule] = (),
     root_routers: Sequence[APIRouter] = (),
     search_catalogue: SearchCatalogue | None = None,
+    identity: EmpiService | None = None,
 ) -> FastAPI:
     """Build the application around an open store.
 
     `modules` add routers (mounted under the FHIR base, before the generic routes) and
     operations (listed in the CapabilityStatement). `root_routers` are mounted at `/`
-    (e.g. HL7 v2 over HTTP at `/hl7v2`). The caller owns `store` and closes it.
+    (e.g. HL7 v2 over HTTP at `/hl7v2`). `identity`: the EMPI linking source Patients written
+    through the API, as ingestion does (`hie serve` passes its EmpiService; None: stored as
+    sent). The caller owns `store` and closes it.
     """
     app = FastAPI(
         title="Qingyuan HIE FHIR R4B API",
@@ -107,7 +111,7 @@ def create_app(
     )
     _install_offline_docs(app)
     app.state.settings = settings
-    app.state.fhir = FhirContext(settings, store)
+    app.state.fhir = FhirContext(settings, store, identity)
     app.state.capability = CapabilityCache(operations=[op for m in modules for op in m.operations])
     app.state.search_catalogue = search_catalogue or default_search_catalogue(settings)
     install_error_handlers(app)

@@ -127,6 +127,7 @@ def serve_command(
                     *cdc_modules,
                     admin_module(ingest, empi, terminology, settings.store.default_timezone),
                 ],
+                identity=empi,  # source Patients written through the API are linked too
             )
         )
     except Unavailable as exc:

@@ -3,7 +3,7 @@
 The app holds one `FhirContext` on `app.state.fhir` (set by `create_app`); nothing global.
 Store calls are synchronous, so they run in the thread pool, one unit of work per request.
 
-May import: starlette/fastapi, `ehr_store`, `hie_server.*`.
+May import: starlette/fastapi, `ehr_store`, `ehr_store.empi`, `hie_server.*`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from ehr_store import (
     check_resource_type,
 )
 from ehr_store import check_id as store_check_id
+from ehr_store.empi import EmpiService
 from hie_server.settings import HieSettings
+from hie_server.source_patients import linking_unit_of_work
 
 T = TypeVar("T")
 
@@ -44,10 +46,12 @@ _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 @dataclass(frozen=True)
 class FhirContext:
-    """What every FHIR route needs: settings and the store."""
+    """What every FHIR route needs: settings and the store; `identity`: the EMPI that links
+    source Patients written through the API (`hie_server.source_patients`; None: stored as sent)."""
 
     settings: HieSettings
     store: Store
+    identity: EmpiService | None = None
 
     def base_url(self, request: Request) -> str:
         """Absolute FHIR base (`public_base_url` or derived from the request), no trailing slash."""
@@ -64,7 +68,8 @@ class FhirContext:
         """
 
         def in_uow() -> T:
-            with self.store.unit_of_work(write=commit) as uow:
+            with self.store.unit_of_work(write=commit) as raw:
+                uow = linking_unit_of_work(raw, self.identity) if commit else raw
                 result = work(uow)
                 if commit:
                     hook = before_commit.get()

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import APIRouter
 
 from ehr_store import Store, Unavailable
+from ehr_store.empi import EmpiService
 from hie_server.app import FhirModule, create_app
 from hie_server.settings import HieSettings
 
@@ -43,9 +44,10 @@ def uvicorn_config(
     store: Store,
     modules: Sequence[FhirModule] = (),
     root_routers: Sequence[APIRouter] = (),
+    identity: EmpiService | None = None,
 ) -> uvicorn.Config:
     """The uvicorn configuration for the app on `settings.http.host:port`."""
-    app = create_app(settings, store, modules=modules, root_routers=root_routers)
+    app = create_app(settings, store, modules=modules, root_routers=root_routers, identity=identity)
     return uvicorn.Config(
         app,
         host=settings.http.host,
@@ -70,16 +72,18 @@ async def serve(
     modules: Sequence[FhirModule] = (),
     root_routers: Sequence[APIRouter] = (),
     stop: asyncio.Event | None = None,
+    identity: EmpiService | None = None,
 ) -> None:
     """Run the HTTP server and `extra_services` in the current event loop until stopped.
 
-    `modules` and `root_routers` are passed to `create_app` (FHIR operations; `/hl7v2`).
+    `modules`, `root_routers` and `identity` are passed to `create_app` (FHIR operations;
+    `/hl7v2`; the EMPI linking source Patients written through the API).
     Setting `stop` (when given) shuts the server down as SIGINT/SIGTERM would.
 
     Raises: Unavailable when a service cannot bind its socket; whatever else a service's `start`
     raises (services already started are stopped first).
     """
-    server = uvicorn.Server(uvicorn_config(settings, store, modules, root_routers))
+    server = uvicorn.Server(uvicorn_config(settings, store, modules, root_routers, identity))
     started: list[BackgroundService] = []
     try:
         for service in extra_services:
