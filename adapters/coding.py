@@ -77,9 +77,7 @@ def persist_unmapped(service: TerminologyService, repo: ResourceRepository, logs
         if one is None:
             continue
         for item in one.list():
-            merged.record(
-                item.sender, item.system, item.code, item.display, count=item.count, at=item.last_seen
-            )
+            merged.add(item)
     if not len(merged):
         return 0
     return service.persist_unmapped(repo, merged)

@@ -176,39 +176,31 @@ def content_digest(raw: bytes) -> bytes:
 
 
 def duplicate_of(earlier: Sequence[ArchivedMessage], raw: bytes) -> ArchivedMessage | None:
-    """The earlier answered message (any of them, newest first) that `raw` is a resend of,
-    when its ACK is to be replayed (`replayable`); None when `raw` is a new message. A sender
-    that reused a control id for other content and then resends the first message gets the
-    first message's ACK, not a reprocessing that would write its old data over the newer."""
-    digest = content_digest(raw)
-    for message in earlier:
-        if content_digest(message.raw) == digest:
-            return message if replayable(message, raw) else None
-    if earlier:
-        replayable(earlier[0], raw)  # logs the reuse
-    return None
+    """The earlier answered message with the same (MSH-3, MSH-4, MSH-10) that `raw` is a resend
+    of (HL7 v2.5 §2.9.2 duplicate detection), whose ACK is to be replayed; None when `raw` is
+    processed as a new message. `earlier`: every answered message of the key, newest first.
 
-
-def replayable(earlier: ArchivedMessage, raw: bytes) -> bool:
-    """Whether a message with the (MSH-3, MSH-4, MSH-10) of `earlier` is a resend that gets the
-    earlier ACK (HL7 v2.5 §2.9.2 duplicate detection): only when its content is the same
-    (`content_digest`), and after an error only for a non-transient error (207/206 are retried).
-
-    A DIFFERENT message reusing the control id (a sender that reset its counter) is not a
-    duplicate: it is processed as a new message (never dropped) and the reuse is logged at
-    WARNING with the archive id only.
+    A resend is the same content (`content_digest`), matched against every earlier message: a
+    sender that reused a control id for other content and then resends the first message gets
+    the first message's ACK, not a reprocessing that would write its old data over the newer.
+    After an error the ACK is replayed only for a non-transient error (207/206 are retried).
+    A DIFFERENT message reusing the control id (a sender that reset its counter) is processed
+    as a new message (never dropped) and the reuse is logged at WARNING with the archive id only.
     """
-    if content_digest(earlier.raw) != content_digest(raw):
-        log.warning(
-            "control id of archived message %s reused by a message with different content; "
-            "processing it as a new message",
-            earlier.id,
-        )
-        return False
-    if earlier.status == "processed":
-        return True
-    transient = (earlier.error or "").startswith((APPLICATION_INTERNAL_ERROR, APPLICATION_RECORD_LOCKED))
-    return not transient
+    digest = content_digest(raw)
+    match = next((m for m in earlier if content_digest(m.raw) == digest), None)
+    if match is None:
+        if earlier:
+            log.warning(
+                "control id of archived message %s reused by a message with different content; "
+                "processing it as a new message",
+                earlier[0].id,
+            )
+        return None
+    if match.status == "processed":
+        return match
+    transient = (match.error or "").startswith((APPLICATION_INTERNAL_ERROR, APPLICATION_RECORD_LOCKED))
+    return None if transient else match
 
 
 _ACK_TYPES = ("AL", "NE", "ER", "SU")

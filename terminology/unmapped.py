@@ -89,19 +89,21 @@ class MemoryUnmappedLog:
     ) -> None:
         """See `UnmappedLog.record`."""
         when = at or datetime.now(UTC)
-        key = (sender, system, code)
+        self.add(UnmappedCode(sender, system, code, display, count, when, when))
+
+    def add(self, item: UnmappedCode) -> None:
+        """Merge a whole record: counts add up, the earliest `first_seen` and latest `last_seen`
+        stay, the first display known is kept."""
+        key = (item.sender, item.system, item.code)
         with self._lock:
             old = self._codes.get(key)
-            if old is None:
-                self._codes[key] = UnmappedCode(sender, system, code, display, count, when, when)
-            else:
-                self._codes[key] = replace(
-                    old,
-                    count=old.count + count,
-                    display=old.display or display,
-                    first_seen=min(old.first_seen, when),
-                    last_seen=max(old.last_seen, when),
-                )
+            self._codes[key] = item if old is None else replace(
+                old,
+                count=old.count + item.count,
+                display=old.display or item.display,
+                first_seen=min(old.first_seen, item.first_seen),
+                last_seen=max(old.last_seen, item.last_seen),
+            )
 
     def list(self, sender: str | None = None) -> list[UnmappedCode]:
         """See `UnmappedLog.list`."""
@@ -241,20 +243,16 @@ class ThrottledPersister:
         due = MemoryUnmappedLog()
         with self._lock:
             for item in log.list():
-                self._pending.record(item.sender, item.system, item.code, item.display,
-                                     count=item.count, at=item.last_seen)
-            pending = self._pending.list()
-            self._pending = MemoryUnmappedLog()
-            for item in pending:
+                self._pending.add(item)
+            pending, self._pending = self._pending, MemoryUnmappedLog()
+            for item in pending.list():
                 key = (item.sender, item.system, item.code)
                 last = self._written.get(key)
                 if last is None or now - last >= self.flush_seconds:
-                    due.record(*key, item.display, count=item.count, at=item.first_seen)
-                    due.record(*key, None, count=0, at=item.last_seen)
+                    due.add(item)
                     self._written[key] = now
                 else:
-                    self._pending.record(*key, item.display, count=item.count, at=item.first_seen)
-                    self._pending.record(*key, None, count=0, at=item.last_seen)
+                    self._pending.add(item)
         return persist(repo, due) if len(due) else 0
 
     @property

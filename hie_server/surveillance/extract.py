@@ -25,18 +25,7 @@ from hie_server.surveillance.cases import CHINA, CaseRecord
 from hie_server.surveillance.settings import SurveillanceSettings
 
 SEX = {"male": "男", "female": "女", "other": "其他", "unknown": "未知"}
-IDENTIFIED_COLUMNS = (
-    ("case_id", "卡片编号"),
-    ("name", "患者姓名"),
-    ("resident_id", "有效证件号"),
-    ("sex", "性别"),
-    ("birth_date", "出生日期"),
-    ("age", "年龄"),
-    ("phone", "联系电话"),
-    ("occupation", "职业"),
-    ("county", "现住址县区"),
-    ("township", "乡镇街道"),
-    ("village", "村居"),
+_CASE_COLUMNS = (  # the disease and report columns both extracts end with
     ("disease_name", "疾病名称"),
     ("disease_code", "疾病编码"),
     ("disease_class", "传染病类别"),
@@ -50,6 +39,20 @@ IDENTIFIED_COLUMNS = (
     ("facility_name", "报告单位"),
     ("facility", "报告单位编码"),
 )
+IDENTIFIED_COLUMNS = (
+    ("case_id", "卡片编号"),
+    ("name", "患者姓名"),
+    ("resident_id", "有效证件号"),
+    ("sex", "性别"),
+    ("birth_date", "出生日期"),
+    ("age", "年龄"),
+    ("phone", "联系电话"),
+    ("occupation", "职业"),
+    ("county", "现住址县区"),
+    ("township", "乡镇街道"),
+    ("village", "村居"),
+    *_CASE_COLUMNS,
+)
 DEIDENTIFIED_COLUMNS = (
     ("case_id", "卡片编号(假名)"),
     ("person", "人员编号(假名)"),
@@ -58,18 +61,7 @@ DEIDENTIFIED_COLUMNS = (
     ("occupation", "职业"),
     ("county", "现住址县区"),
     ("township", "乡镇街道"),
-    ("disease_name", "疾病名称"),
-    ("disease_code", "疾病编码"),
-    ("disease_class", "传染病类别"),
-    ("classification", "病例分类"),
-    ("icd10", "ICD-10"),
-    ("onset_date", "发病日期"),
-    ("diagnosis_time", "诊断时间"),
-    ("deadline", "报告时限"),
-    ("reported_at", "报告时间"),
-    ("overdue", "是否超时"),
-    ("facility_name", "报告单位"),
-    ("facility", "报告单位编码"),
+    *_CASE_COLUMNS,
 )
 IDENTIFYING_FIELDS = ("name", "resident_id", "phone", "village", "birth_date", "patient_id")
 _PROCESS_KEY = secrets.token_bytes(32)
