@@ -24,7 +24,6 @@ from ehr_store import (
     ResourceRepository,
     StoredResource,
     UnitOfWork,
-    VersionConflict,
     validate_resource,
 )
 from ehr_store.empi import EmpiService, is_golden
@@ -76,10 +75,7 @@ class SourcePatientLinking:
             before: StoredResource | None = self._inner.read("Patient", id)
         except (NotFound, Gone):  # new, or a deleted Patient brought back
             before = None
-        if if_match is not None and (before is None or before.version_id != if_match):
-            state = "does not exist" if before is None else f"is at version {before.version_id}"
-            raise VersionConflict(f'If-Match W/"{if_match}" but Patient/{id} {state}')
-        stored = self._empi.write_source_patient(self._inner, resource)
+        stored = self._empi.write_source_patient(self._inner, resource, if_match=if_match)
         return stored, before is None
 
 
