@@ -13,8 +13,8 @@ Public API (import only from here): `ImagingSettings`, `OrthancClient`, `Change`
 `study_resource_id`, `dicomweb_endpoint`, `link_subject`, `find_order`, `SubjectLink`,
 `PersonNameGroups`, `human_names`, `read_dataset`, `patient_name`, `deidentify`, `UidMap`,
 `export_study`, `dicom_files`, `upload_files`, `UploadReport`, `Target`, `parse_target`,
-`study_subjects`, `qido_query`, `QidoQuery`, `stow_parts`, `SAFE_QUERY_VALUE`, `Upstream`,
-`reconcile`, `ReconcileReport`, `withdrawn_study`, `viewer_endpoint`.
+`study_subjects`, `indexed_studies`, `IndexedStudy`, `qido_query`, `QidoQuery`, `stow_parts`,
+`SAFE_QUERY_VALUE`, `Upstream`, `reconcile`, `ReconcileReport`, `withdrawn_study`, `viewer_endpoint`.
 
 May import: `ehr_store` and `terminology` public APIs, pydicom, pyorthanc (only in
 `imaging.orthanc`), httpx.
@@ -23,7 +23,16 @@ May import: `ehr_store` and `terminology` public APIs, pydicom, pyorthanc (only 
 from imaging.bridge import BridgeReport, ImagingBridge, review_task_id
 from imaging.charset import PersonNameGroups, human_names, patient_name, read_dataset
 from imaging.deidentify import UidMap, deidentify, export_study
-from imaging.dicomweb import QidoQuery, Target, parse_target, qido_query, stow_parts, study_subjects
+from imaging.dicomweb import (
+    IndexedStudy,
+    QidoQuery,
+    Target,
+    indexed_studies,
+    parse_target,
+    qido_query,
+    stow_parts,
+    study_subjects,
+)
 from imaging.linking import SubjectLink, find_order, link_subject
 from imaging.mapping import (
     DICOM_UID_SYSTEM,
@@ -47,6 +56,7 @@ __all__ = [
     "ChangesPage",
     "ImagingBridge",
     "ImagingSettings",
+    "IndexedStudy",
     "OrthancClient",
     "PersonNameGroups",
     "QidoQuery",
@@ -64,6 +74,7 @@ __all__ = [
     "find_order",
     "human_names",
     "imaging_study",
+    "indexed_studies",
     "link_subject",
     "parse_target",
     "patient_name",

@@ -3,7 +3,9 @@ QIDO-RS query reaches Orthanc 1.10 intact, and what a STOW-RS body contains. No 
 
 - `parse_target(path, query)`: QIDO-RS / WADO-RS / WADO-URI / STOW-RS target with its UIDs
   (DICOM PS3.18 §10.4 WADO-RS, §10.6 QIDO-RS, §10.5 STOW-RS, §9 WADO-URI).
-- `study_subjects(repo, uids)`: `{StudyInstanceUID: "Patient/<id>" or None}` from ImagingStudy.
+- `study_subjects(repo, uids)`: `{StudyInstanceUID: "Patient/<id>" or None}` from ImagingStudy;
+  `indexed_studies(repo, uids)` the same with the ImagingStudy's version (`IndexedStudy`), which
+  the nginx fast path puts in its cache key.
 - `qido_query(pairs)`: splits the query into what Orthanc can take on its URL (ASCII-safe
   values, `includefield` repeated) and the filters that must go through `POST /tools/find`
   (any value needing percent-encoding: Chinese names, `*`, `^`, `,`).
@@ -72,20 +74,42 @@ def parse_target(method: str, path: str, query: Sequence[tuple[str, str]] = ()) 
     raise InvalidInput(f"not a DICOMweb resource: {path}")
 
 
-def study_subjects(repo: ResourceRepository, uids: Iterable[str]) -> dict[str, str | None]:
-    """`{StudyInstanceUID: subject reference}` from the ImagingStudies (None: not indexed)."""
-    wanted = sorted(set(uids))
-    out: dict[str, str | None] = dict.fromkeys(wanted)
-    for start in range(0, len(wanted), 100):
-        chunk = wanted[start : start + 100]
+@dataclass(frozen=True)
+class IndexedStudy:
+    """A study's ImagingStudy as the access decision reads it: `subject` ("Patient/<id>", None
+    without one) and `version` ("ImagingStudy/<id>/_history/<versionId>": changes whenever the
+    bridge rewrites the study, e.g. after series/instances were added or removed; None when
+    several ImagingStudies claim the UID, so no cached answer can be tied to one of them)."""
+
+    subject: str | None
+    version: str | None
+
+
+def indexed_studies(repo: ResourceRepository, uids: Iterable[str]) -> dict[str, IndexedStudy]:
+    """`{StudyInstanceUID: IndexedStudy}` for the UIDs that have an ImagingStudy (identifier
+    `urn:dicom:uid|urn:oid:<UID>`); UIDs not in the record are absent. One search per 100 UIDs."""
+    wanted = set(uids)
+    out: dict[str, IndexedStudy] = {}
+    ordered = sorted(wanted)
+    for start in range(0, len(ordered), 100):
+        chunk = ordered[start : start + 100]
         token = ",".join(f"{DICOM_UID_SYSTEM}|urn:oid:{u}" for u in chunk)
         for m in repo.search("ImagingStudy", [("identifier", token), ("_count", "200")]).matches:
             doc = json_loads(m.content)
             for ident in doc.get("identifier", []):
-                value = str(ident.get("value", ""))
-                if ident.get("system") == DICOM_UID_SYSTEM and value.removeprefix("urn:oid:") in out:
-                    out[value.removeprefix("urn:oid:")] = (doc.get("subject") or {}).get("reference")
+                uid = str(ident.get("value", "")).removeprefix("urn:oid:")
+                if ident.get("system") == DICOM_UID_SYSTEM and uid in wanted:
+                    subject = (doc.get("subject") or {}).get("reference")
+                    version = f"{m.reference}/_history/{m.version_id}" if uid not in out else None
+                    out[uid] = IndexedStudy(subject, version)
     return out
+
+
+def study_subjects(repo: ResourceRepository, uids: Iterable[str]) -> dict[str, str | None]:
+    """`{StudyInstanceUID: subject reference}` from the ImagingStudies (None: not indexed)."""
+    wanted = sorted(set(uids))
+    found = indexed_studies(repo, wanted)
+    return {u: found[u].subject if u in found else None for u in wanted}
 
 
 def _keyword(key: str) -> str:

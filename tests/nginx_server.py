@@ -3,12 +3,14 @@ pytest import).
 
 Starts Debian's `/usr/sbin/nginx` (package `nginx-light` or `nginx`, installed by
 `.ci/nginx.sh`) as the current user with `-p <tmpdir> -c <tmpdir>/nginx.conf`, `daemon off`,
-error log, pid and temp files in the temp dir, listening on a free loopback port. Its one
-server block includes the production DICOMweb locations
-(`docker/proxy/templates/dicomweb.locations.template`, rendered with the gate secret and the
-Orthanc account as the nginx image would) and sends everything else to the exchange, like
-`hie.conf.template` without TLS. `stop_nginx()` stops it (SIGQUIT, then SIGKILL) and removes the
-temp dir.
+error log, pid and temp files in the temp dir, listening on a free loopback port. Its http
+block includes the production DICOMweb cache (`docker/proxy/templates/dicomweb-cache.conf.template`,
+cache directory `<tmpdir>/dicomweb-cache`) and its one server block the production DICOMweb
+locations (`dicomweb.locations.template`), both rendered with the gate secret, the Orthanc
+account and the cache bounds as the nginx image would; everything else goes to the exchange,
+like `hie.conf.template` without TLS. The access log (`access_log_lines()`) records each
+request's status and `$upstream_cache_status` (HIT, MISS, BYPASS or -). `stop_nginx()` stops it
+(SIGQUIT, then SIGKILL) and removes the temp dir.
 
 `HIE_NGINX_BINARY` overrides the binary.
 """
@@ -30,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BINARY = os.environ.get("HIE_NGINX_BINARY", "/usr/sbin/nginx")
-TEMPLATE = Path(__file__).resolve().parents[1] / "docker/proxy/templates/dicomweb.locations.template"
+TEMPLATES = Path(__file__).resolve().parents[1] / "docker/proxy/templates"
+TEMPLATE = TEMPLATES / "dicomweb.locations.template"
+CACHE_TEMPLATE = TEMPLATES / "dicomweb-cache.conf.template"
 
 
 class NginxUnavailable(RuntimeError):
@@ -70,6 +74,18 @@ class NginxServer:
     def error_log(self) -> Path:
         return self.home / "error.log"
 
+    @property
+    def cache_dir(self) -> Path:
+        """The DICOMweb cache (DICOMWEB_CACHE_PATH)."""
+        return self.home / "dicomweb-cache"
+
+    def access_log_lines(self) -> list[str]:
+        """`<request line> <status> <upstream_cache_status>` per request so far (nginx writes
+        a line when the answer is complete)."""
+        with contextlib.suppress(OSError):
+            return (self.home / "access.log").read_text(errors="replace").splitlines()
+        return []
+
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.error_log.read_text(errors="replace").splitlines()[-lines:])
@@ -89,8 +105,10 @@ pid {home / "nginx.pid"};
 error_log {home / "error.log"} warn;
 events {{ worker_connections 256; }}
 http {{
-    access_log {home / "access.log"};
+    log_format cache '"$request" $status $upstream_cache_status';
+    access_log {home / "access.log"} cache;
 {temp}
+    include {home / "dicomweb-cache.conf"};
     upstream dicomweb_exchange {{ server 127.0.0.1:{exchange_port}; keepalive 8; }}
     upstream dicomweb_orthanc {{ server 127.0.0.1:{orthanc_port}; keepalive 8; }}
     server {{
@@ -118,9 +136,13 @@ def start_nginx(
     gate_secret: str,
     orthanc_auth: tuple[str, str],
     timeout: float = 10.0,
+    cache_max_size: str = "1g",
+    cache_inactive: str = "60m",
+    cache_valid: str = "10m",
 ) -> NginxServer:
     """Start nginx (module docstring) in front of the exchange on `exchange_port` and Orthanc on
-    `orthanc_port`. Raises: NginxUnavailable."""
+    `orthanc_port`; the cache bounds are nginx sizes/times (DICOMWEB_CACHE_MAX_SIZE, _INACTIVE,
+    _VALID). Raises: NginxUnavailable."""
     if not Path(BINARY).exists():
         raise NginxUnavailable(f"{BINARY} not found: install Debian's nginx-light package (.ci/nginx.sh)")
     home = Path(tempfile.mkdtemp(prefix="hie-nginx-"))
@@ -128,8 +150,13 @@ def start_nginx(
     values = {
         "HIE_IMAGING__GATE_SECRET": gate_secret,
         "ORTHANC_PROXY_AUTHORIZATION": basic_authorization(*orthanc_auth),
+        "DICOMWEB_CACHE_PATH": str(server.cache_dir),
+        "DICOMWEB_CACHE_MAX_SIZE": cache_max_size,
+        "DICOMWEB_CACHE_INACTIVE": cache_inactive,
+        "DICOMWEB_CACHE_VALID": cache_valid,
     }
     (home / "dicomweb.locations").write_text(render(TEMPLATE.read_text(encoding="utf-8"), values))
+    (home / "dicomweb-cache.conf").write_text(render(CACHE_TEMPLATE.read_text(encoding="utf-8"), values))
     conf = home / "nginx.conf"
     conf.write_text(config(home, server.port, exchange_port, orthanc_port))
     command = [BINARY, "-p", str(home), "-c", str(conf), "-e", str(server.error_log)]

@@ -15,11 +15,15 @@ Two callers, one set of rules:
 - `GET /_internal/dicomweb-auth` (`add_gate_routes`), the nginx `auth_request` endpoint of the
   fast path (docs/imaging.md "Two paths"): nginx sends the caller's request head with
   `X-Original-Method` and `X-Original-URI`; the gate runs `admit` + `require_study` on that
-  request exactly as the route would and answers `204` (nginx then streams the bytes from
-  Orthanc) or the refusal's status (401/403; 400/404/503 for a bad request, a missing
-  endpoint or a failure) with the refusal as an OperationOutcome both in the body and, JSON
-  with only ASCII and no control characters, in the `X-Hie-Outcome` header (nginx drops an
-  auth subrequest's body; its `error_page` location returns that header as the body).
+  request exactly as the route would and answers `204` (nginx then serves the bytes from
+  Orthanc or its cache) with `X-Hie-Study-Version: ImagingStudy/<id>/_history/<n>`, the
+  version of the ImagingStudy the decision read (part of nginx's cache key, so an answer cached
+  for an older version of the study is never served; absent when the study is not in the record
+  or is ambiguous, and then nginx bypasses its cache), or the refusal's status (401/403;
+  400/404/503 for a bad request, a missing endpoint or a failure) with the refusal as an
+  OperationOutcome both in the body and, JSON with only ASCII and no control characters, in the
+  `X-Hie-Outcome` header (nginx drops an auth subrequest's body; its `error_page` location
+  returns that header as the body).
   Only bulk retrievals (WADO-RS, WADO-URI) are decided here; QIDO-RS and STOW-RS are refused
   (they must go through the exchange's routes, which filter answers and check uploads).
 
@@ -52,12 +56,13 @@ from hie_server.auth.middleware import ANONYMOUS
 from hie_server.auth.principal import Principal
 from hie_server.errors import FHIR_JSON, outcome, status_for
 from hie_server.settings import HieSettings
-from imaging import Target, parse_target, study_resource_id, study_subjects
+from imaging import Target, indexed_studies, parse_target, study_resource_id
 
 log = logging.getLogger("hie_server.imaging")
 GATE_PATH = "/_internal/dicomweb-auth"
 SECRET_HEADER = "x-hie-gate-secret"
 OUTCOME_HEADER = "X-Hie-Outcome"
+VERSION_HEADER = "X-Hie-Study-Version"
 BULK_KINDS = frozenset({"wado-rs", "wado-uri"})
 
 
@@ -92,6 +97,8 @@ class DicomwebGate:
         )
         self.state: RequestState | None = None
         self._refusals: list[Decision] = []
+        #: {StudyInstanceUID: "ImagingStudy/<id>/_history/<n>" or None} of the studies looked up
+        self.versions: dict[str, str | None] = {}
 
     async def admit(self, kind_path: str) -> tuple[Target, Principal]:
         """Classify the request (`kind_path` below the DICOMweb root, or `/wado`) and apply the
@@ -117,11 +124,14 @@ class DicomwebGate:
         return principal
 
     async def subjects(self, uids: Sequence[str]) -> dict[str, str | None]:
-        """{StudyInstanceUID: "Patient/<id>" or None (not in the record)}."""
+        """{StudyInstanceUID: "Patient/<id>" or None (not in the record)}; the ImagingStudies'
+        versions are kept in `versions` (None: not in the record, or ambiguous)."""
 
         def work() -> dict[str, str | None]:
             with self.store.unit_of_work() as uow:
-                return study_subjects(uow.resources, uids)
+                found = indexed_studies(uow.resources, uids)
+            self.versions.update({u: found[u].version if u in found else None for u in uids})
+            return {u: found[u].subject if u in found else None for u in uids}
 
         return await asyncio.to_thread(work)
 
@@ -203,9 +213,11 @@ def refusal(error: DomainError) -> Response:
     return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
-async def decide_bulk(gate: DicomwebGate) -> None:
+async def decide_bulk(gate: DicomwebGate) -> str | None:
     """The decision for one bulk retrieval (WADO-RS/WADO-URI) named by `gate`'s original
-    request: the same `admit` + `require_study` as the exchange's route. Raises: InvalidInput,
+    request: the same `admit` + `require_study` as the exchange's route. Returns the version of
+    the ImagingStudy the decision read ("ImagingStudy/<id>/_history/<n>"; None when the study
+    is not in the record, which only hie-admin may retrieve). Raises: InvalidInput,
     Unauthenticated, Forbidden (also for QIDO-RS/STOW-RS: those stay on the exchange's routes)."""
     target, _ = await gate.admit(kind_path_of(gate.path, gate.query))
     if target.kind not in BULK_KINDS:
@@ -215,6 +227,7 @@ async def decide_bulk(gate: DicomwebGate) -> None:
         )
     assert target.study is not None
     await gate.require_study(target.study)
+    return gate.versions.get(target.study)
 
 
 def add_gate_routes(router: APIRouter, settings: HieSettings, store: Store) -> None:
@@ -236,9 +249,12 @@ def add_gate_routes(router: APIRouter, settings: HieSettings, store: Store) -> N
         method = request.headers.get("x-original-method", "GET").upper()
         gate = DicomwebGate(request, settings, store, "read", (method, unquote(uri.path), uri.query))
         try:
-            await decide_bulk(gate)
+            version = await decide_bulk(gate)
         except DomainError as exc:
             gate.finish(status_for(exc), exc)
             return refusal(exc)
         gate.finish(200)
-        return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store"}
+        if version is not None:  # nginx's cache key; without it nginx bypasses its cache
+            headers[VERSION_HEADER] = version
+        return Response(status_code=204, headers=headers)

@@ -251,9 +251,9 @@ def test_compose_services_healthchecks_and_volumes() -> None:
     assert services["keycloak"]["healthcheck"]["test"][:3] == ["CMD", "bash", "-c"]  # /dev/tcp is bash's
     assert "/health/ready" in services["keycloak"]["healthcheck"]["test"][3]
     named = set(doc["volumes"])
-    assert named == {"pgdata", "orthanc-storage", "hie-data"}
+    assert named == {"pgdata", "orthanc-storage", "hie-data", "dicomweb-cache"}
     wanted = {"postgres": "pgdata:/var/lib/postgresql/data", "orthanc": "orthanc-storage:/var/lib/orthanc/db",
-              "exchange": "hie-data:/var/lib/hie"}
+              "exchange": "hie-data:/var/lib/hie", "proxy": "dicomweb-cache:/var/cache/nginx/dicomweb"}
     for name, volume in wanted.items():
         assert volume in services[name]["volumes"]
     for name, service in services.items():  # every bind mount's source exists in the repository
@@ -325,6 +325,19 @@ def test_proxy_template_matches_the_services() -> None:
     certificates = re.findall(r"ssl_certificate(?:_key)? +(\S+);", template)
     assert certificates and all(c.startswith("/run/secrets/tls/") for c in certificates)
     assert "./secrets/tls:/run/secrets/tls:ro" in proxy["volumes"]
+    # The WADO cache: an http-level conf.d/*.conf of the image, inside the volume only the proxy
+    # mounts (patient images), bounded; the locations use its zone behind auth_request
+    cache_conf = (DOCKER / "proxy/templates/dicomweb-cache.conf.template").read_text(encoding="utf-8")
+    assert "proxy_cache_path ${DICOMWEB_CACHE_PATH} " in cache_conf and "keys_zone=dicomweb:" in cache_conf
+    assert "max_size=${DICOMWEB_CACHE_MAX_SIZE}" in cache_conf and "use_temp_path=off" in cache_conf
+    mounts = [v for n, svc in services.items() for v in svc.get("volumes", []) if "dicomweb-cache" in v]
+    assert mounts == ["dicomweb-cache:/var/cache/nginx/dicomweb"]
+    assert proxy_env["DICOMWEB_CACHE_PATH"].startswith("/var/cache/nginx/dicomweb/")
+    assert re.fullmatch(r"[0-9]+[kmg]", proxy_env["DICOMWEB_CACHE_MAX_SIZE"])
+    assert all(re.fullmatch(r"[0-9]+[smhd]", proxy_env[f"DICOMWEB_CACHE_{k}"]) for k in ("INACTIVE", "VALID"))
+    locations = (DOCKER / "proxy/templates/dicomweb.locations.template").read_text(encoding="utf-8")
+    assert locations.index("auth_request /_dicomweb_gate;") < locations.index("proxy_cache dicomweb;")
+    assert "$dicomweb_version" in locations.split("proxy_cache_key", 1)[1].split(";", 1)[0]
 
 
 def test_env_example_documents_every_variable_compose_uses() -> None:
