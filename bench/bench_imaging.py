@@ -57,19 +57,20 @@ import httpx
 import uvicorn
 from pydicom.uid import generate_uid
 
-from ehr_store import SqlStore, Store, StoreSettings, upgrade_schema
+from ehr_store import SqlStore, Store, StoreSettings, json_loads, upgrade_schema
 from hie_server.app import create_app
 from hie_server.auth import AuditSettings
 from hie_server.operations.imaging import imaging_router
 from hie_server.settings import HieSettings
-from imaging import ImagingBridge, ImagingSettings, OrthancClient
+from imaging import ImagingBridge, ImagingSettings, OrthancClient, study_resource_id
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import nginx_server
 import orthanc_server
 from orthanc_server import make_dicom
 
-NGINX = "through nginx (exchange auth_request)"
+WARM = "through nginx, cache hit (exchange auth_request, then sendfile)"
+COLD = "through nginx, cache miss (exchange auth_request, Orthanc, stored)"
 GATE_SECRET = secrets.token_urlsafe(24)  # the nginx -> exchange auth_request secret of this run
 
 
@@ -298,6 +299,26 @@ def serve_exchange(
     raise SystemExit("the exchange did not start")
 
 
+def bump_version(store: Store, study_uid: str) -> None:
+    """Write the study's ImagingStudy again unchanged: a new version, as the bridge makes when
+    instances are added, so nginx's next retrieval of the study is a cache miss."""
+    with store.unit_of_work(write=True) as uow:
+        rid = study_resource_id(study_uid)
+        current = uow.resources.read("ImagingStudy", rid)
+        assert current is not None, study_uid
+        uow.resources.update("ImagingStudy", rid, json_loads(current.content))
+        uow.commit()
+
+
+def purge_cache(cache_dir: Path, keep: set[Path]) -> None:
+    """Remove the cache files of retired versions (nginx never asks for their keys again), so
+    the cold loop does not fill the disk; nginx's own eviction would run in its cache manager
+    process in the middle of the measurements."""
+    for path in cache_dir.rglob("*"):
+        if path.is_file() and path not in keep:
+            path.unlink(missing_ok=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=200)
@@ -318,14 +339,19 @@ def main() -> None:
         seed(store, max(args.studies, 1))
         asyncio.run(bench_indexing(server, store, args.studies))
         uid, total = asyncio.run(upload_big_study(server, args.instances))
+        # the same study again (same size and layout) for nginx's cache misses: its ImagingStudy
+        # gets a new version before every cold retrieval, so it cannot share the warm study's key
+        cold_uid, cold_total = asyncio.run(upload_big_study(server, args.instances))
         port = free_port()
         exchange = serve_exchange(url, server, port)
         direct_url = f"{server.url}/dicom-web/studies/{uid}"
         proxy_url = f"http://127.0.0.1:{port}/dicom-web/studies/{uid}"
-        # the study must be in the record for the proxy to serve it
-        asyncio.run(bench_indexing_one(server, store))
+        # the studies must be in the record for the proxies to serve them
+        asyncio.run(bench_indexing_one(server, store, 2))
         auth = (server.username, server.password)
-        targets = {"direct": (direct_url, auth, [server.process.pid if server.process else 0])}
+        targets: dict[str, tuple[str, tuple[str, str] | None, list[int]]] = {
+            "direct": (direct_url, auth, [server.process.pid if server.process else 0])
+        }
         targets["exchange"] = (proxy_url, None, [exchange.pid or 0])
         relays = []
         nginx = None
@@ -340,11 +366,8 @@ def main() -> None:
                     gate_port, server.http_port, GATE_SECRET, (server.username, server.password)
                 )
                 assert nginx.process is not None
-                targets[NGINX] = (
-                    f"{nginx.url}/dicom-web/studies/{uid}",
-                    None,
-                    [*process_tree(nginx.process.pid), gate_pid],
-                )
+                targets[WARM] = (f"{nginx.url}/dicom-web/studies/{uid}", None, [])
+                targets[COLD] = (f"{nginx.url}/dicom-web/studies/{cold_uid}", None, [])
             except nginx_server.NginxUnavailable as exc:
                 print(f"nginx path skipped: {exc}")
         if not args.no_reference:
@@ -358,30 +381,44 @@ def main() -> None:
                 )
         for target, target_auth, _pid in targets.values():
             retrieve(target, target_auth)  # warm: Orthanc's cache, connection pools, first audit write
+        keep: set[Path] = set()
         if nginx is not None and nginx.process is not None:  # its workers exist by now
-            targets[NGINX] = (targets[NGINX][0], None, [*process_tree(nginx.process.pid), gate_pid])
+            nginx_pids = process_tree(nginx.process.pid)
+            targets[WARM] = (targets[WARM][0], None, nginx_pids)
+            targets[COLD] = (targets[COLD][0], None, nginx_pids)
+            purge_cache(nginx.cache_dir, keep)
+            retrieve(targets[WARM][0], None)  # the warm study's one cache entry
+            keep = {p for p in nginx.cache_dir.rglob("*") if p.is_file()}
+            assert len(keep) == 1, keep
         rates: dict[str, list[float]] = {name: [] for name in targets}
         cpu = dict.fromkeys(targets, 0.0)
         client_cpu = 0.0
         loads = [os.getloadavg()[0]]
-        # Orthanc serves every side, so its CPU is counted per direct retrieval; the exchange and
-        # the relays serve only their own, so theirs is counted over the whole loop, including
-        # work done after the answer (the exchange's AuditEvent is written in the background)
-        whole = {name: cpu_of(pids) for name, (_t, _a, pids) in targets.items() if name != "direct"}
+        # Orthanc serves every side and nginx both of its own, so their CPU is counted per
+        # retrieval; the exchange and the relays serve only their own, so theirs is counted over
+        # the whole loop, including work done after the answer (the AuditEvent is written in the
+        # background); the gate's likewise, per decision (one per nginx retrieval, hit or miss)
+        per_retrieval = {"direct", WARM, COLD}
+        whole = {name: cpu_of(pids) for name, (_t, _a, pids) in targets.items() if name not in per_retrieval}
         gate_start = cpu_of([gate_pid])
         for _ in range(args.rounds):  # alternate, so every side sees the same background load
             for name, (target, target_auth, pids) in targets.items():
+                if name == COLD:
+                    bump_version(store, cold_uid)
                 before = cpu_of(pids)
                 elapsed, size, curl_cpu = retrieve(target, target_auth)
-                if name == "direct":
+                if name in per_retrieval:
                     cpu[name] += cpu_of(pids) - before
                 client_cpu += curl_cpu / len(targets)
-                assert size >= total, (name, size, total)  # every instance, plus the multipart framing
+                assert size >= (cold_total if name == COLD else total), (name, size, total)
                 rates[name].append(size / elapsed / 1e6)
+                if name == COLD and nginx is not None:
+                    purge_cache(nginx.cache_dir, keep)
         time.sleep(0.2)  # let the audit writer flush the last AuditEvent
         for name, start in whole.items():
             cpu[name] = cpu_of(targets[name][2]) - start
-        gate_ms = 1000 * (cpu_of([gate_pid]) - gate_start) / args.rounds
+        decisions = args.rounds * sum(name in targets for name in (WARM, COLD))
+        gate_ms = 1000 * (cpu_of([gate_pid]) - gate_start) / max(decisions, 1)
         loads.append(os.getloadavg()[0])
         median = {name: statistics.median(r) for name, r in rates.items()}
         ms = {name: 1000 * v / args.rounds for name, v in cpu.items()}
@@ -393,13 +430,20 @@ def main() -> None:
             f"client (curl) {1000 * client_cpu / args.rounds:.1f} ms; 1-min load average "
             f"{loads[0]:.2f}-{loads[1]:.2f} on {os.cpu_count()} CPUs"
         )
-        if NGINX in median:
-            print(
-                f"  {NGINX}: {median[NGINX]:.0f} MB/s ({100 * median[NGINX] / direct:.0f} % of direct); "
-                f"CPU per retrieval {ms[NGINX]:.1f} ms: nginx {ms[NGINX] - gate_ms:.1f} ms, "
-                f"exchange (auth_request + AuditEvent) {gate_ms:.1f} ms"
-            )
-        for name in [n for n in list(targets)[2:] if n != NGINX]:
+        if nginx is not None:  # what nginx says it did: every warm retrieval a hit, every cold one a miss
+            logged = nginx.access_log_lines()
+            for name, wanted in ((WARM, "HIT"), (COLD, "MISS")):
+                path = "/" + targets[name][0].split("/", 3)[3]
+                seen = [line.rsplit(" ", 1)[1] for line in logged if f" {path} " in line][-args.rounds :]
+                assert seen == [wanted] * args.rounds, (name, seen)
+        for name in (WARM, COLD):
+            if name in median:
+                print(
+                    f"  {name}: {median[name]:.0f} MB/s ({100 * median[name] / direct:.0f} % of direct); "
+                    f"CPU per retrieval: nginx {ms[name]:.1f} ms, exchange (auth_request + AuditEvent) "
+                    f"{gate_ms:.1f} ms"
+                )
+        for name in [n for n in list(targets)[2:] if n not in per_retrieval]:
             print(
                 f"  reference, {name}: {median[name]:.0f} MB/s ({100 * median[name] / direct:.0f} % of "
                 f"direct), relay CPU per retrieval {ms[name]:.1f} ms"
@@ -418,17 +462,20 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def bench_indexing_one(server: orthanc_server.OrthancServer, store: Store) -> None:
+async def bench_indexing_one(server: orthanc_server.OrthancServer, store: Store, studies: int = 1) -> None:
+    """Run the bridge until `studies` more studies are indexed."""
     settings = ImagingSettings(
         orthanc_url=server.url, orthanc_username=server.username, orthanc_password=server.password
     )
     async with OrthancClient(server.url, server.username, server.password) as client:
         bridge = ImagingBridge(store, client, settings)
+        indexed: set[str] = set()
         for _ in range(60):
-            if (await bridge.run_once()).indexed:
+            indexed.update((await bridge.run_once()).indexed)
+            if len(indexed) >= studies:
                 return
             await asyncio.sleep(0.5)
-    raise SystemExit("the big study was never indexed")
+    raise SystemExit("the big studies were never indexed")
 
 
 if __name__ == "__main__":
