@@ -305,13 +305,17 @@ def serve_exchange(
 
 
 def bump_version(store: Store, study_uid: str) -> None:
-    """Write the study's ImagingStudy again unchanged: a new version, as the bridge makes when
-    instances are added, so nginx's next retrieval of the study is a cache miss."""
+    """Give the study's ImagingStudy a new version (its description changed; the store keeps
+    the version of an unchanged write), as the bridge does when it indexes added instances, so
+    the gate hands nginx a new cache key and nginx's next retrieval of the study is a miss."""
     with store.unit_of_work(write=True) as uow:
         rid = study_resource_id(study_uid)
         current = uow.resources.read("ImagingStudy", rid)
         assert current is not None, study_uid
-        uow.resources.update("ImagingStudy", rid, json_loads(current.content))
+        doc = json_loads(current.content)
+        doc["description"] = f"bench cold retrieval {current.version_id}"
+        stored, _ = uow.resources.update("ImagingStudy", rid, doc)
+        assert stored.version_id == current.version_id + 1
         uow.commit()
 
 
