@@ -31,14 +31,16 @@ SQLite, 2026-11-29, default run at load 1.4: 170 studies/s; direct 2802 MB/s, ex
 relays do not reach 80 % reliably on two cores (three CPU-bound processes against two):
 docs/imaging.md explains and lists what was tried.
 
-nginx path with its cache (2026-11-29, session 3, default runs at load 0.2-0.3): warm (hits)
-125-143 % of direct (nginx 3.2-3.6 ms CPU per study, sendfile), cold (misses) 53-63 % (nginx
-7.8-8.6 ms: it writes the answer to the cache while sending it), the gate's decision and
-AuditEvent 3.2-3.4 ms per retrieval either way; in the same runs direct 3060-3702 MB/s, the
-exchange relay 53-58 % (12.2-13.0 ms), reference relays 72-87 % (3.4-4.1 ms). Before the cache
-(load 2.0): through nginx 56 % (nginx 4.2 ms + gate 3.8 ms CPU), exchange relay 52 %. The 80 %
-target is met for repeated retrievals of a study (the cache's case), not for the first one
-(docs/imaging.md "Caching", "WADO-RS through nginx").
+nginx path with its cache (2026-11-29, session 3, default runs at load 0.2-0.4): warm (hits)
+125-143 % of direct (nginx 3.2-4.0 ms CPU per study, sendfile), cold (misses) 53-63 % (nginx
+7.8-9.3 ms: it writes the answer to the cache while sending it), the gate's decision and
+AuditEvent 3.2-3.4 ms per retrieval either way; in the same runs direct 2956-3702 MB/s, the
+exchange relay 53-59 % (12.2-13.5 ms), reference relays 72-87 % (3.4-4.7 ms). Final run (load
+0.27-0.41): warm 135 %, cold 62 %, exchange relay 59 %. A one-off A/B in the same conditions
+put nginx streaming without the cache (the path before) at 74-77 % (4.8-5.4 ms), cold 63-64 %,
+warm 127-150 %: the cache makes a first retrieval ~10-13 points slower and repeated ones faster
+than Orthanc itself. The 80 % target is met for repeated retrievals of a study, not for the
+first one (docs/imaging.md "Caching", "WADO-RS through nginx").
 """
 
 from __future__ import annotations
