@@ -51,7 +51,7 @@ from ehr_store.schema import check_schema, current_revision, head_revision, upgr
 from ehr_store.search import CodeSet, CodeSetResolver, make_code_set, use_code_set_resolver
 from ehr_store.settings import StoreSettings
 from ehr_store.sql import SqlStore
-from ehr_store.validation import check_id, check_resource_type, validate_resource
+from ehr_store.validation import check_id, check_resource_type, validate_resource, validate_with_models
 from ehr_store.versioning import format_instant
 
 __all__ = [
@@ -114,4 +114,5 @@ __all__ = [
     "upgrade_schema",
     "use_code_set_resolver",
     "validate_resource",
+    "validate_with_models",
 ]

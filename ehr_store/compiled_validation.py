@@ -1,0 +1,243 @@
+"""A compiled R4B validator: fhir.resources' element structure checked in one pass in Rust.
+
+`fhir.resources` validates a resource by building one pydantic model per element, each
+through Python wrappers and Python validators (~20 nested models a resource, 70-160 us a
+resource here). The *same* model metadata, compiled once per resource type into a single
+pydantic-core schema of typed dicts, checks element names (unknown elements refused),
+JSON types, cardinality (arrays, required complex elements) and the primitive formats
+(fhir_core's own primitive schemas: id, code, uri, date, dateTime, instant, decimal...) in
+one call; one Python walk over the document then checks what fhir.resources checks in
+Python per element:
+
+- choice elements `nnn[x]`: at most one of the types, exactly one when required
+  (FHIR R4B formats §1.14.0.6 "Choice");
+- required primitives: present as a value or as `_name` with an extension
+  (FHIR R4B extensibility §2.17.0.3 "special case");
+- a primitive's `_name` holds an id, an extension or a comment;
+- required bindings of `code` elements (FHIR R4B terminologies §4.1.5.1): the allowed codes
+  are passed in by `ehr_store.validation`, which owns them.
+
+`check(resource, resource_type, codes)` answers only valid / not valid: when it says "not
+valid", `ehr_store.validation` runs fhir.resources for the precise issues. Anything this
+module cannot compile (an unexpected annotation) makes the type fall back to fhir.resources
+for every document (`compiled(...)` is None). Contained resources, Bundle entries and
+Parameters resources are validated by the compiled validator of their own resourceType.
+
+May import: fhir.resources (and its fhir_core base), pydantic, pydantic_core, the standard
+library.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.fhirprimitiveextension import FHIRPrimitiveExtension
+from fhir.resources.R4B.resource import Resource
+from pydantic import TypeAdapter
+from pydantic_core import CoreSchema, PydanticCustomError, SchemaValidator, ValidationError
+from pydantic_core import core_schema as cs
+
+__all__ = ["CodeTable", "check", "compiled"]
+
+Json = dict[str, Any]
+CodeTable = Callable[[type], dict[str, tuple[str, frozenset[str]]]]
+"""model class -> {field name: (JSON name, allowed codes)} (see `ehr_store.validation`)."""
+
+
+class _Unsupported(Exception):
+    """An annotation this compiler does not know: the type is left to fhir.resources."""
+
+
+@dataclass
+class _Shape:
+    """What the Python walk checks in one element of a model class (JSON names)."""
+
+    children: dict[str, tuple[type | None, bool]] = field(default_factory=dict)
+    """JSON name -> (complex child model, or None for any resource; is an array)."""
+    choices: list[tuple[tuple[str, ...], bool]] = field(default_factory=list)
+    required_primitives: list[tuple[str, str | None]] = field(default_factory=list)
+    codes: dict[str, frozenset[str]] = field(default_factory=dict)
+    primitive_extension: bool = False
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool, bool]:
+    """(inner annotation, nullable, array) of an Optional/List annotation."""
+    nullable = False
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(annotation))
+        if len(args) != 1:  # e.g. fhir_comments: str | list[str]
+            if any(_model_of(a) is not None for a in args):
+                raise _Unsupported(str(annotation))
+            return typing.Union[tuple(args)], nullable, False  # noqa: UP007
+        annotation = args[0]
+    if typing.get_origin(annotation) in (list, typing.List):  # noqa: UP006
+        (item,) = typing.get_args(annotation)
+        return item, nullable, True
+    return annotation, nullable, False
+
+
+def _model_of(annotation: Any) -> type | None:
+    """The model class behind a fhir.resources complex type (`abc.HumanNameType`), else None."""
+    klass = getattr(annotation, "get_model_klass", None)
+    return klass() if callable(klass) and isinstance(annotation, type) else None
+
+
+def _is_any_resource(model: type) -> bool:
+    """An element typed `Resource` (contained, Bundle.entry.resource, Parameters...resource)."""
+    return issubclass(model, Resource) and model.__name__ in ("Resource", "DomainResource")
+
+
+@cache
+def _primitive_schema(annotation: Any) -> CoreSchema:
+    return TypeAdapter(annotation).core_schema
+
+
+def _any_resource(value: Any) -> Any:
+    """A contained / Bundle / Parameters resource: checked by its own type's validator."""
+    rtype = value.get("resourceType") if isinstance(value, dict) else None
+    validator = compiled(rtype) if isinstance(rtype, str) else None
+    if validator is None:
+        raise PydanticCustomError("fhir_resource", "not a resource this validator can check")
+    validator.validate_python(value)
+    return value
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.definitions: dict[str, CoreSchema] = {}
+
+    def ref(self, model: type) -> CoreSchema:
+        name = f"{model.__module__}.{model.__qualname__}"
+        if name not in self.definitions:
+            self.definitions[name] = cs.any_schema()  # placeholder while recursing
+            self.definitions[name] = self.model(model, name)
+        return cs.definition_reference_schema(name)
+
+    def field(self, annotation: Any) -> CoreSchema:
+        inner, nullable, array = _unwrap(annotation)
+        model = _model_of(inner)
+        if model is not None and _is_any_resource(model):
+            item: CoreSchema = cs.no_info_plain_validator_function(_any_resource)
+        elif model is not None:
+            item = self.ref(model)
+        else:
+            item = _primitive_schema(inner)
+            if array:  # primitive arrays keep nulls: placeholders lined up with `_name` (FHIR JSON §2.6.2)
+                item = cs.nullable_schema(item)
+        schema = cs.list_schema(item) if array else item
+        return cs.nullable_schema(schema) if nullable else schema
+
+    def model(self, model: type, name: str) -> CoreSchema:
+        fields: dict[str, cs.TypedDictField] = {}
+        for fname, info in model.model_fields.items():  # type: ignore[attr-defined]
+            key = info.alias or fname
+            fields[key] = cs.typed_dict_field(self.field(info.annotation), required=info.is_required())
+        if issubclass(model, Resource):
+            fields["resourceType"] = cs.typed_dict_field(
+                cs.literal_schema([getattr(model, "__resource_type__", model.__name__)]),
+                required=True,
+            )
+        return cs.typed_dict_schema(fields, extra_behavior="forbid", ref=name)
+
+
+@lru_cache(maxsize=512)
+def compiled(resource_type: str) -> SchemaValidator | None:
+    """The compiled validator of an R4B resource type (built once), or None when the type is
+    unknown or has an element this compiler cannot express (then fhir.resources decides)."""
+    try:
+        model = get_fhir_model_class(resource_type)
+    except (KeyError, ValueError, AttributeError, ImportError):
+        return None
+    if not (isinstance(model, type) and issubclass(model, Resource)):
+        return None
+    compiler = _Compiler()
+    try:
+        top = compiler.ref(model)
+        schema = cs.definitions_schema(top, list(compiler.definitions.values()))
+        return SchemaValidator(schema)
+    except (_Unsupported, TypeError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=2048)
+def _shape(model: type, codes: CodeTable) -> _Shape:
+    shape = _Shape(primitive_extension=issubclass(model, FHIRPrimitiveExtension))
+    fields = model.model_fields  # type: ignore[attr-defined]
+    alias = {name: (info.alias or name) for name, info in fields.items()}
+    for name, info in fields.items():
+        inner, _nullable, array = _unwrap(info.annotation)
+        child = _model_of(inner)
+        if child is not None:
+            shape.children[alias[name]] = (None if _is_any_resource(child) else child, array)
+    instance = model.model_construct()  # type: ignore[attr-defined]
+    for _prefix, names in instance.get_one_of_many_fields().items():
+        extra = fields[names[0]].json_schema_extra or {}
+        shape.choices.append((tuple(alias[n] for n in names), extra.get("one_of_many_required") is True))
+    by_element = {(info.alias or name): name for name, info in fields.items()}
+    for element, ext in instance.get_required_fields():
+        fname = by_element.get(element, element)
+        shape.required_primitives.append((alias.get(fname, element), alias.get(ext, ext) if ext else None))
+    for _fname, (json_name, allowed) in codes(model).items():
+        shape.codes[json_name] = allowed
+    return shape
+
+
+def _walk(node: Json, model: type, codes: CodeTable) -> bool:
+    shape = _shape(model, codes)
+    if shape.primitive_extension and all(node.get(k) is None for k in ("id", "extension", "fhir_comments")):
+        return False
+    for names, required in shape.choices:
+        present = sum(1 for n in names if node.get(n) is not None)
+        if present > 1 or (required and present == 0):
+            return False
+    for key, ext in shape.required_primitives:
+        if node.get(key) is None:
+            extension = node.get(ext) if ext else None
+            if not (isinstance(extension, dict) and extension.get("extension")):
+                return False
+    for key, allowed in shape.codes.items():
+        value = node.get(key)
+        if value is None:
+            continue
+        for item in value if isinstance(value, list) else (value,):
+            if item is not None and str(item) not in allowed:
+                return False
+    children = shape.children
+    for key, value in node.items():
+        child = children.get(key)
+        if child is None or value is None:
+            continue
+        kind, array = child
+        for item in value if array else (value,):
+            if item is None:
+                continue
+            target = kind if kind is not None else get_fhir_model_class(item["resourceType"])
+            if not _walk(item, target, codes):
+                return False
+    return True
+
+
+def check(resource: Json, resource_type: str, codes: CodeTable) -> bool | None:
+    """True when `resource` (a JSON dict whose resourceType is `resource_type`) is a valid R4B
+    resource as fhir.resources would judge it (plus the required bindings in `codes`); False
+    when it is not; None when the type has no compiled validator (ask fhir.resources).
+    Never raises."""
+    validator = compiled(resource_type)
+    if validator is None:
+        return None
+    try:
+        validator.validate_python(resource)
+    except ValidationError:
+        return False
+    try:
+        return _walk(resource, get_fhir_model_class(resource_type), codes)
+    except (KeyError, TypeError, AttributeError):
+        return False
