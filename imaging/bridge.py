@@ -155,6 +155,29 @@ class ImagingBridge:
                     uow.resources.update("Endpoint", endpoint_id, doc)
             uow.commit()
 
+    async def _snapshot(self, orthanc_id: str) -> StudySnapshot:
+        """The study as Orthanc holds it now, every instance with its SOP class (those of the
+        instances already in the ImagingStudy reused). Raises: NotFound, Unavailable."""
+        study = await self.client.study(orthanc_id)
+        uid = str(study.get("MainDicomTags", {}).get("StudyInstanceUID", ""))
+        known = await asyncio.to_thread(self._known_sop_classes, uid)
+        study["SopClasses"] = await self.client.sop_classes(study, known)
+        return StudySnapshot.from_orthanc(study)
+
+    def _known_sop_classes(self, study_uid: str) -> dict[str, str]:
+        """{SOPInstanceUID: SOPClassUID} of the study's ImagingStudy as indexed before."""
+        rid = study_resource_id(study_uid)
+        with self.store.unit_of_work() as uow:
+            stored = uow.resources.read_many([("ImagingStudy", rid)]).get(("ImagingStudy", rid))
+        if stored is None or stored.deleted:
+            return {}
+        return {
+            str(i["uid"]): str(i["sopClass"]["code"]).removeprefix("urn:oid:")
+            for s in json_loads(stored.content).get("series", [])
+            for i in s.get("instance", [])
+            if i.get("uid") and (i.get("sopClass") or {}).get("code")
+        }
+
     def _index(self, repo: ResourceRepository, snap: StudySnapshot) -> SubjectLink:
         link = link_subject(repo, snap, self.settings.mrn_systems)
         study_id = study_resource_id(snap.study_uid)
@@ -207,7 +230,7 @@ class ImagingBridge:
                 snap = None
                 if change.change_type == "StableStudy":
                     try:
-                        snap = StudySnapshot.from_orthanc(await self.client.study(change.orthanc_id))
+                        snap = await self._snapshot(change.orthanc_id)
                     except NotFound:
                         snap = None  # deleted since: nothing to index
                 if snap is not None or change is page.changes[-1]:
@@ -284,7 +307,7 @@ class ImagingBridge:
         linked = 0
         for task_id, orthanc_id in await asyncio.to_thread(self._pending_reviews):
             try:
-                snap = StudySnapshot.from_orthanc(await self.client.study(orthanc_id))
+                snap = await self._snapshot(orthanc_id)
             except NotFound:  # deleted in Orthanc: nothing left to link
                 await asyncio.to_thread(self._cancel_review, task_id)
                 continue

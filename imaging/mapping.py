@@ -3,8 +3,13 @@
 `StudySnapshot.from_orthanc(study)` reads `OrthancClient.study()`'s JSON (Orthanc decodes
 every character set to UTF-8). `imaging_study(snapshot, ...)` builds one ImagingStudy per
 StudyInstanceUID (FHIR R4B ImagingStudy; identifier `urn:dicom:uid` + `urn:oid:<UID>`,
-the accession number as an ACSN identifier, series with modality, body site and instance
-counts, `started` from StudyDate/StudyTime and TimezoneOffsetFromUTC).
+the accession number as an ACSN identifier, series with modality, body site, instance counts
+and every instance (`series.instance`: SOPInstanceUID, SOPClassUID, InstanceNumber), `started`
+from StudyDate/StudyTime and TimezoneOffsetFromUTC).
+
+Every instance is listed so that any change of a study's instance set (one deleted and another
+added in the same series keeps the counts) changes the ImagingStudy and so its version, which
+the nginx cache key follows (docs/imaging.md "Caching").
 
 Ids are derived from the UID (`study_resource_id`), so indexing a study twice updates the same
 resource and two studies never share one.
@@ -26,6 +31,7 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 SNOMED = "http://snomed.info/sct"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 BODY_PART_SYSTEM = "urn:qyhie:dicom:body-part-examined"
+URI_SYSTEM = "urn:ietf:rfc:3986"  # ImagingStudy.series.instance.sopClass: urn:oid:<SOPClassUID>
 ENDPOINT_ID = "dicomweb"
 VIEWER_ENDPOINT_ID = "dicom-viewer"
 CONNECTION_TYPE = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
@@ -60,6 +66,15 @@ def study_identifier(study_uid: str) -> Json:
 
 
 @dataclass(frozen=True)
+class InstanceSnapshot:
+    """One instance: SOPInstanceUID, SOPClassUID, InstanceNumber (None when absent)."""
+
+    uid: str
+    sop_class: str
+    number: int | None
+
+
+@dataclass(frozen=True)
 class SeriesSnapshot:
     uid: str
     modality: str
@@ -67,6 +82,7 @@ class SeriesSnapshot:
     description: str
     body_part: str
     instances: int
+    instance_list: tuple[InstanceSnapshot, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,11 +105,15 @@ class StudySnapshot:
 
     @classmethod
     def from_orthanc(cls, study: Json) -> StudySnapshot:
-        """From `OrthancClient.study()` JSON."""
+        """From `OrthancClient.study()` JSON. With `"InstanceDetails"` (Orthanc's expanded
+        instances) and `"SopClasses"` ({SOPInstanceUID: SOPClassUID}) each series lists its
+        instances; an instance without a known SOP class (deleted in Orthanc meanwhile) is
+        left out of the list and the count. Without them, only counts."""
         main = study.get("MainDicomTags", {})
         patient = study.get("PatientMainDicomTags", {})
         tags = study.get("InstanceTags", {})
         others = str(tags.get("OtherPatientIDs") or patient.get("OtherPatientIDs") or "")
+        listed = _instances_by_series(study)
         series = tuple(
             SeriesSnapshot(
                 uid=str(s["MainDicomTags"].get("SeriesInstanceUID", "")),
@@ -101,7 +121,8 @@ class StudySnapshot:
                 number=_int(s["MainDicomTags"].get("SeriesNumber")),
                 description=str(s["MainDicomTags"].get("SeriesDescription", "")).strip(),
                 body_part=str(s["MainDicomTags"].get("BodyPartExamined", "")).strip().upper(),
-                instances=len(s.get("Instances", [])),
+                instances=len(s.get("Instances", [])) if listed is None else len(listed.get(s.get("ID"), ())),
+                instance_list=() if listed is None else listed.get(s.get("ID"), ()),
             )
             for s in study.get("SeriesDetails", [])
         )
@@ -120,6 +141,24 @@ class StudySnapshot:
             timezone_offset=str(tags.get("TimezoneOffsetFromUTC", "")).strip(),
             series=tuple(sorted(series, key=lambda s: (s.number is None, s.number or 0, s.uid))),
         )
+
+
+def _instances_by_series(study: Json) -> dict[str, tuple[InstanceSnapshot, ...]] | None:
+    """{Orthanc series id: its instances, by InstanceNumber then UID}; None without details."""
+    details, classes = study.get("InstanceDetails"), study.get("SopClasses")
+    if details is None or classes is None:
+        return None
+    out: dict[str, list[InstanceSnapshot]] = {}
+    for i in details:
+        uid = str(i.get("MainDicomTags", {}).get("SOPInstanceUID", "")).strip()
+        if uid and classes.get(uid):
+            number = _int(i["MainDicomTags"].get("InstanceNumber"))
+            out.setdefault(str(i.get("ParentSeries", "")), []).append(
+                InstanceSnapshot(uid, str(classes[uid]), number)
+            )
+    return {
+        k: tuple(sorted(v, key=lambda i: (i.number is None, i.number or 0, i.uid))) for k, v in out.items()
+    }
 
 
 def _int(value: Any) -> int | None:
@@ -164,6 +203,17 @@ def _series(s: SeriesSnapshot) -> Json:
     site = _body_site(s.body_part)
     if site:
         out["bodySite"] = site
+    if s.instance_list:
+        out["instance"] = [_instance(i) for i in s.instance_list]
+    return out
+
+
+def _instance(i: InstanceSnapshot) -> Json:
+    """ImagingStudy.series.instance (FHIR R4B): uid, sopClass (urn:ietf:rfc:3986 Coding of
+    `urn:oid:<SOPClassUID>`), number (unsignedInt)."""
+    out: Json = {"uid": i.uid, "sopClass": {"system": URI_SYSTEM, "code": f"urn:oid:{i.sop_class}"}}
+    if i.number is not None and i.number >= 0:
+        out["number"] = i.number
     return out
 
 

@@ -173,3 +173,62 @@ async def test_no_version_no_cache(
         },
     )
     assert gate.status_code == 204 and "x-hie-study-version" not in gate.headers
+
+
+async def index_study(bridge: Any, study: str) -> None:
+    """Run the bridge until `study` is indexed (earlier tests' studies may come through first)."""
+    for _ in range(5):
+        indexed, _review = await index_until(bridge, 1)
+        if study in indexed:
+            return
+    raise AssertionError(f"{study} was not indexed")
+
+
+def study_state(opened: Store, study: str) -> tuple[int, list[str]]:
+    """(version, SOPInstanceUIDs listed) of the study's ImagingStudy."""
+    with opened.unit_of_work() as uow:
+        stored = uow.resources.read("ImagingStudy", study_resource_id(study))
+    doc = json.loads(stored.content)
+    return stored.version_id, sorted(i["uid"] for s in doc["series"] for i in s.get("instance", []))
+
+
+async def test_an_instance_replaced_in_a_series_moves_the_key(
+    orthanc: OrthancServer, store: Store, bridge: Any, fast_path: fast.FastPath, tmp_path: Path
+) -> None:
+    """One instance deleted and another added in the same series between two indexings keeps
+    every count; the ImagingStudy lists the instances, so its version (the key) still moves
+    and nginx serves the new set, not the cached old one (docs/imaging.md "Caching")."""
+    study, series, sop1, sop2, sop3 = (generate_uid() for _ in range(5))
+    files = {
+        f"{sop}.dcm": make_dicom(
+            study_uid=study, series_uid=series, sop_uid=sop, patient_id="A001", issuer="TTWSY"
+        )
+        for sop in (sop1, sop2)
+    }
+    await upload(orthanc, tmp_path, files)
+    await index_study(bridge, study)
+    version, listed = study_state(store, study)
+    assert listed == sorted([sop1, sop2])
+    spec = {**fast_path.token(SPECIALIST), "Accept": MULTIPART_DICOM}
+    auth = (orthanc.username, orthanc.password)
+    url = f"/dicom-web/studies/{study}"
+    async with httpx.AsyncClient(base_url=fast_path.nginx.url, timeout=30) as web:
+        old = [await web.get(url, headers=spec) for _ in range(2)]
+        assert [r.status_code for r in old] == [200, 200] and old[0].content == old[1].content
+
+        found = httpx.post(f"{orthanc.url}/tools/lookup", content=sop2, auth=auth).json()
+        assert httpx.delete(f"{orthanc.url}/instances/{found[0]['ID']}", auth=auth).status_code == 200
+        third = make_dicom(
+            study_uid=study, series_uid=series, sop_uid=sop3, patient_id="A001", issuer="TTWSY"
+        )
+        await upload(orthanc, tmp_path, {"third.dcm": third})
+        await index_study(bridge, study)  # StableStudy after the added instance
+        new_version, listed = study_state(store, study)
+        assert listed == sorted([sop1, sop3]) and new_version > version
+
+        direct = httpx.get(f"{orthanc.url}{url}", auth=auth, headers={"Accept": MULTIPART_DICOM})
+        fresh = await web.get(url, headers=spec)
+        assert fresh.status_code == 200 and fast.dicom_parts(fresh) == fast.dicom_parts(direct)
+        assert len(fast.dicom_parts(fresh)) == 2 and fast.dicom_parts(fresh) != fast.dicom_parts(old[0])
+        assert (await web.get(url, headers=spec)).content == fresh.content
+    assert cache_statuses(fast_path.nginx, 4) == ["MISS", "HIT", "MISS", "HIT"]

@@ -264,6 +264,10 @@ async def test_upload_links_resident_and_order_before_and_after(orthanc, store, 
     assert study["subject"] == {"reference": "Patient/TTWSY-A"}
     assert study["basedOn"] == [{"reference": "ServiceRequest/ord-A1"}]
     assert study["numberOfSeries"] == 2 and study["numberOfInstances"] == 3
+    instances = [i for s in study["series"] for i in s["instance"]]  # FHIR R4B series.instance
+    assert len({i["uid"] for i in instances}) == 3
+    assert {i["sopClass"]["code"] for i in instances} == {f"urn:oid:{orthanc_server.SECONDARY_CAPTURE}"}
+    assert {i["sopClass"]["system"] for i in instances} == {"urn:ietf:rfc:3986"}
     assert {m["code"] for m in study["modality"]} == {"DX", "CT"}
     assert study["started"] == "2026-03-10T09:30:00+08:00"
     sites = {s["bodySite"]["code"] for s in study["series"]}
@@ -285,6 +289,53 @@ async def test_upload_links_resident_and_order_before_and_after(orthanc, store, 
     assert await bridge.retry_pending() == (0, 1)
     late = read(store, "ImagingStudy", study_resource_id(s2))
     assert late and late["basedOn"] == [{"reference": "ServiceRequest/ord-A2"}] and "tag" not in late["meta"]
+
+
+DX_CLASS = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+
+
+async def test_sop_classes_per_instance_or_by_qido_and_reused(orthanc, tmp_path, monkeypatch):
+    """Orthanc 1.10 has no SOPClassUID among its instance main tags: `sop_classes` asks each
+    instance's metadata or, for many, QIDO-RS per series; both give the same answer, and the
+    classes already known (from the ImagingStudy indexed before) are not asked again."""
+    import imaging.orthanc
+
+    study, series = generate_uid(), generate_uid()
+    sops = [generate_uid() for _ in range(3)]
+    files = {
+        "dx.dcm": make_dicom(
+            study_uid=study, series_uid=series, sop_uid=sops[0], extra={"SOPClassUID": DX_CLASS}
+        ),
+        "sc.dcm": make_dicom(study_uid=study, series_uid=series, sop_uid=sops[1]),
+        "other.dcm": make_dicom(study_uid=study, sop_uid=sops[2], extra={"SeriesNumber": 2}),
+    }
+    await upload(orthanc, tmp_path, files)
+    wanted = {
+        sops[0]: DX_CLASS,
+        sops[1]: orthanc_server.SECONDARY_CAPTURE,
+        sops[2]: orthanc_server.SECONDARY_CAPTURE,
+    }
+    async with client_of(orthanc) as client:
+        raw = await client.study(str(await client.lookup_study(study)))
+        assert {i["MainDicomTags"]["SOPInstanceUID"] for i in raw["InstanceDetails"]} == set(sops)
+        assert await client.sop_classes(raw, {}) == wanted  # one metadata call per instance
+        monkeypatch.setattr(imaging.orthanc, "SOP_CLASS_CALLS", 0)
+        assert await client.sop_classes(raw, {}) == wanted  # one QIDO-RS per series
+        known = {sop: "1.2.3.4" for sop in sops}  # known classes are taken as they are
+        assert await client.sop_classes(raw, known) == known
+        monkeypatch.setattr(imaging.orthanc, "SOP_CLASS_CALLS", 16)
+        gone = {
+            **raw,
+            "InstanceDetails": [
+                *raw["InstanceDetails"],
+                {"ID": "0" * 44, "MainDicomTags": {"SOPInstanceUID": "1.2.3"}},
+            ],
+        }
+        assert await client.sop_classes(gone, {}) == wanted  # an instance deleted meanwhile: absent
+        for _ in range(100):  # stable before the next test's bridge starts reading /changes
+            if (await client.study(raw["ID"])).get("IsStable"):
+                break
+            await asyncio.sleep(0.1)
 
 
 def bridge_review_id(uid: str) -> str:
