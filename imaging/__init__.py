@@ -13,7 +13,7 @@ Public API (import only from here): `ImagingSettings`, `OrthancClient`, `Change`
 `study_resource_id`, `dicomweb_endpoint`, `link_subject`, `find_order`, `SubjectLink`,
 `PersonNameGroups`, `human_names`, `read_dataset`, `patient_name`, `deidentify`, `UidMap`,
 `export_study`, `dicom_files`, `upload_files`, `UploadReport`, `Target`, `parse_target`,
-`study_subjects`, `indexed_studies`, `IndexedStudy`, `qido_query`, `QidoQuery`, `stow_parts`,
+`study_subjects`, `indexed_studies`, `IndexedStudy`, `ClaimsMemo`, `qido_query`, `QidoQuery`, `stow_parts`,
 `SAFE_QUERY_VALUE`, `Upstream`, `reconcile`, `ReconcileReport`, `withdrawn_study`, `viewer_endpoint`.
 
 May import: `ehr_store` and `terminology` public APIs, pydicom, pyorthanc (only in
@@ -24,6 +24,7 @@ from imaging.bridge import BridgeReport, ImagingBridge, review_task_id
 from imaging.charset import PersonNameGroups, human_names, patient_name, read_dataset
 from imaging.deidentify import UidMap, deidentify, export_study
 from imaging.dicomweb import (
+    ClaimsMemo,
     IndexedStudy,
     QidoQuery,
     Target,
@@ -54,6 +55,7 @@ __all__ = [
     "BridgeReport",
     "Change",
     "ChangesPage",
+    "ClaimsMemo",
     "ImagingBridge",
     "ImagingSettings",
     "IndexedStudy",

@@ -4,14 +4,15 @@ QIDO-RS query reaches Orthanc 1.10 intact, and what a STOW-RS body contains. No 
 - `parse_target(path, query)`: QIDO-RS / WADO-RS / WADO-URI / STOW-RS target with its UIDs
   (DICOM PS3.18 §10.4 WADO-RS, §10.6 QIDO-RS, §10.5 STOW-RS, §9 WADO-URI).
 - `study_subjects(repo, uids)`: `{StudyInstanceUID: "Patient/<id>" or None}` from ImagingStudy;
-  `indexed_studies(repo, uids)` the same with the ImagingStudy's version (`IndexedStudy`), which
-  the nginx fast path puts in its cache key.
+  `indexed_studies(repo, uids, memo)` the same with the ImagingStudy's version (`IndexedStudy`),
+  which the nginx fast path puts in its cache key (`ClaimsMemo`: what each version says, read
+  once).
 - `qido_query(pairs)`: splits the query into what Orthanc can take on its URL (ASCII-safe
   values, `includefield` repeated) and the filters that must go through `POST /tools/find`
   (any value needing percent-encoding: Chinese names, `*`, `^`, `,`).
 - `stow_parts(body, content_type)`: the DICOM instances of a `multipart/related` body.
 
-May import: pydicom (data dictionary), `ehr_store`, `imaging.*`.
+May import: pydicom (data dictionary), orjson, `ehr_store`, `imaging.*`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 
-from ehr_store import InvalidInput, ResourceRepository, json_loads
+from ehr_store import InvalidInput, ResourceRepository, StoredResource
 from imaging.charset import patient_name
 from imaging.mapping import DICOM_UID_SYSTEM, StudySnapshot
 from imaging.orthanc import SAFE_QUERY_VALUE
@@ -85,21 +87,60 @@ class IndexedStudy:
     version: str | None
 
 
-def indexed_studies(repo: ResourceRepository, uids: Iterable[str]) -> dict[str, IndexedStudy]:
+Claims = tuple[tuple[str, ...], str | None]
+"""What the access decision needs of one ImagingStudy version: the StudyInstanceUIDs its
+identifiers claim (in order) and its subject reference."""
+
+
+def _claims(content: bytes) -> Claims:
+    doc = orjson.loads(content)  # no decimals needed here; 5x the standard library's speed
+    uids = tuple(
+        str(ident.get("value", "")).removeprefix("urn:oid:")
+        for ident in doc.get("identifier", [])
+        if ident.get("system") == DICOM_UID_SYSTEM
+    )
+    return uids, (doc.get("subject") or {}).get("reference")
+
+
+class ClaimsMemo:
+    """`Claims` per ImagingStudy version of one store, so a decision on a study whose version was
+    read before parses nothing (an ImagingStudy lists every instance: 18 KB for 120 instances,
+    ~300 KB for 2,000). Exact: a version's content never changes (a change is a new version),
+    so the memo never answers for content it has not read. Bounded (`size` versions, then
+    emptied); thread-safe (single dict operations)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._memo: dict[tuple[str, int], Claims] = {}
+
+    def claims(self, stored: StoredResource) -> Claims:
+        key = (stored.reference, stored.version_id)
+        found = self._memo.get(key)
+        if found is None:
+            found = _claims(stored.content)
+            if len(self._memo) >= self.size:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+
+def indexed_studies(
+    repo: ResourceRepository, uids: Iterable[str], memo: ClaimsMemo | None = None
+) -> dict[str, IndexedStudy]:
     """`{StudyInstanceUID: IndexedStudy}` for the UIDs that have an ImagingStudy (identifier
-    `urn:dicom:uid|urn:oid:<UID>`); UIDs not in the record are absent. One search per 100 UIDs."""
+    `urn:dicom:uid|urn:oid:<UID>`); UIDs not in the record are absent. One search per 100 UIDs;
+    `memo` keeps what each version read says (the DICOMweb gate's)."""
     wanted = set(uids)
     out: dict[str, IndexedStudy] = {}
     ordered = sorted(wanted)
+    read = memo.claims if memo is not None else lambda m: _claims(m.content)
     for start in range(0, len(ordered), 100):
         chunk = ordered[start : start + 100]
         token = ",".join(f"{DICOM_UID_SYSTEM}|urn:oid:{u}" for u in chunk)
         for m in repo.search("ImagingStudy", [("identifier", token), ("_count", "200")]).matches:
-            doc = json_loads(m.content)
-            for ident in doc.get("identifier", []):
-                uid = str(ident.get("value", "")).removeprefix("urn:oid:")
-                if ident.get("system") == DICOM_UID_SYSTEM and uid in wanted:
-                    subject = (doc.get("subject") or {}).get("reference")
+            claimed, subject = read(m)
+            for uid in claimed:
+                if uid in wanted:
                     version = f"{m.reference}/_history/{m.version_id}" if uid not in out else None
                     out[uid] = IndexedStudy(subject, version)
     return out

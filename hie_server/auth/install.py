@@ -86,6 +86,8 @@ def install(app: FastAPI, settings: HieSettings, store: Store) -> None:
     app.state.audit_writer = writer
     app.state.access_guard = guard  # for routes outside the FHIR base (DICOMweb proxy)
     app.state.token_verifier = verifier
+    introspector = _introspector(settings)
+    app.state.token_introspector = introspector  # the DICOMweb gate checks revocation as /fhir does
     if verifier is not None:  # ahead of the generic `/{type}/{id}` routes
         before = len(app.router.routes)
         app.include_router(smart_router(verifier, settings.http.base_path))
@@ -101,7 +103,7 @@ def install(app: FastAPI, settings: HieSettings, store: Store) -> None:
         site=settings.audit.site,
         public_paths=tuple({*auth.public_paths, f"{settings.http.base_path.rstrip('/')}/metadata"}),
         max_body_bytes=settings.http.max_body_bytes,
-        introspector=_introspector(settings),
+        introspector=introspector,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydicom.uid import generate_uid
 
 from ehr_store import Store
-from imaging import DICOM_UID_SYSTEM, indexed_studies, study_resource_id, study_subjects
+from imaging import DICOM_UID_SYSTEM, ClaimsMemo, indexed_studies, study_resource_id, study_subjects
 
 
 def imaging_study(rid: str, uid: str, patient: str, instances: int = 1) -> dict[str, Any]:
@@ -57,3 +57,25 @@ def test_a_uid_claimed_twice_has_no_version(store: Store) -> None:
     write(store, imaging_study("dup-1", uid, "P1"), imaging_study("dup-2", uid, "P1"))
     found = lookup(store, uid)["indexed"][uid]
     assert found.version is None and found.subject == "Patient/P1"
+
+
+def test_the_memo_reads_each_version_once_and_answers_the_same(store: Store) -> None:
+    """The gate's `ClaimsMemo`: the same answers as without it, a new version read anew."""
+    uid, other = generate_uid(), generate_uid()
+    rid = study_resource_id(uid)
+    write(
+        store,
+        imaging_study(rid, uid, "P1"),
+        imaging_study("dup-a", other, "P2"),
+        imaging_study("dup-b", other, "P3"),
+    )
+    memo = ClaimsMemo(size=2)
+    for _ in range(2):
+        with store.unit_of_work() as uow:
+            assert indexed_studies(uow.resources, [uid, other], memo) == indexed_studies(
+                uow.resources, [uid, other]
+            )
+    write(store, imaging_study(rid, uid, "P9", instances=3))  # relinked: version 2
+    with store.unit_of_work() as uow:
+        found = indexed_studies(uow.resources, [uid], memo)[uid]
+    assert found.subject == "Patient/P9" and found.version == f"ImagingStudy/{rid}/_history/2"
