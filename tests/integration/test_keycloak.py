@@ -272,20 +272,31 @@ def test_provision_is_idempotent_and_creates_a_realm(keycloak):
 def test_introspection_refuses_a_token_after_logout(keycloak, postgres_url, client):
     from keycloak import KeycloakOpenID
 
+    from hie_server.operations.imaging import imaging_router
+    from imaging import ImagingSettings, OrthancClient
+
     store = SqlStore(StoreSettings(database_url=postgres_url, pool_size=2))
     settings = HieSettings(
-        auth=AuthSettings(issuer=keycloak.issuer, introspection=True, client_secret="dev-only-hie-api-secret")
+        auth=AuthSettings(issuer=keycloak.issuer, introspection=True, client_secret="dev-only-hie-api-secret"),
+        imaging=ImagingSettings(orthanc_url="http://127.0.0.1:9", gate_secret="gate-secret-kc"),
     )
-    app = create_app(settings, store)
+    orthanc = OrthancClient("http://127.0.0.1:9", None, None)  # never asked: the gate only decides
+    app = create_app(settings, store, root_routers=[imaging_router(settings, store, orthanc)])
     tokens = login(keycloak.issuer, "hie-cli", username="doctor.ttwsy", password=kcserver.DEMO_PASSWORD)
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    # the DICOMweb gate (nginx's auth_request) asks the introspection endpoint as /fhir does
+    gate = {**bearer, "X-Original-URI": "/dicom-web/studies/1.2.3", "X-Hie-Gate-Secret": "gate-secret-kc"}
     try:
         with TestClient(app, raise_server_exceptions=False) as c:
             assert c.get("/fhir/Patient/TTWSY-A", headers=bearer).status_code == 200
+            r = c.get("/_internal/dicomweb-auth", headers=gate)  # authenticated; study not indexed
+            assert r.status_code == 403 and "imaging-not-indexed" in r.text
             KeycloakOpenID(server_url=keycloak.url, realm_name="qingyuan", client_id="hie-cli").logout(
                 tokens["refresh_token"]
             )
             r = c.get("/fhir/Patient/TTWSY-A", headers=bearer)
+            assert r.status_code == 401 and "no longer active" in r.text
+            r = c.get("/_internal/dicomweb-auth", headers=gate)
             assert r.status_code == 401 and "no longer active" in r.text
     finally:
         app.state.audit_writer.close()
