@@ -277,7 +277,9 @@ def test_introspection_refuses_a_token_after_logout(keycloak, postgres_url, clie
 
     store = SqlStore(StoreSettings(database_url=postgres_url, pool_size=2))
     settings = HieSettings(
-        auth=AuthSettings(issuer=keycloak.issuer, introspection=True, client_secret="dev-only-hie-api-secret"),
+        auth=AuthSettings(
+            issuer=keycloak.issuer, introspection=True, client_secret="dev-only-hie-api-secret"
+        ),
         imaging=ImagingSettings(orthanc_url="http://127.0.0.1:9", gate_secret="gate-secret-kc"),
     )
     orthanc = OrthancClient("http://127.0.0.1:9", None, None)  # never asked: the gate only decides
