@@ -439,8 +439,12 @@ class IngestService:
     # -- steps ----------------------------------------------------------------------------
     def _archive(self, accs: Sequence[Accepted], transport: str, peers: Sequence[str | None]) -> None:
         # write=True: the duplicate check reads before the unit writes (SQLite takes its write
-        # lock up front instead of failing to upgrade a read transaction under concurrent writers)
-        with self.store.unit_of_work(write=True) as uow:
+        # lock up front instead of failing to upgrade a read transaction under concurrent writers).
+        # Durable before any ACK: in original mode the first ACK follows the durable commit of
+        # the message's outcome (its resources, or its error), which makes this one durable with
+        # it; an enhanced-mode CA is sent right after this commit, so that one must be durable.
+        durable = any(a.header.enhanced_mode for a in accs)
+        with self.store.unit_of_work(write=True, durable=durable) as uow:
             keys = [
                 (a.header.sending_application, a.header.sending_facility, a.header.control_id)
                 for a in accs

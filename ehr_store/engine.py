@@ -8,8 +8,11 @@ of failing on lock upgrade).
 Durability: in WAL mode `synchronous=NORMAL` does not sync the WAL at commit, so a power
 loss can undo the last commits — an HL7 message could have been acknowledged (AA, or CA
 "durable") and be gone. `FULL` syncs the WAL at every commit; measured on this machine a
-commit costs ~0.15 ms (NORMAL) against ~0.4 ms (FULL), and ingestion shares one commit
-among a batch of messages, so the guarantee is kept. WAL checkpoints (copying the WAL
+commit costs ~0.15 ms (NORMAL) against ~0.4 ms (FULL) on a quiet disk, 2-8 ms when other
+work shares it, and ingestion shares one commit among a batch of messages, so the guarantee
+is kept. A commit whose records nobody has been told about yet (an original-mode message's
+archive row: its ACK follows a later FULL commit that syncs the WAL with it) may be relaxed
+(`relax_before_begin`, `relax_before_commit`). WAL checkpoints (copying the WAL
 into the database file, ~10-50 ms each) are taken off the committing writer by
 `WalCheckpointer` (a background thread with its own connection, PASSIVE mode, so it never
 blocks writers); the writers' automatic checkpoint stays as a backstop at a larger size.
@@ -65,6 +68,33 @@ def normalise_url(database_url: str) -> URL:
 def dialect_name(engine: Engine | Connection) -> str:
     """`sqlite` or `postgresql`."""
     return str(engine.dialect.name)
+
+
+def relax_before_begin(conn: Connection) -> None:
+    """SQLite: the next transaction on `conn` commits without syncing the WAL
+    (`synchronous=NORMAL`; SQLite refuses to change it inside a transaction). The next FULL
+    commit syncs the WAL file and with it this transaction. Undone by `restore_durability`.
+    See `Store.unit_of_work(durable=False)`."""
+    if dialect_name(conn) == "sqlite":
+        _driver(conn).execute("PRAGMA synchronous=NORMAL")
+
+
+def relax_before_commit(conn: Connection) -> None:
+    """PostgreSQL: this transaction commits asynchronously (`SET LOCAL synchronous_commit TO
+    off`: the next synchronous commit flushes the WAL past it; PostgreSQL 15 docs §30.4)."""
+    if dialect_name(conn) == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+
+
+def restore_durability(conn: Connection) -> None:
+    """SQLite: back to `synchronous=FULL` (outside a transaction) before `conn` is reused."""
+    if dialect_name(conn) == "sqlite":
+        _driver(conn).execute("PRAGMA synchronous=FULL")
+
+
+def _driver(conn: Connection) -> Any:
+    # the DB-API connection, in autocommit mode (SQLAlchemy's execute would begin a transaction)
+    return conn.connection.driver_connection
 
 
 def _sqlite_engine(url: URL, settings: StoreSettings) -> Engine:

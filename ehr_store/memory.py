@@ -277,8 +277,9 @@ class MemoryStore:
         self.code_sets = self._state.search.code_sets  # see ehr_store.use_code_set_resolver
 
     @contextmanager
-    def unit_of_work(self, *, write: bool = False) -> Iterator[MemoryUnitOfWork]:
-        """A new transaction (units are serialised), rolled back on exit unless committed."""
+    def unit_of_work(self, *, write: bool = False, durable: bool = True) -> Iterator[MemoryUnitOfWork]:
+        """A new transaction (units are serialised), rolled back on exit unless committed
+        (`durable` has no meaning in memory)."""
         with self._state.lock:
             uow = MemoryUnitOfWork(self._state)
             try:

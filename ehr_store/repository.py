@@ -256,12 +256,18 @@ class UnitOfWork(Protocol):
 class Store(Protocol):
     """A database (or memory) holding resources and the message archive."""
 
-    def unit_of_work(self, *, write: bool = False) -> AbstractContextManager[UnitOfWork]:
+    def unit_of_work(
+        self, *, write: bool = False, durable: bool = True
+    ) -> AbstractContextManager[UnitOfWork]:
         """A new transaction; rolled back on exit unless committed.
 
         `write=True` says the unit will write after reading (a transaction Bundle, a
         conditional write): SQLite then takes its write lock up front. Plain writes work
-        without it."""
+        without it. `durable=False`: its commit is atomic and visible at once but does not
+        wait for the disk, so a power loss or OS crash may undo it until the next durable
+        commit on the database, which makes it durable too (SQLite's and PostgreSQL's WAL
+        are flushed in order). Only for records nobody has been told about yet, e.g. a
+        message archived before the durable commit its ACK waits for."""
         ...
 
     def check_schema(self) -> None:

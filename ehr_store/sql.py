@@ -40,6 +40,9 @@ from ehr_store.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     WalCheckpointer,
     make_engine,
+    relax_before_begin,
+    relax_before_commit,
+    restore_durability,
     sqlite_file,
 )
 from ehr_store.errors import Conflict, DomainError, Unavailable, VersionConflict
@@ -81,9 +84,11 @@ def translate_db_error(exc: sa.exc.DBAPIError) -> DomainError | None:
 class SqlUnitOfWork:
     """One transaction on one connection; `resources` and `messages` never commit."""
 
-    def __init__(self, store: SqlStore, *, write: bool = False) -> None:
+    def __init__(self, store: SqlStore, *, write: bool = False, durable: bool = True) -> None:
         self._store = store
         self._write = write
+        self._durable = durable
+        self._relaxed = False  # SQLite synchronous=NORMAL set on the connection (restore on close)
         self._conn: Connection | None = None
         self._holds_writer = False  # the store's SQLite writer lock (module doc)
         self._index = PendingIndex(store.indexer)
@@ -102,6 +107,9 @@ class SqlUnitOfWork:
             if (write or self._write) and self._conn.dialect.name == "sqlite":
                 self._take_writer_lock()
                 self._conn.info[BEGIN_MODE_KEY] = "IMMEDIATE"
+            if not self._durable and not self._relaxed:
+                relax_before_begin(self._conn)
+                self._relaxed = True
             try:
                 self._conn.begin()
             except BaseException:
@@ -189,11 +197,15 @@ class SqlUnitOfWork:
         return self._store.indexer.count(conn, resource_type, params)
 
     def commit(self) -> None:
-        """Commit everything written through this unit. Raises: Unavailable, Conflict."""
+        """Commit everything written through this unit (without waiting for the disk when
+        the unit is not `durable`: `Store.unit_of_work`). Raises: Unavailable, Conflict."""
         queued = bool(self._inserts or self._replaces or self._history)
         if queued or (self._conn is not None and self._conn.in_transaction()):
             try:
-                self.flushed_connection().commit()
+                conn = self.flushed_connection()
+                if not self._durable:
+                    relax_before_commit(conn)
+                conn.commit()
             except sa.exc.DBAPIError as exc:
                 raise (translate_db_error(exc) or exc) from exc
             finally:
@@ -219,7 +231,13 @@ class SqlUnitOfWork:
         if self._conn is not None:
             try:
                 self.rollback()
+                if self._relaxed:
+                    restore_durability(self._conn)
+                    self._relaxed = False
             finally:
+                if self._relaxed:  # could not restore: drop the connection, never reuse it relaxed
+                    self._conn.invalidate()
+                self._relaxed = False
                 self._conn.close()
                 self._conn = None
 
@@ -237,14 +255,15 @@ class SqlStore:
         self._checkpointer = WalCheckpointer(path, self) if path is not None else None
 
     @contextmanager
-    def unit_of_work(self, *, write: bool = False) -> Iterator[SqlUnitOfWork]:
+    def unit_of_work(self, *, write: bool = False, durable: bool = True) -> Iterator[SqlUnitOfWork]:
         """A new transaction, rolled back on exit unless committed.
 
         `write=True` takes SQLite's write lock at the first statement (use it for units that
-        read before they write, such as transaction Bundles).
+        read before they write, such as transaction Bundles). `durable=False`: see
+        `Store.unit_of_work` (engine.relax_before_begin / relax_before_commit).
         Raises: Unavailable (database down), Conflict (lost a write race).
         """
-        uow = SqlUnitOfWork(self, write=write)
+        uow = SqlUnitOfWork(self, write=write, durable=durable)
         try:
             yield uow
         except sa.exc.DBAPIError as exc:

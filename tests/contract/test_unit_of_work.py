@@ -94,3 +94,37 @@ def test_prefetched_writes_are_seen_and_commit_together(store: Store) -> None:
     with store.unit_of_work() as uow:
         assert set(uow.resources.read_many(keys)) == set(keys)
         assert uow.resources.read("Patient", "pf-2").version_id == 1
+
+
+def _durability_setting(store: Store) -> str | None:
+    """SQLite `PRAGMA synchronous` / PostgreSQL `synchronous_commit` of a fresh unit's
+    connection (None for the memory store)."""
+    from ehr_store import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return None
+    with store.unit_of_work() as uow:
+        conn = uow.connection(write=False)  # type: ignore[attr-defined]
+        query = "PRAGMA synchronous" if conn.dialect.name == "sqlite" else "SHOW synchronous_commit"
+        return str(conn.exec_driver_sql(query).scalar())
+
+
+def test_relaxed_unit_commits_and_leaves_later_units_durable(store: Store) -> None:
+    """`unit_of_work(durable=False)`: committed and visible like any unit; the connection it
+    used goes back to durable commits (SQLite synchronous=FULL = 2, PostgreSQL on)."""
+    before = _durability_setting(store)
+    for _ in range(3):  # the pool hands the same connection back
+        with store.unit_of_work(write=True, durable=False) as uow:
+            uow.resources.create(patient(), id=f"relaxed-{_}")
+            uow.messages.add(b"MSH|^~\\&|A|F", transport="mllp", peer=None, sending_application="A",
+                             sending_facility="F", control_id=f"r{_}", message_type="ADT^A01", charset=None)
+            uow.commit()
+        assert _durability_setting(store) == before
+    with store.unit_of_work(durable=False) as uow:
+        uow.resources.create(patient(), id="relaxed-rolled-back")
+    with store.unit_of_work() as uow:
+        assert uow.resources.read("Patient", "relaxed-2").version_id == 1
+        assert [m.control_id for m in uow.messages.list()] == ["r2", "r1", "r0"]
+        with pytest.raises(NotFound):
+            uow.resources.read("Patient", "relaxed-rolled-back")
+    assert before in (None, "2", "on")

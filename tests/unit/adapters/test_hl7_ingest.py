@@ -146,8 +146,8 @@ class BrokenStore:
         self.broken = True
 
     @contextmanager
-    def unit_of_work(self, *, write: bool = False) -> Iterator[Any]:
-        with self.inner.unit_of_work(write=write) as uow:
+    def unit_of_work(self, *, write: bool = False, durable: bool = True) -> Iterator[Any]:
+        with self.inner.unit_of_work(write=write, durable=durable) as uow:
             yield _BrokenUnit(uow) if self.broken else uow
 
 
@@ -233,6 +233,44 @@ def test_enhanced_mode_accept_ack_then_application_ack(ingest_store: Store) -> N
     bad_version = base.replace("|P|2.5|", "|P|9.9|").replace("|M1001|", "|M3001|")
     result = svc.ingest(bad_version.encode(), transport="test")
     assert [read_ack(f).code for f in result.frames] == ["CR"]
+
+
+class RecordingStore:
+    """The inner store, recording each unit's (write, durable) and whether it committed."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.units: list[tuple[bool, bool]] = []
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool = False, durable: bool = True) -> Iterator[Any]:
+        self.units.append((write, durable))
+        with self.inner.unit_of_work(write=write, durable=durable) as uow:
+            yield uow
+
+
+def test_archive_waits_for_the_disk_only_when_an_accept_ack_follows_it(ingest_store: Store) -> None:
+    """Original mode: the archive unit is relaxed (durable=False); the ACK follows the
+    durable unit that writes the outcome, which makes the archive durable with it. Enhanced
+    mode: the CA is sent right after the archive commit, so that unit is durable."""
+    recording = RecordingStore(ingest_store)
+    svc = IngestService(recording)  # type: ignore[arg-type]
+    original = [M.ADT_A01_FULL.replace("|M1001|", f"|D{i}|").encode() for i in range(3)]
+    accs = svc.accept_many(original, transport="test")
+    assert recording.units == [(True, False)] and all(a.frames == [] for a in accs)
+    frames = svc.process_many(accs)
+    assert [read_ack(f[0]).code for f in frames] == ["AA"] * 3
+    assert recording.units[1:] == [(True, True)]  # resources + outcome: durable, then the AA
+    recording.units.clear()
+    enhanced = M.ADT_A01_FULL.replace("|P|2.5|||||CHN|", "|P|2.5|||AL|AL|CHN|").replace("|M1001|", "|D9|")
+    accs = svc.accept_many([original[0].replace(b"|D0|", b"|D8|"), enhanced.encode()], transport="test")
+    assert recording.units == [(True, True)] and read_ack(accs[1].frames[0]).code == "CA"
+    recording.units.clear()
+    bad = M.ADT_A01_FULL.replace("|P|2.5|", "|P|9.9|").replace("|M1001|", "|D7|").encode()
+    result = svc.ingest(bad, transport="test")  # refused at accept: its AR follows a durable unit
+    assert read_ack(result.ack).code == "AR" and recording.units == [(True, False), (False, True)]
+    with ingest_store.unit_of_work() as uow:
+        assert uow.messages.get(result.message_id).status == "rejected"  # type: ignore[arg-type]
 
 
 def test_garbage_gets_an_ar_and_is_archived(ingest_store: Store) -> None:
