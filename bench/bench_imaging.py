@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -66,7 +67,7 @@ from pydicom.uid import generate_uid
 
 from ehr_store import SqlStore, Store, StoreSettings, json_loads, upgrade_schema
 from hie_server.app import create_app
-from hie_server.auth import AuditSettings
+from hie_server.auth import AuditSettings, AuthSettings
 from hie_server.operations.imaging import imaging_router
 from hie_server.settings import HieSettings
 from imaging import ImagingBridge, ImagingSettings, OrthancClient, study_resource_id
@@ -74,10 +75,12 @@ from imaging import ImagingBridge, ImagingSettings, OrthancClient, study_resourc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import nginx_server
 import orthanc_server
+from local_issuer import LocalIssuer, served_issuer
 from orthanc_server import make_dicom
 
 WARM = "through nginx, cache hit (exchange auth_request, then sendfile)"
-COLD = "through nginx, cache miss (exchange auth_request, Orthanc, stored)"
+COLD = "through nginx, first retrieval of a version (exchange auth_request, Orthanc, streamed)"
+STORED = "through nginx, second retrieval of a version (exchange auth_request, Orthanc, stored)"
 GATE_SECRET = secrets.token_urlsafe(24)  # the nginx -> exchange auth_request secret of this run
 
 
@@ -197,7 +200,7 @@ def cpu_of(pids: list[int]) -> float:
     return sum(cpu_seconds(p) for p in pids if p)
 
 
-def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int, float]:
+def retrieve(url: str, auth: tuple[str, str] | str | None) -> tuple[float, int, float]:
     """Fetch `url` whole with curl (a native client, as a viewer would be), discarding the
     body; returns (seconds, bytes, client CPU seconds). The seconds are curl's own
     `time_total` (connect, request, transfer), not the wall time of the subprocess: starting
@@ -207,7 +210,9 @@ def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int, float]
     if shutil.which("curl"):
         report = "%{size_download} %{time_total}"
         command = ["curl", "-sS", "-o", "/dev/null", "-w", report, "-H", accept, url]
-        if auth:
+        if isinstance(auth, str):  # a Bearer token (the nginx path with the gate's auth on)
+            command[1:1] = ["-H", f"Authorization: Bearer {auth}"]
+        elif auth:
             command[1:1] = ["-u", f"{auth[0]}:{auth[1]}"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         size, seconds = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
@@ -216,7 +221,11 @@ def retrieve(url: str, auth: tuple[str, str] | None) -> tuple[float, int, float]
         return float(seconds), int(size), cpu
     t0, c0 = time.perf_counter(), time.process_time()
     total = 0
-    with httpx.stream("GET", url, auth=auth, timeout=120, headers={"Accept": accept.split(": ", 1)[1]}) as r:
+    headers = {"Accept": accept.split(": ", 1)[1]}
+    if isinstance(auth, str):
+        headers["Authorization"] = f"Bearer {auth}"
+    basic = auth if isinstance(auth, tuple) else None
+    with httpx.stream("GET", url, auth=basic, timeout=120, headers=headers) as r:
         assert r.status_code == 200, r.status_code
         for chunk in r.iter_raw():
             total += len(chunk)
@@ -274,7 +283,9 @@ def reference_relay(upstream_port: int, zero_copy: bool) -> tuple[mp.process.Bas
     return process, port
 
 
-def _run_exchange(database_url: str, server: orthanc_server.OrthancServer, port: int) -> None:
+def _run_exchange(
+    database_url: str, server: orthanc_server.OrthancServer, port: int, issuer: str | None = None
+) -> None:
     store = SqlStore(StoreSettings(database_url=database_url))
     imaging = ImagingSettings(
         orthanc_url=server.url,
@@ -282,19 +293,21 @@ def _run_exchange(database_url: str, server: orthanc_server.OrthancServer, port:
         orthanc_password=server.password,
         gate_secret=GATE_SECRET,
     )
-    settings = HieSettings(imaging=imaging, audit=AuditSettings(enabled=True))
+    settings = HieSettings(
+        imaging=imaging, audit=AuditSettings(enabled=True), auth=AuthSettings(issuer=issuer)
+    )
     client = OrthancClient(server.url, server.username, server.password)
     app = create_app(settings, store, root_routers=[imaging_router(settings, store, client)])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio")
 
 
 def serve_exchange(
-    database_url: str, server: orthanc_server.OrthancServer, port: int
+    database_url: str, server: orthanc_server.OrthancServer, port: int, issuer: str | None = None
 ) -> mp.process.BaseProcess:
     """The exchange in its own process (as `hie serve` would be), so the benchmark client does
-    not share its interpreter lock."""
+    not share its interpreter lock; `issuer`: verify Bearer tokens of that OpenID issuer."""
     process = mp.get_context("fork").Process(
-        target=_run_exchange, args=(database_url, server, port), daemon=True
+        target=_run_exchange, args=(database_url, server, port, issuer), daemon=True
     )
     process.start()
     for _ in range(200):
@@ -321,6 +334,50 @@ def bump_version(store: Store, study_uid: str) -> None:
         uow.commit()
 
 
+def bench_gate(
+    port: int, pid: int, study_uid: str, token: str | None, decisions: int
+) -> tuple[float, float, float]:
+    """The gate alone, as nginx's `auth_request` calls it: `decisions` GETs of
+    `/_internal/dicomweb-auth` for the study over one keep-alive connection (nginx keeps its
+    upstream connections), 2 ms apart (like separate retrievals: each AuditEvent is written
+    between two decisions). Returns (median, 90th percentile wall seconds from request to the
+    answer's head, CPU seconds of the gate process per decision, its AuditEvent included)."""
+    headers = {
+        "Host": "hie.example",
+        "X-Original-URI": f"/dicom-web/studies/{study_uid}",
+        "X-Original-Method": "GET",
+        "X-Hie-Gate-Secret": GATE_SECRET,
+        "X-Forwarded-For": "10.0.0.7",
+        **({"Authorization": f"Bearer {token}"} if token else {}),
+    }
+    head = "GET /_internal/dicomweb-auth HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (head + "\r\n").encode()
+
+    def ask(conn: socket.socket) -> None:
+        conn.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 204"), answer[:300]
+
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(50):
+            ask(conn)
+        time.sleep(0.2)
+        walls = []
+        before = cpu_seconds(pid)
+        for _ in range(decisions):
+            t0 = time.perf_counter()
+            ask(conn)
+            walls.append(time.perf_counter() - t0)
+            time.sleep(0.002)
+        time.sleep(0.2)  # the last AuditEvent
+        cpu = (cpu_seconds(pid) - before) / decisions
+    walls.sort()
+    return statistics.median(walls), walls[int(0.9 * len(walls))], cpu
+
+
 def purge_cache(cache_dir: Path, keep: set[Path]) -> None:
     """Remove the cache files of retired versions (nginx never asks for their keys again), so
     the cold loop does not fill the disk; nginx's own eviction would run in its cache manager
@@ -339,8 +396,26 @@ def main() -> None:
         "--no-reference", action="store_true", help="skip the reference TCP relays (copy, splice)"
     )
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx (auth_request) path")
+    parser.add_argument(
+        "--gate-auth",
+        choices=("on", "off"),
+        default="on",
+        help="the gate verifies a township doctor's Bearer token (a local OpenID issuer) and applies "
+        "the resident rule (on, as in production) or runs without an identity provider (off: anonymous "
+        "hie-admin, as this bench did until 2026-11-29 session 3)",
+    )
+    parser.add_argument("--gate-decisions", type=int, default=300, help="decisions timed on the gate alone")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        issuer = (
+            stack.enter_context(served_issuer()) if args.gate_auth == "on" and not args.no_nginx else None
+        )
+        run(args, issuer)
+
+
+def run(args: argparse.Namespace, issuer: LocalIssuer | None) -> None:
+    """The benchmark (see `main` and the module docstring)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-imaging-"))
     url = args.database_url or f"sqlite:///{tmp / 'hie.db'}"
     upgrade_schema(url)
@@ -360,7 +435,8 @@ def main() -> None:
         # the studies must be in the record for the proxies to serve them
         asyncio.run(bench_indexing_one(server, store, 2))
         auth = (server.username, server.password)
-        targets: dict[str, tuple[str, tuple[str, str] | None, list[int]]] = {
+        token = issuer.token(exp=int(time.time()) + 7200) if issuer else None  # township doctor, TTWSY
+        targets: dict[str, tuple[str, tuple[str, str] | str | None, list[int]]] = {
             "direct": (direct_url, auth, [server.process.pid if server.process else 0])
         }
         targets["exchange"] = (proxy_url, None, [exchange.pid or 0])
@@ -371,14 +447,15 @@ def main() -> None:
         if not args.no_nginx:
             try:  # a second exchange process answers nginx's auth_request, so its CPU stays apart
                 gate_port = free_port()
-                gate = serve_exchange(url, server, gate_port)
+                gate = serve_exchange(url, server, gate_port, issuer.issuer if issuer else None)
                 gate_pid = gate.pid or 0
                 nginx = nginx_server.start_nginx(
                     gate_port, server.http_port, GATE_SECRET, (server.username, server.password)
                 )
                 assert nginx.process is not None
-                targets[WARM] = (f"{nginx.url}/dicom-web/studies/{uid}", None, [])
-                targets[COLD] = (f"{nginx.url}/dicom-web/studies/{cold_uid}", None, [])
+                targets[WARM] = (f"{nginx.url}/dicom-web/studies/{uid}", token, [])
+                targets[COLD] = (f"{nginx.url}/dicom-web/studies/{cold_uid}", token, [])
+                targets[STORED] = targets[COLD]
             except nginx_server.NginxUnavailable as exc:
                 print(f"nginx path skipped: {exc}")
         if not args.no_reference:
@@ -395,10 +472,11 @@ def main() -> None:
         keep: set[Path] = set()
         if nginx is not None and nginx.process is not None:  # its workers exist by now
             nginx_pids = process_tree(nginx.process.pid)
-            targets[WARM] = (targets[WARM][0], None, nginx_pids)
-            targets[COLD] = (targets[COLD][0], None, nginx_pids)
+            targets[WARM] = (targets[WARM][0], token, nginx_pids)
+            targets[COLD] = targets[STORED] = (targets[COLD][0], token, nginx_pids)
             purge_cache(nginx.cache_dir, keep)
-            retrieve(targets[WARM][0], None)  # the warm study's one cache entry
+            for _ in range(2):  # the warm study's one cache entry (stored at its first or second use)
+                retrieve(targets[WARM][0], token)
             keep = {p for p in nginx.cache_dir.rglob("*") if p.is_file()}
             assert len(keep) == 1, keep
         rates: dict[str, list[float]] = {name: [] for name in targets}
@@ -409,7 +487,7 @@ def main() -> None:
         # retrieval; the exchange and the relays serve only their own, so theirs is counted over
         # the whole loop, including work done after the answer (the AuditEvent is written in the
         # background); the gate's likewise, per decision (one per nginx retrieval, hit or miss)
-        per_retrieval = {"direct", WARM, COLD}
+        per_retrieval = {"direct", WARM, COLD, STORED}
         whole = {name: cpu_of(pids) for name, (_t, _a, pids) in targets.items() if name not in per_retrieval}
         gate_start = cpu_of([gate_pid])
         for _ in range(args.rounds):  # alternate, so every side sees the same background load
@@ -421,14 +499,16 @@ def main() -> None:
                 if name in per_retrieval:
                     cpu[name] += cpu_of(pids) - before
                 client_cpu += curl_cpu / len(targets)
-                assert size >= (cold_total if name == COLD else total), (name, size, total)
+                assert size >= (cold_total if name in (COLD, STORED) else total), (name, size, total)
                 rates[name].append(size / elapsed / 1e6)
-                if name == COLD and nginx is not None:
+                if name in (COLD, STORED) and nginx is not None:  # stored at the second only
+                    cached = {p for p in nginx.cache_dir.rglob("*") if p.is_file()} - keep
+                    assert len(cached) == (name == STORED), (name, cached)
                     purge_cache(nginx.cache_dir, keep)
         time.sleep(0.2)  # let the audit writer flush the last AuditEvent
         for name, start in whole.items():
             cpu[name] = cpu_of(targets[name][2]) - start
-        decisions = args.rounds * sum(name in targets for name in (WARM, COLD))
+        decisions = args.rounds * sum(name in targets for name in (WARM, COLD, STORED))
         gate_ms = 1000 * (cpu_of([gate_pid]) - gate_start) / max(decisions, 1)
         loads.append(os.getloadavg()[0])
         median = {name: statistics.median(r) for name, r in rates.items()}
@@ -443,21 +523,30 @@ def main() -> None:
         )
         if nginx is not None:  # what nginx says it did: every warm retrieval a hit, every cold one a miss
             logged = nginx.access_log_lines()
-            for name, wanted in ((WARM, "HIT"), (COLD, "MISS")):
+            for name, wanted in ((WARM, "HIT"), (COLD, "MISS")):  # (STORED shares COLD's path)
                 path = "/" + targets[name][0].split("/", 3)[3]
-                seen = [line.rsplit(" ", 1)[1] for line in logged if f" {path} " in line][-args.rounds :]
-                assert seen == [wanted] * args.rounds, (name, seen)
-        for name in (WARM, COLD):
+                rounds = args.rounds * (2 if name == COLD else 1)
+                seen = [line.rsplit(" ", 1)[1] for line in logged if f" {path} " in line][-rounds:]
+                assert seen == [wanted] * rounds, (name, seen)
+        for name in (WARM, COLD, STORED):
             if name in median:
                 print(
                     f"  {name}: {median[name]:.0f} MB/s ({100 * median[name] / direct:.0f} % of direct); "
-                    f"CPU per retrieval: nginx {ms[name]:.1f} ms, exchange (auth_request + AuditEvent) "
-                    f"{gate_ms:.1f} ms"
+                    f"CPU per retrieval: nginx {ms[name]:.1f} ms, exchange (auth_request + AuditEvent, "
+                    f"gate auth {args.gate_auth}) {gate_ms:.1f} ms"
                 )
         for name in [n for n in list(targets)[2:] if n not in per_retrieval]:
             print(
                 f"  reference, {name}: {median[name]:.0f} MB/s ({100 * median[name] / direct:.0f} % of "
                 f"direct), relay CPU per retrieval {ms[name]:.1f} ms"
+            )
+        if gate is not None and args.gate_decisions > 0:
+            wall, p90, per = bench_gate(gate_port, gate_pid, uid, token, args.gate_decisions)
+            who = "a township doctor's Bearer token" if token else "no identity provider (anonymous)"
+            print(
+                f"  the gate alone ({args.gate_decisions} decisions, {who}): wall {1000 * wall:.2f} ms "
+                f"median, {1000 * p90:.2f} ms p90 before nginx may start; CPU {1000 * per:.2f} ms per "
+                f"decision with its AuditEvent; load {os.getloadavg()[0]:.2f}"
             )
         if nginx is not None:
             nginx_server.stop_nginx(nginx)

@@ -3,12 +3,14 @@
 Orthanc, with PostgreSQL and a local token issuer (the fixtures of test_dicomweb_nginx.py).
 
 What must hold: the gate decides and audits every request, hit or miss (a refused caller gets
-the refusal and no byte even when the study is cached); a hit is byte-identical to Orthanc's
-answer and does not reach Orthanc; the key follows the ImagingStudy version, so once the bridge
-has indexed an added instance the next answer holds it; only 200 answers are cached; a request
-the gate has no version for bypasses the cache; the cache directory holds no credential and is
-readable by its owner only. Residents as in test_orthanc_imaging.py: A (MRN A001 at TTWSY,
-referred to QYRMYY with consent); the caller is a QYRMYY specialist.
+the refusal and no byte even when the study is cached); an answer is stored at its second
+retrieval (`proxy_cache_min_uses 2`: a first one is streamed, never written); a hit is
+byte-identical to Orthanc's answer and does not reach Orthanc; the key follows the ImagingStudy
+version, so once the bridge has indexed an added (or replaced) instance the next answer holds
+it; only 200 answers are cached; a request the gate has no version for bypasses the cache; the
+cache directory holds no credential and is readable by its owner only. Residents as in
+test_orthanc_imaging.py: A (MRN A001 at TTWSY, referred to QYRMYY with consent); the caller is
+a QYRMYY specialist.
 """
 
 from __future__ import annotations
@@ -83,14 +85,15 @@ async def test_cached_answers_are_decided_audited_and_follow_the_study_version(
         return fast.dicom_parts(answer)
 
     async with httpx.AsyncClient(base_url=fast_path.nginx.url, timeout=30) as web:
-        miss = await web.get(url, headers=spec)
-        hit = await web.get(url, headers=spec)
-        assert miss.status_code == hit.status_code == 200, (miss.status_code, fast_path.nginx.log_tail())
-        assert fast.dicom_parts(miss) == fast.dicom_parts(hit) == direct() and len(direct()) == 1
+        first, miss, hit = [await web.get(url, headers=spec) for _ in range(3)]
+        assert first.status_code == miss.status_code == hit.status_code == 200, fast_path.nginx.log_tail()
+        assert fast.dicom_parts(first) == fast.dicom_parts(hit) == direct() and len(direct()) == 1
         assert hit.content == miss.content  # the very bytes (same multipart boundary): from the cache
+        assert first.content != miss.content  # streamed at the first retrieval, not stored
         assert hit.headers.get_list("cache-control") == ["private, no-store"]
         assert "content-encoding" not in hit.headers and "www-authenticate" not in hit.headers
-        assert len(orthanc_gets(fast_path)) == 1 and cache_statuses(fast_path.nginx, 2) == ["MISS", "HIT"]
+        assert len(orthanc_gets(fast_path)) == 2
+        assert cache_statuses(fast_path.nginx, 3) == ["MISS", "MISS", "HIT"]
 
         # a cached study is still decided per request: refused callers get no byte of it
         r = await web.get(url, headers={**fast_path.token(STRANGER), "Accept": MULTIPART_DICOM})
@@ -100,14 +103,14 @@ async def test_cached_answers_are_decided_audited_and_follow_the_study_version(
         assert r.status_code == 401 and b"DICM" not in r.content
         r = await web.head(url, headers={**fast_path.token(STRANGER), "Accept": MULTIPART_DICOM})
         assert r.status_code == 403
-        assert len(orthanc_gets(fast_path)) == 1
+        assert len(orthanc_gets(fast_path)) == 2
 
         # another Accept is another answer (own key); Orthanc gets exactly the Accept of the key
         octets = {**spec, "Accept": "multipart/related; type=application/octet-stream"}
         frames = f"{url}/series/{series}/instances/{sop1}/frames/1"
-        r1, r2 = await web.get(frames, headers=octets), await web.get(frames, headers=octets)
-        assert r1.status_code == r2.status_code == 200 and r1.content == r2.content
-        assert len(orthanc_gets(fast_path)) == 2
+        r1, r2, r3 = [await web.get(frames, headers=octets) for _ in range(3)]
+        assert r1.status_code == r2.status_code == r3.status_code == 200 and r2.content == r3.content
+        assert len(orthanc_gets(fast_path)) == 4
         sent = bytes(fast_path.pump.sent).decode("latin-1").lower()
         assert "accept: multipart/related; type=application/octet-stream" in sent
         assert "bearer" not in sent and "x-break-glass" not in sent
@@ -115,7 +118,7 @@ async def test_cached_answers_are_decided_audited_and_follow_the_study_version(
         # only 200 answers are cached: an instance Orthanc does not have is asked for twice
         missing = f"{url}/series/{series}/instances/{generate_uid()}"
         statuses = [(await web.get(missing, headers=spec)).status_code for _ in range(2)]
-        assert statuses == [404, 404] and len(orthanc_gets(fast_path)) == 4
+        assert statuses == [404, 404] and len(orthanc_gets(fast_path)) == 6
 
         # an instance added in Orthanc: until the bridge has indexed it, the cached answer of the
         # ImagingStudy version the gate decided on (docs/imaging.md "Caching": the window)
@@ -125,19 +128,18 @@ async def test_cached_answers_are_decided_audited_and_follow_the_study_version(
         await upload(orthanc, tmp_path, {"a2.dcm": second})
         assert len(direct()) == 2
         window = await web.get(url, headers=spec)
-        assert window.content == miss.content and len(orthanc_gets(fast_path)) == 4
+        assert window.content == miss.content and len(orthanc_gets(fast_path)) == 6
         await index_until(bridge, 1)  # StableStudy -> the ImagingStudy's new version
-        fresh = await web.get(url, headers=spec)
-        again = await web.get(url, headers=spec)
-        assert fresh.status_code == again.status_code == 200
+        fresh, stored, again = [await web.get(url, headers=spec) for _ in range(3)]
+        assert fresh.status_code == stored.status_code == again.status_code == 200
         assert fast.dicom_parts(fresh) == direct() and len(fast.dicom_parts(fresh)) == 2
-        assert again.content == fresh.content and len(orthanc_gets(fast_path)) == 5
+        assert again.content == stored.content and len(orthanc_gets(fast_path)) == 8
 
     # every retrieval, hit or miss, is one allowed-read AuditEvent of the study's resident
     reads = allowed_reads(store, fast_path.app, study)
-    assert len(reads) == 9  # 2 + 2 frames + 2 missing instance + window + fresh + again
+    assert len(reads) == 12  # 3 + 3 frames + 2 missing instance + window + 3 of the new version
     assert all("Patient/TTWSY-A" in json.dumps(e) for e in reads)
-    assert cache_statuses(fast_path.nginx, 12)[-3:] == ["HIT", "MISS", "HIT"]
+    assert cache_statuses(fast_path.nginx, 15)[-4:] == ["HIT", "MISS", "MISS", "HIT"]
 
     # the cache: no credential of the caller's or of Orthanc's, readable by nginx's user only
     basic = nginx_server.basic_authorization(*auth).split(" ", 1)[1].encode()
@@ -213,8 +215,8 @@ async def test_an_instance_replaced_in_a_series_moves_the_key(
     auth = (orthanc.username, orthanc.password)
     url = f"/dicom-web/studies/{study}"
     async with httpx.AsyncClient(base_url=fast_path.nginx.url, timeout=30) as web:
-        old = [await web.get(url, headers=spec) for _ in range(2)]
-        assert [r.status_code for r in old] == [200, 200] and old[0].content == old[1].content
+        old = [await web.get(url, headers=spec) for _ in range(3)]  # streamed, stored, hit
+        assert [r.status_code for r in old] == [200, 200, 200] and old[1].content == old[2].content
 
         found = httpx.post(f"{orthanc.url}/tools/lookup", content=sop2, auth=auth).json()
         assert httpx.delete(f"{orthanc.url}/instances/{found[0]['ID']}", auth=auth).status_code == 200
@@ -227,8 +229,7 @@ async def test_an_instance_replaced_in_a_series_moves_the_key(
         assert listed == sorted([sop1, sop3]) and new_version > version
 
         direct = httpx.get(f"{orthanc.url}{url}", auth=auth, headers={"Accept": MULTIPART_DICOM})
-        fresh = await web.get(url, headers=spec)
+        fresh = await web.get(url, headers=spec)  # not the cached old pair: a new key
         assert fresh.status_code == 200 and fast.dicom_parts(fresh) == fast.dicom_parts(direct)
         assert len(fast.dicom_parts(fresh)) == 2 and fast.dicom_parts(fresh) != fast.dicom_parts(old[0])
-        assert (await web.get(url, headers=spec)).content == fresh.content
-    assert cache_statuses(fast_path.nginx, 4) == ["MISS", "HIT", "MISS", "HIT"]
+    assert cache_statuses(fast_path.nginx, 4) == ["MISS", "MISS", "HIT", "MISS"]
