@@ -1,7 +1,8 @@
 """Search over the SQL store: criteria as semi-joins on the index tables (SQLAlchemy Core).
 
-The most selective criterion drives the query as `resource.id IN (SELECT resource_id FROM
-index WHERE ...)`; the others are correlated EXISTS probes on `(resource_type,
+The most selective criterion drives the query: its ids are fetched first when there are at
+most `PROBE_LIMIT` (`sql_probe.py`: then `resource.id IN (:ids)`), otherwise it is
+`resource.id IN (SELECT resource_id FROM index WHERE ...)`; the others are correlated EXISTS probes on `(resource_type,
 resource_id, param)`. Chains and `_has` nest the same sub-queries. Includes run one query
 per include parameter over the page's ids. Values are bound parameters; the same SQL runs
 on SQLite and PostgreSQL (FHIR R4B search §3.1.1).
@@ -25,6 +26,7 @@ from ehr_store.search.query import Chain, Criterion, DateValue, Filter, Has, Sea
 from ehr_store.search.registry import Registry, get_registry
 from ehr_store.search.sql_conditions import date_condition, value_condition
 from ehr_store.search.sql_include import includes, row_columns, stored_from_row
+from ehr_store.search.sql_probe import narrow_ids, probe_ids, probeable
 from ehr_store.search.tables import INDEX_TABLES, reference_index
 from ehr_store.settings import StoreSettings
 from ehr_store.tables import resource_table
@@ -90,7 +92,8 @@ def execute_count(
     settings = settings or StoreSettings()
     registry = registry or get_registry(settings.default_timezone)
     query = parse_search(resource_type, params, registry, strict=False, max_count=settings.max_page_size)
-    return _count(session, _prepare(session, query, code_sets))
+    query = _prepare(session, query, code_sets)
+    return _count(session, query, _driver_ids(session, query))
 
 
 def matching_ids(
@@ -119,11 +122,12 @@ def run_query(
 ) -> SearchResult:
     """Execute an already parsed query (see `execute_search`)."""
     query = _prepare(session, query, code_sets)
-    total = _count(session, query) if query.total != "none" or query.count_only else None
+    ids = _driver_ids(session, query)
+    total = _count(session, query, ids) if query.total != "none" or query.count_only else None
     page = settings.default_page_size if query.count is None else query.count
     if query.count_only or page == 0:
         return SearchResult(matches=[], total=total, has_more=False, warnings=list(query.warnings))
-    stmt = sa.select(*row_columns()).where(_where(query, _dialect(session)))
+    stmt = sa.select(*row_columns()).where(_where(query, _dialect(session), ids))
     stmt = stmt.order_by(*_order(query)).limit(page + 1).offset(query.offset)
     rows = session.execute(stmt).all()
     matches = [stored_from_row(row) for row in rows[:page]]
@@ -151,21 +155,53 @@ def _dialect(session: Any) -> str:
     return str(bind.dialect.name)
 
 
-def _count(session: Any, query: SearchQuery) -> int:
-    stmt = sa.select(sa.func.count()).select_from(R).where(_where(query, _dialect(session)))
+def _count(session: Any, query: SearchQuery, ids: list[str] | None) -> int:
+    stmt = sa.select(sa.func.count()).select_from(R).where(_where(query, _dialect(session), ids))
     return int(session.execute(stmt).scalar_one())
 
 
-def _where(query: SearchQuery, dialect: str) -> Cond:
+def _driver(query: SearchQuery) -> Criterion | None:
+    """The criterion that drives the query through its index (the first by `_drive_rank`)."""
+    criteria = sorted(query.criteria, key=_drive_rank)
+    if not criteria or query.resource_type is None or _drive_rank(criteria[0]) >= 50:
+        return None
+    first = criteria[0]
+    row_level = isinstance(first, Filter) and first.param.code in ("_id", "_lastUpdated")
+    return None if row_level else first
+
+
+def _driver_ids(session: Any, query: SearchQuery) -> list[str] | None:
+    """The ids of the resources matching the driver and the other positive index filters when
+    the driver's are few (`sql_probe`), else None (then `_where` has every criterion)."""
+    driver, rtype, dialect = _driver(query), query.resource_type, _dialect(session)
+    if driver is None or rtype is None:
+        return None
+    ids = probe_ids(session, driver, rtype, dialect)
+    for criterion in query.criteria:
+        if ids is not None and criterion is not driver and isinstance(criterion, Filter) and probeable(criterion):
+            ids = narrow_ids(session, criterion, rtype, ids, dialect)
+    return ids
+
+
+def _settled(c: Criterion, driver: Criterion | None) -> bool:
+    """Whether the ids fetched beforehand already account for `c` (driver or positive filter)."""
+    return c is driver or (isinstance(c, Filter) and probeable(c))
+
+
+def _where(query: SearchQuery, dialect: str, ids: list[str] | None = None) -> Cond:
+    """The query's conditions on `resource`; `ids`: the driver's ids, fetched beforehand."""
     conds: list[Cond] = [R.c.deleted.is_(False)]
     if query.resource_type is not None:
         conds.append(R.c.resource_type == query.resource_type)
     else:
         conds.append(R.c.resource_type.in_(query.types))
-    criteria = sorted(query.criteria, key=_drive_rank)
-    for i, criterion in enumerate(criteria):
-        row_level = isinstance(criterion, Filter) and criterion.param.code in ("_id", "_lastUpdated")
-        if i == 0 and query.resource_type is not None and _drive_rank(criterion) < 50 and not row_level:
+    driver = _driver(query)
+    if ids is not None:
+        conds.append(R.c.id.in_(ids))
+    for criterion in sorted(query.criteria, key=_drive_rank):
+        if ids is not None and _settled(criterion, driver):
+            continue
+        if criterion is driver and query.resource_type is not None:
             conds.append(R.c.id.in_(_ids(criterion, query.resource_type, dialect)))
         else:
             conds.append(_matches(criterion, R.c.resource_type, R.c.id, dialect))

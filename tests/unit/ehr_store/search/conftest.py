@@ -1,6 +1,8 @@
 """Search test backends: the same resources loaded into memory, SQLite and PostgreSQL.
 
-`search_backend` is parametrized over the three; each loads resources (resource row + index
+`search_backend` is parametrized over the three, and SQLite and PostgreSQL once more with
+`sql_probe.PROBE_LIMIT` at 0 (`*-joined`: every driver as the single-statement semi-join, the
+path of large id sets; the others fetch the driver's ids first); each loads resources (resource row + index
 rows in one transaction, as the store does) and runs searches. SQL tables are made with
 `SQLModel.metadata.create_all` so these tests depend only on `ehr_store.search` and
 `ehr_store.tables`. PostgreSQL comes from the session fixtures in `tests/conftest.py`.
@@ -15,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from search_backends import SearchBackend
 from sqlmodel import SQLModel
+
+from ehr_store.search import sql_probe
 
 
 def _sql_engine(url: str) -> sa.Engine:
@@ -31,13 +35,17 @@ def search_pg_engine(make_postgres_database: Callable[[], str]) -> Iterator[sa.E
     engine.dispose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def search_backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SearchBackend]:
+@pytest.fixture(params=["memory", "sqlite", "postgres", "sqlite-joined", "postgres-joined"])
+def search_backend(
+    request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SearchBackend]:
     """A fresh, empty backend per test."""
+    if request.param.endswith("-joined"):
+        monkeypatch.setattr(sql_probe, "PROBE_LIMIT", 0)
     if request.param == "memory":
         yield SearchBackend("memory", None)
         return
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         engine = _sql_engine(f"sqlite:///{tmp_path / 'search.db'}")
         try:
             yield SearchBackend("sqlite", engine)
