@@ -10,7 +10,9 @@ written after the last ANALYZE, or rows written earlier in the same transaction,
 `publish_many` does), both sides are estimated at one row and the planner picks a nested-loop
 semi-join that rescans every index row of the type and parameter for each resource of the type:
 O(n²), 2-4 s per `Slot?schedule=` at 1M resources. The probe alone is one index range scan
-(at worst one pass over the parameter's rows of the type), whatever the statistics.
+(at worst one pass over the parameter's rows of the type), and the page statement reads
+`resource` alone (at worst one pass over the type's rows, filtered by the id list), whatever
+the statistics: linear, not quadratic (300k resources, stale statistics: 7 s -> 3 ms).
 
 The other positive criteria on index tables then narrow that id list, one statement on their
 index table each (`narrow_ids`); the page query keeps only the negations, chains and `_has`
