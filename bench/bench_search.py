@@ -2,7 +2,9 @@
 
 Prints: extraction µs/resource with the compiled FHIRPath subset (what the store uses) and with
 fhirpathpy for every expression (the alternative measured); then for SQLite and PostgreSQL,
-load time and p50/p95 of `Patient?identifier=` and `Observation?subject=&code=&date=ge`.
+load time and p50/p95 of `Patient?identifier=` and `Observation?subject=&code=&date=ge`; then
+`--schedules` × 32 Slots written after the ANALYZE and p50/p95 of `Slot?schedule=` (and
+`&status=free`), also as the one-statement semi-join used before (`sql_probe.py`).
 
 Usage: `.venv/bin/python bench/bench_search.py [--n 20000] [--queries 200] [--backends sqlite,postgres]`
 (`--n 1000000` for the 1M target; `--scale 10000` also runs at 10k to compare).
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from ehr_store.engine import make_engine
 from ehr_store.jsonio import dumps
 from ehr_store.resident_id import check_character
-from ehr_store.search import execute_search, extract_index, get_registry, write_indexes
+from ehr_store.search import execute_search, extract_index, get_registry, sql_probe, write_indexes
 from ehr_store.settings import StoreSettings
 from ehr_store.tables import resource_table
 
@@ -232,6 +234,50 @@ def bench_queries(engine: sa.Engine, n: int, queries: int) -> dict[str, tuple[fl
     return out
 
 
+def add_slots(engine: sa.Engine, schedules: int, per_schedule: int = 32) -> None:
+    """`schedules` × `per_schedule` Slots written after the ANALYZE (statistics without Slots, as
+    when `publish_many` publishes a first timetable on a loaded store)."""
+    registry = get_registry()
+    now = datetime.now(UTC)
+    docs = [
+        {"resourceType": "Slot", "id": f"slot-{k}-{i}", "status": "free" if i % 4 else "busy",
+         "schedule": {"reference": f"Schedule/sch-{k}"},
+         "start": (now + timedelta(days=i)).isoformat(),
+         "end": (now + timedelta(days=i, minutes=30)).isoformat()}
+        for k in range(schedules)
+        for i in range(per_schedule)
+    ]
+    with engine.begin() as conn:
+        conn.execute(resource_table.insert(), [
+            {"resource_type": "Slot", "id": d["id"], "version_id": 1, "last_updated": now, "deleted": False,
+             "content": dumps(d)}
+            for d in docs
+        ])
+        write_indexes(conn, [("Slot", d["id"], extract_index(d, registry)) for d in docs], replace=False)
+
+
+def bench_reference(engine: sa.Engine, schedules: int, queries: int) -> None:
+    """`Slot?schedule=` (and `&status=free`) with statistics that predate the Slots: the ids
+    fetched first (`sql_probe`), and the one-statement semi-join (`PROBE_LIMIT` 0, 3 queries)."""
+    settings, registry, rng = StoreSettings(), get_registry(), random.Random(11)
+    with engine.connect() as conn:
+        for extra in ([], [("status", "free")]):
+
+            def by_schedule(extra: list[tuple[str, str]] = extra) -> int:
+                params = [("schedule", f"Schedule/sch-{rng.randrange(schedules)}"), *extra]
+                return len(execute_search(conn, "Slot", params, settings=settings, registry=registry).matches)
+
+            name = "Slot?schedule=" + ("&status=free" if extra else "")
+            p50, p95, found = timed(by_schedule, queries)
+            print(f"  {name:40s} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  ({found} matches, {queries} queries)")
+            limit, sql_probe.PROBE_LIMIT = sql_probe.PROBE_LIMIT, 0
+            try:
+                p50, _, found = timed(by_schedule, 3)
+            finally:
+                sql_probe.PROBE_LIMIT = limit
+            print(f"  {name + ' (one statement)':40s} p50 {p50:6.2f} ms  ({found} matches in 3 queries)")
+
+
 def engine_for(backend: str, workdir: Path, tag: str) -> tuple[sa.Engine, Callable[[], None]]:
     if backend == "sqlite":
         engine = make_engine(StoreSettings(database_url=f"sqlite:///{workdir / f'bench-{tag}.db'}"))
@@ -265,6 +311,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=0, help="also run at this smaller N and compare")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--schedules", type=int, default=200, help="Schedules of 32 Slots, after ANALYZE")
     args = parser.parse_args()
     bench_extraction()
     sizes = [s for s in (args.scale, args.n) if s]
@@ -277,6 +324,9 @@ def main() -> None:
                     rate = n / seconds
                     print(f"{backend} N={n}: loaded in {seconds:.1f} s ({rate:.0f} resources/s incl. index)")
                     bench_queries(engine, n, args.queries)
+                    add_slots(engine, args.schedules)
+                    print(f"  + {args.schedules * 32} Slots, not analyzed:")
+                    bench_reference(engine, args.schedules, args.queries)
                 finally:
                     close()
 

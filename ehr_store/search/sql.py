@@ -2,8 +2,9 @@
 
 The most selective criterion drives the query: its ids are fetched first when there are at
 most `PROBE_LIMIT` (`sql_probe.py`: then `resource.id IN (:ids)`), otherwise it is
-`resource.id IN (SELECT resource_id FROM index WHERE ...)`; the others are correlated EXISTS probes on `(resource_type,
-resource_id, param)`. Chains and `_has` nest the same sub-queries. Includes run one query
+`resource.id IN (SELECT resource_id FROM index WHERE ...)`; the others are correlated EXISTS
+probes on `(resource_type, resource_id, param)` (on PostgreSQL, positive filters narrow the
+fetched ids beforehand instead). Chains and `_has` nest the same sub-queries. Includes run one query
 per include parameter over the page's ids. Values are bound parameters; the same SQL runs
 on SQLite and PostgreSQL (FHIR R4B search §3.1.1).
 
@@ -178,14 +179,22 @@ def _driver_ids(session: Any, query: SearchQuery) -> list[str] | None:
         return None
     ids = probe_ids(session, driver, rtype, dialect)
     for criterion in query.criteria:
-        if ids is not None and criterion is not driver and isinstance(criterion, Filter) and probeable(criterion):
+        if ids is not None and criterion is not driver and _narrows(criterion, dialect):
+            assert isinstance(criterion, Filter)
             ids = narrow_ids(session, criterion, rtype, ids, dialect)
     return ids
 
 
-def _settled(c: Criterion, driver: Criterion | None) -> bool:
-    """Whether the ids fetched beforehand already account for `c` (driver or positive filter)."""
-    return c is driver or (isinstance(c, Filter) and probeable(c))
+def _narrows(c: Criterion, dialect: str) -> bool:
+    """Whether a non-driving `c` is checked on the fetched ids beforehand: positive index filters
+    on PostgreSQL (SQLite probes its EXISTS per row well, and would range-scan the value index
+    of a date bound for `resource_id IN (...)`: 0.8 -> 3.8 ms at 100k)."""
+    return dialect == "postgresql" and isinstance(c, Filter) and probeable(c)
+
+
+def _settled(c: Criterion, driver: Criterion | None, dialect: str) -> bool:
+    """Whether the ids fetched beforehand already account for `c`."""
+    return c is driver or _narrows(c, dialect)
 
 
 def _where(query: SearchQuery, dialect: str, ids: list[str] | None = None) -> Cond:
@@ -199,7 +208,7 @@ def _where(query: SearchQuery, dialect: str, ids: list[str] | None = None) -> Co
     if ids is not None:
         conds.append(R.c.id.in_(ids))
     for criterion in sorted(query.criteria, key=_drive_rank):
-        if ids is not None and _settled(criterion, driver):
+        if ids is not None and _settled(criterion, driver, dialect):
             continue
         if criterion is driver and query.resource_type is not None:
             conds.append(R.c.id.in_(_ids(criterion, query.resource_type, dialect)))

@@ -14,9 +14,10 @@ O(n²), 2-4 s per `Slot?schedule=` at 1M resources. The probe alone is one index
 `resource` alone (at worst one pass over the type's rows, filtered by the id list), whatever
 the statistics: linear, not quadratic (300k resources, stale statistics: 7 s -> 3 ms).
 
-The other positive criteria on index tables then narrow that id list, one statement on their
-index table each (`narrow_ids`); the page query keeps only the negations, chains and `_has`
-(correlated EXISTS) and the sort. Chains and `_has` probe their inner criterion first the same way. When a probe finds more than
+On PostgreSQL the other positive criteria on index tables then narrow that id list, one
+statement on their index table each (`narrow_ids`); the page query keeps only the negations,
+chains and `_has` (correlated EXISTS) and the sort. Chains and `_has` probe their inner
+criterion first the same way. When a probe finds more than
 `PROBE_LIMIT` rows, or the criterion cannot be probed (negations, `_id`, `_lastUpdated`), the
 caller keeps the single-statement semi-join: large sets are what the planner's statistics
 describe well, and there it can walk the resources in id order and stop at the page's end.

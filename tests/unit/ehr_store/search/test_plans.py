@@ -61,12 +61,13 @@ def _load(engine: sa.Engine, backend: SearchBackend, docs: list[dict[str, Any]])
     ]
     with engine.begin() as conn:
         conn.execute(resource_table.insert(), rows)
-        write_indexes(
-            conn, [(d["resourceType"], d["id"], extract_index(d, backend.registry)) for d in docs], replace=False
-        )
+        items = [(d["resourceType"], d["id"], extract_index(d, backend.registry)) for d in docs]
+        write_indexes(conn, items, replace=False)
 
 
-def _statements(backend: SearchBackend, params: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, Any]]]:
+def _statements(
+    backend: SearchBackend, params: list[tuple[str, str]]
+) -> tuple[list[str], list[tuple[str, Any]]]:
     """(ids found, SELECT statements run) of a Slot search."""
     seen: list[tuple[str, Any]] = []
 
@@ -77,7 +78,8 @@ def _statements(backend: SearchBackend, params: list[tuple[str, str]]) -> tuple[
     sa.event.listen(backend.engine, "before_cursor_execute", capture)
     try:
         with backend.engine.connect() as conn:
-            result = execute_search(conn, "Slot", params, settings=backend.settings, registry=backend.registry)
+            settings, registry = backend.settings, backend.registry
+            result = execute_search(conn, "Slot", params, settings=settings, registry=registry)
     finally:
         sa.event.remove(backend.engine, "before_cursor_execute", capture)
     return sorted(m.id for m in result.matches), seen
