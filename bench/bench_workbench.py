@@ -122,8 +122,9 @@ def archive(store: SqlStore, count: int) -> None:
 
 def prepare(url: str, n: int, batch: int, messages: int, clinics: bool = True) -> int:
     """Load about `n` resources (5 % of them AuditEvents) and, with `clinics`, the published
-    clinics of the booking page (on PostgreSQL at 1M, publish_many's `Slot?schedule=` searches
-    take 2-4 s each once the tables have statistics); returns the number of residents."""
+    clinics of the booking page (publish_many's `Slot?schedule=` searches took 2-4 s each on
+    PostgreSQL at 1M with statistics predating the Slots, ~1 ms since `sql_probe.py`); returns
+    the number of residents."""
     upgrade_schema(url)
     settings = HieSettings(store=StoreSettings(database_url=url))
     store = SqlStore(settings.store)
