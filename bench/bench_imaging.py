@@ -3,21 +3,27 @@
 1. Indexing: `--studies` small studies (2 instances each) for residents registered at TTWSY
    are uploaded, then the bridge follows `/changes` into the store (SQLite file by default,
    `--database-url` for PostgreSQL) and we time `run_once`: studies indexed per second
-   (Orthanc reads + linking + one unit of work per study).
+   (Orthanc reads, SOP classes of new instances, linking, one unit of work per study).
 2. WADO-RS: one study of `--instances` 512x512 8-bit instances (256 KiB each) retrieved
    whole (`GET /dicom-web/studies/{uid}`, multipart) with curl, in alternation: directly from
    Orthanc, through the exchange (`hie_server` app under uvicorn on loopback in its own
    process, audit on, auth off, streaming proxy), through nginx after the exchange's
    `auth_request` (tests/nginx_server.py with the production templates; a second exchange
-   process answers the subrequests, so its CPU is counted apart; `--no-nginx` skips it) twice:
-   warm (cache hits: the study's answer is in nginx's cache, sent with sendfile) and cold
-   (cache misses: a second study of the same size whose ImagingStudy gets a new version before
-   each retrieval, as when the bridge indexes added instances, so nginx asks Orthanc and stores
-   the answer; nginx's access log is checked for HIT/MISS), and through two reference relays (a
-   byte-for-byte relay in its own process, user-space copy and splice(2): the best any proxy
-   could do here), `--rounds` times each; median MB/s by curl's own `time_total`, the ratio
-   (target >= 80 % of direct), CPU per retrieval of Orthanc, the exchange, nginx, the gate
-   (per decision), the relays and curl (per-thread scheduler times), and the load average.
+   process answers the subrequests, so its CPU is counted apart; it verifies a township
+   doctor's Bearer token from a local OpenID issuer and applies the resident rule, or with
+   `--gate-auth off` runs without identity provider; `--no-nginx` skips it) three ways: warm
+   (cache hits: the study's answer is in nginx's cache, sent with sendfile), first retrieval of
+   a version (a second study of the same size whose ImagingStudy gets a new version each round,
+   as when the bridge indexes added instances: nginx asks Orthanc and streams, storing nothing
+   since the cache keeps an answer from its second retrieval) and second retrieval of that
+   version (Orthanc again, streamed and written to the cache); nginx's access log (HIT/MISS)
+   and its cache directory (nothing written by a first retrieval, one file by a second) are
+   checked; and through two reference relays (a byte-for-byte relay in its own process,
+   user-space copy and splice(2): the best any proxy could do here), `--rounds` times each;
+   median MB/s by curl's own `time_total`, the ratio (target >= 80 % of direct), CPU per
+   retrieval of Orthanc, the exchange, nginx, the gate (per decision), the relays and curl
+   (per-thread scheduler times), and the load average. Then the gate alone: `--gate-decisions`
+   auth_request calls over one keep-alive connection (wall until the answer, CPU per decision).
 
     .venv/bin/python bench/bench_imaging.py                # 200 studies, 120-instance study
     .venv/bin/python bench/bench_imaging.py --studies 50 --instances 30 --rounds 5
@@ -31,16 +37,18 @@ SQLite, 2026-11-29, default run at load 1.4: 170 studies/s; direct 2802 MB/s, ex
 relays do not reach 80 % reliably on two cores (three CPU-bound processes against two):
 docs/imaging.md explains and lists what was tried.
 
-nginx path with its cache (2026-11-29, session 3, default runs at load 0.2-0.4): warm (hits)
-125-143 % of direct (nginx 3.2-4.0 ms CPU per study, sendfile), cold (misses) 53-63 % (nginx
-7.8-9.3 ms: it writes the answer to the cache while sending it), the gate's decision and
-AuditEvent 3.2-3.4 ms per retrieval either way; in the same runs direct 2956-3702 MB/s, the
-exchange relay 53-59 % (12.2-13.5 ms), reference relays 72-87 % (3.4-4.7 ms). Final run (load
-0.27-0.41): warm 135 %, cold 62 %, exchange relay 59 %. A one-off A/B in the same conditions
-put nginx streaming without the cache (the path before) at 74-77 % (4.8-5.4 ms), cold 63-64 %,
-warm 127-150 %: the cache makes a first retrieval ~10-13 points slower and repeated ones faster
-than Orthanc itself. The 80 % target is met for repeated retrievals of a study, not for the
-first one (docs/imaging.md "Caching", "WADO-RS through nginx").
+nginx path, 2026-11-29 session 3, after the gate's latency work and `proxy_cache_min_uses 2`
+(A/B runs against the code before, load 0.7-1.7): warm (hits) 133-138 % of direct (nginx
+2.7-3.4 ms CPU, sendfile); a first retrieval of a version 61-66 % (nginx 4.0-4.3 ms, nothing
+written), its second retrieval 45-54 % (nginx 8.3-8.6 ms: it writes the cache file); the code
+before, in the same runs, stored at the first retrieval: 49-64 % (8.3-10.7 ms). The gate alone
+with a doctor's token: 0.78-1.10 ms wall median (1.40-1.84 ms before), 1.4-2.0 ms CPU per
+decision with its AuditEvent (1.9-2.5 ms before). Final runs (default command, load 1.2-2.1):
+warm 125-138 %, first retrieval 60-70 %, second 44-66 %, reference relays 72-85 %, the gate
+alone 0.88-1.10 ms wall median, 1.5-2.0 ms CPU; 151-165 studies/s indexed (the ImagingStudy
+now lists every instance: 130-144 against 148-155 before in an alternating A/B).
+The 80 % target is met for repeated retrievals of a study, not for the first one
+(docs/imaging.md "Caching", "WADO-RS through nginx", "The gate's latency").
 """
 
 from __future__ import annotations
