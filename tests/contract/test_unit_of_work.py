@@ -127,4 +127,6 @@ def test_relaxed_unit_commits_and_leaves_later_units_durable(store: Store) -> No
         assert [m.control_id for m in uow.messages.list()] == ["r2", "r1", "r0"]
         with pytest.raises(NotFound):
             uow.resources.read("Patient", "relaxed-rolled-back")
-    assert before in (None, "2", "on")
+    # SQLite is FULL (2) outside relaxed units; PostgreSQL keeps the server's own setting
+    # (`on` in production, `off` in the non-durable throwaway test cluster)
+    assert before in (None, "2", "on", "off")
