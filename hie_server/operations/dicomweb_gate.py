@@ -32,6 +32,13 @@ The internal endpoint is protected by a shared secret: `HIE_IMAGING__GATE_SECRET
 (compared in constant time; a wrong or missing secret is 403 and audited). nginx adds the header
 in its internal-only auth location; its public server answers 404 for `/_internal/`.
 
+Latency (the caller waits for the decision before nginx asks Orthanc; docs/imaging.md "The
+gate's latency"): the internal endpoint is a plain Starlette route; its AuditEvent is queued once
+the answer is sent (`AuditedAnswer`), as FHIR reads queue theirs; tokens verified before are
+reused while verifying again must accept them (`VerifiedTokens`); what each ImagingStudy version
+claims is parsed once (`imaging.ClaimsMemo`). When `HIE_AUTH__INTROSPECTION` is on, the gate asks
+the issuer as `/fhir` does.
+
 May import: fastapi/starlette, `ehr_store`, `imaging`, `hie_server.*`.
 """
 
