@@ -37,7 +37,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     subprocess.run([HIE, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
     port = _free_port()
     proc = subprocess.Popen(
-        [HIE, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [HIE, "serve", "--host", "127.0.0.1", "--port", str(port), "--mllp-port", str(_free_port())],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
