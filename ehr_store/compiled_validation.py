@@ -33,9 +33,11 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
 
+import fhir_core.types as fhir_types
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.fhirprimitiveextension import FHIRPrimitiveExtension
 from fhir.resources.R4B.resource import Resource
@@ -43,7 +45,7 @@ from pydantic import TypeAdapter
 from pydantic_core import CoreSchema, PydanticCustomError, SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
-__all__ = ["COMPILED_TYPES", "CodeTable", "check", "compiled"]
+__all__ = ["COMPILED_TYPES", "CodeTable", "check", "compiled", "explain"]
 
 Json = dict[str, Any]
 CodeTable = Callable[[type], dict[str, tuple[str, frozenset[str]]]]
@@ -95,9 +97,36 @@ def _is_any_resource(model: type) -> bool:
     return issubclass(model, Resource) and model.__name__ in ("Resource", "DomainResource")
 
 
+_NO_CONTROL = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F]*$"
+"""FHIR R4B datatypes §2.24.0.1 string: no characters below U+0020 but tab, CR and LF."""
+_NO_SPACE = r"^\S*$"
+r"""uri, url, canonical, oid: no whitespace (the R4B regex `\S*`)."""
+_URI_KINDS = (fhir_types.Uri, fhir_types.Url, fhir_types.Canonical, fhir_types.Oid)
+
+
 @cache
 def _primitive_schema(annotation: Any) -> CoreSchema:
-    return TypeAdapter(annotation).core_schema
+    """fhir_core's schema of a primitive behind a check of the JSON value itself (FHIR R4B JSON
+    §2.6.2: boolean is true/false, integer a number without fraction, decimal a number, the
+    rest strings), in Rust: the models coerce `"true"`, `1` or `"5"` and store them as sent."""
+    schema = TypeAdapter(annotation).core_schema
+    if annotation is bool:
+        return cs.bool_schema(strict=True)
+    if typing.get_origin(annotation) is not typing.Annotated:
+        return schema
+    base, *metadata = typing.get_args(annotation)
+    if base is bool:
+        guard: CoreSchema = cs.bool_schema(strict=True)
+    elif base is int:
+        guard = cs.int_schema(strict=True)
+    elif base is Decimal:
+        guard = cs.union_schema(
+            [cs.int_schema(strict=True), cs.float_schema(strict=True), cs.is_instance_schema(Decimal)]
+        )
+    else:  # strings in JSON: string, code, id, uri, markdown, xhtml, date/time types, base64Binary, uuid
+        uri = any(isinstance(m, _URI_KINDS) for m in metadata)
+        guard = cs.str_schema(strict=True, pattern=_NO_SPACE if uri else _NO_CONTROL)
+    return cs.chain_schema([guard, schema])
 
 
 def _any_resource(value: Any) -> Any:
@@ -122,7 +151,7 @@ class _Compiler:
         return cs.definition_reference_schema(name)
 
     def field(self, annotation: Any) -> CoreSchema:
-        inner, nullable, array = _unwrap(annotation)
+        inner, _nullable, array = _unwrap(annotation)
         model = _model_of(inner)
         if model is not None and _is_any_resource(model):
             item: CoreSchema = cs.no_info_plain_validator_function(_any_resource)
@@ -132,8 +161,8 @@ class _Compiler:
             item = _primitive_schema(inner)
             if array:  # primitive arrays keep nulls: placeholders lined up with `_name` (FHIR JSON §2.6.2)
                 item = cs.nullable_schema(item)
-        schema = cs.list_schema(item) if array else item
-        return cs.nullable_schema(schema) if nullable else schema
+        # never null for a property (FHIR R4B JSON §2.6.2: null only inside primitive arrays)
+        return cs.list_schema(item) if array else item
 
     def model(self, model: type, name: str) -> CoreSchema:
         fields: dict[str, cs.TypedDictField] = {}
@@ -196,39 +225,69 @@ def _shape(model: type, codes: CodeTable) -> _Shape:
     return shape
 
 
-def _walk(node: Json, model: type, codes: CodeTable) -> bool:
+def _walk(node: Json, model: type, codes: CodeTable) -> str | None:
+    """Why `node` (an element of `model`) is not valid, as "path: reason", or None."""
+    if not node:
+        return ": empty object (FHIR JSON: leave it out)"
     shape = _shape(model, codes)
     if shape.primitive_extension and all(node.get(k) is None for k in ("id", "extension", "fhir_comments")):
-        return False
+        return ": an element for a primitive's extensions needs an id or an extension"
     for names, required in shape.choices:
-        present = sum(1 for n in names if node.get(n) is not None)
-        if present > 1 or (required and present == 0):
-            return False
+        present = [n for n in names if node.get(n) is not None]
+        if len(present) > 1:
+            return f": one of {', '.join(present)} only (a choice element [x] takes one type)"
+        if required and not present:
+            return f": one of {', '.join(names)} is required"
     for key, ext in shape.required_primitives:
         if node.get(key) is None:
             extension = node.get(ext) if ext else None
             if not (isinstance(extension, dict) and extension.get("extension")):
-                return False
+                return f".{key}: required"
     for key, allowed in shape.codes.items():
         value = node.get(key)
         if value is None:
             continue
         for item in value if isinstance(value, list) else (value,):
             if item is not None and str(item) not in allowed:
-                return False
+                return f".{key}: {item!r} is not in the required value set ({' | '.join(sorted(allowed))})"
     children = shape.children
     for key, value in node.items():
+        kind_of = type(value)
+        if (kind_of is list or kind_of is dict) and not value:
+            return f".{key}: empty {'array' if kind_of is list else 'object'} (FHIR JSON: leave it out)"
         child = children.get(key)
-        if child is None or value is None:
+        if child is None:
+            if kind_of is list:
+                problem = _primitive_array(node, key, value)
+                if problem:
+                    return f".{key}: {problem}"
             continue
         kind, array = child
-        for item in value if array else (value,):
-            if item is None:
-                continue
+        for i, item in enumerate(value if array else (value,)):
             target = kind if kind is not None else get_fhir_model_class(item["resourceType"])
-            if not _walk(item, target, codes):
-                return False
-    return True
+            problem = _walk(item, target, codes)
+            if problem is not None:
+                return f".{key}" + (f"[{i}]" if array else "") + problem
+    return None
+
+
+def _primitive_array(node: Json, key: str, values: list[Any]) -> str | None:
+    """A primitive array and its `_key` extensions line up (FHIR R4B JSON §2.6.2.3): same
+    length, and a null value only where the extension array has an element."""
+    if key.startswith("_"):
+        base = node.get(key[1:])
+        if base is not None and (type(base) is not list or len(base) != len(values)):
+            size = f"{len(base)} entries" if type(base) is list else "no array"
+            return f"{len(values)} entries, {key[1:]} has {size}"
+        return None
+    if None not in values:
+        return None
+    extensions = node.get("_" + key)
+    if type(extensions) is not list or len(extensions) != len(values):
+        return f"null entries need the same position in _{key}"
+    if any(v is None and e is None for v, e in zip(values, extensions, strict=True)):
+        return f"an entry null in both {key} and _{key}"
+    return None
 
 
 def check(resource: Json, resource_type: str, codes: CodeTable) -> bool | None:
@@ -244,6 +303,36 @@ def check(resource: Json, resource_type: str, codes: CodeTable) -> bool | None:
     except ValidationError:
         return False
     try:
-        return _walk(resource, get_fhir_model_class(resource_type), codes)
+        return _walk(resource, get_fhir_model_class(resource_type), codes) is None
     except (KeyError, TypeError, AttributeError):
         return False
+
+
+def explain(resource: Json, resource_type: str, codes: CodeTable) -> list[tuple[str, str]]:
+    """Why `check` refused `resource`: (FHIRPath-like expression, message) pairs. Empty when
+    it is valid or has no compiled validator."""
+    validator = compiled(resource_type)
+    if validator is None:
+        return []
+    try:
+        validator.validate_python(resource)
+    except ValidationError as exc:
+        return [(_location(resource_type, e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+    try:
+        problem = _walk(resource, get_fhir_model_class(resource_type), codes)
+    except (KeyError, TypeError, AttributeError) as exc:
+        problem = f": {type(exc).__name__}"
+    if problem is None:
+        return []
+    where, _, message = problem.partition(": ")
+    return [(resource_type + where, message)]
+
+
+def _location(resource_type: str, loc: tuple[int | str, ...]) -> str:
+    out = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" not in part and " " not in part and not part.startswith(("function-", "chain")):
+            out += f".{part}"
+    return out

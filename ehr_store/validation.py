@@ -142,13 +142,10 @@ def validate_with_models(resource: dict[str, Any], rtype: str) -> None:
 
 def _compiled_issues(resource: dict[str, Any], rtype: str) -> list[Issue]:
     """The compiled validator's reasons for refusing what fhir.resources let through."""
-    validator = compiled_validation.compiled(rtype)
-    try:
-        if validator is not None:
-            validator.validate_python(resource)
-    except ValidationError as exc:
-        return _issues(rtype, exc)
-    return [Issue("error", "structure", f"{rtype}: not a valid {rtype} (FHIR R4B)", (rtype,))]
+    found = compiled_validation.explain(resource, rtype, _code_elements)
+    if not found:
+        return [Issue("error", "structure", f"{rtype}: not a valid {rtype} (FHIR R4B)", (rtype,))]
+    return [Issue("error", "value", f"{where}: {message}", (where,)) for where, message in found]
 
 
 _OBSERVATION_STATUS = ("registered", "preliminary", "final", "amended", "corrected", "cancelled",

@@ -191,6 +191,19 @@ def test_refused_with_the_models_issues(doc: Json, expression: str) -> None:
         ({**{k: v for k, v in ENCOUNTER.items() if k != "class"}, "class_fhir": ENCOUNTER["class"]},
          "Encounter.class_fhir"),
         ({**PATIENT, "meta": {"resourceType": None}}, "Patient.meta.resourceType"),
+        # FHIR JSON's own types (R4B JSON §2.6.2): the models coerce these and the raw input is stored
+        ({**PATIENT, "active": "true"}, "Patient.active"),
+        ({**PATIENT, "active": 1}, "Patient.active"),
+        ({**PATIENT, "birthDate": None}, "Patient.birthDate"),
+        ({**PATIENT, "_birthDate": None}, "Patient._birthDate"),
+        ({**OBSERVATION, "valueQuantity": {"value": "5"}}, "Observation.valueQuantity.value"),
+        ({**{k: v for k, v in OBSERVATION.items() if k != "valueQuantity"}, "valueInteger": 1.0},
+         "Observation.valueInteger"),
+        ({**PATIENT, "name": [{"family": "陈", "given": ["a", None]}]}, "Patient.name[0].given"),
+        ({**PATIENT, "name": [{"given": ["a"], "_given": [None, {"id": "x"}]}]}, "Patient.name[0]._given"),
+        ({**PATIENT, "telecom": []}, "Patient.telecom"),
+        ({**PATIENT, "identifier": [{"system": "urn:a b", "value": "1"}]}, "Patient.identifier[0].system"),
+        ({**PATIENT, "name": [{"family": "a\u0000b"}]}, "Patient.name[0].family"),
     ],
 )
 def test_stricter_than_the_models(doc: Json, expression: str) -> None:
@@ -199,6 +212,14 @@ def test_stricter_than_the_models(doc: Json, expression: str) -> None:
     with pytest.raises(InvalidInput) as info:
         validate_resource(doc)
     assert expression in [i.expression[0] for i in info.value.issues if i.expression]
+
+
+def test_primitive_array_nulls_line_up_with_extensions() -> None:
+    """A null in a primitive array is a placeholder for an extension at the same position."""
+    doc = {**PATIENT, "name": [{"family": "陈", "given": ["小", None],
+                                "_given": [None, {"extension": [{"url": "urn:x", "valueString": "明"}]}]}]}
+    assert check(doc, "Patient", _code_elements) is True
+    assert check({**PATIENT, "name": [{}]}, "Patient", _code_elements) is False  # empty object
 
 
 def test_required_primitive_may_be_an_extension() -> None:
