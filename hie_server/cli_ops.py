@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -193,11 +195,14 @@ def demo(
     base = f"http://{settings.http.host}:{settings.http.port}{settings.http.base_path}"
     for what, number in (("HTTP", settings.http.port), ("MLLP", mllp_port)):
         _require_free_port(settings.http.host, number, what)
+    registry = facility_registry_env(feed)
+    env_file = _write_env_file(workdir, {"HIE_DATABASE_URL": url, **registry})
     server = subprocess.Popen(
         [*HIE, "serve", "--host", settings.http.host, "--port", str(settings.http.port),
          "--mllp-port", str(mllp_port), "--database-url", url],
-        stdin=subprocess.DEVNULL, env={**os.environ, **facility_registry_env(feed)},
+        stdin=subprocess.DEVNULL, env={**os.environ, **registry},
     )
+    previous = _stop_on_sigterm()
     try:
         wait_ready(base, server)
         console.print(f"server ready at {base} (MLLP on {settings.http.host}:{mllp_port})")
@@ -211,6 +216,8 @@ def demo(
             return
         console.print(f"browse {base}/Patient  ·  API docs {base.removesuffix(settings.http.base_path)}/docs"
                       "  ·  Ctrl-C to stop")
+        console.print(f"`hie errors` / `hie replay` with the demo's database and facility registry: "
+                      f"set -a; . {env_file}; set +a", markup=False, highlight=False)
         server.wait()
     except KeyboardInterrupt:
         console.print("stopping")
@@ -219,6 +226,30 @@ def demo(
         raise typer.Exit(1) from None
     finally:
         _stop(server)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _write_env_file(workdir: Path, variables: dict[str, str]) -> Path:
+    """`workdir/demo.env`: the settings the demo's server runs with, as shell assignments, so
+    CLI commands (`hie errors`, `hie replay`) can run with the same ones."""
+    path = workdir / "demo.env"
+    path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in variables.items()), encoding="utf-8")
+    return path
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM (a supervisor, `timeout`, `kill`) ends the demo like Ctrl-C, so its server is
+    stopped too instead of left running on the ports. Returns the previous handler (None when
+    not on the main thread)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (signals cannot be set there)
+        return None
 
 
 def _require_free_port(host: str, port: int, what: str) -> None:
