@@ -134,7 +134,7 @@ def _any_resource(value: Any) -> Any:
     rtype = value.get("resourceType") if isinstance(value, dict) else None
     validator = compiled(rtype) if isinstance(rtype, str) else None
     if validator is None:
-        raise PydanticCustomError("fhir_resource", "not a resource this validator can check")
+        raise PydanticCustomError("fhir_resource", "'{rtype}' is not an R4B resource type", {"rtype": rtype})
     validator.validate_python(value)
     return value
 
@@ -317,7 +317,10 @@ def explain(resource: Json, resource_type: str, codes: CodeTable) -> list[tuple[
     try:
         validator.validate_python(resource)
     except ValidationError as exc:
-        return [(_location(resource_type, e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+        return [
+            (_location(resource_type, e["loc"]), _MESSAGES.get(e["type"], e["msg"]))
+            for e in exc.errors(include_url=False)
+        ]
     try:
         problem = _walk(resource, get_fhir_model_class(resource_type), codes)
     except (KeyError, TypeError, AttributeError) as exc:
@@ -326,6 +329,19 @@ def explain(resource: Json, resource_type: str, codes: CodeTable) -> list[tuple[
         return []
     where, _, message = problem.partition(": ")
     return [(resource_type + where, message)]
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown element",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a JSON array",
+    "string_type": "must be a JSON string",
+    "bool_type": "must be JSON true or false",
+    "int_type": "must be a JSON integer",
+    "missing": "required",
+    "string_pattern_mismatch": "characters not allowed here (control characters; whitespace in a uri)",
+}
+"""pydantic-core error types, in FHIR JSON terms (the others keep pydantic's message)."""
 
 
 def _location(resource_type: str, loc: tuple[int | str, ...]) -> str:

@@ -117,10 +117,22 @@ def validate_resource(resource: Any, *, resource_type: str | None = None) -> str
     if fast is True:
         return rtype
     # refused by the compiled validator (or a type it cannot compile): fhir.resources says why
-    validate_with_models(resource, rtype)
+    try:
+        validate_with_models(resource, rtype)
+    except InvalidInput as exc:
+        if fast is False and any(m in i.diagnostics for i in exc.issues for m in _MODELS_CONFUSED):
+            raise InvalidInput(issues=_compiled_issues(resource, rtype)) from None
+        raise
     if fast is False:  # stricter than fhir.resources: null for a required element, a stray key
         raise InvalidInput(issues=_compiled_issues(resource, rtype))
     return rtype
+
+
+_MODELS_CONFUSED = (
+    "Invalid JSON", "KeyError", "One of field value is required", "Datetimes provided to dates"
+)
+"""fhir.resources messages that do not say what is wrong (a string element parsed as JSON text,
+a crash on an unknown nested resourceType): the compiled validator's reason is given instead."""
 
 
 def validate_with_models(resource: dict[str, Any], rtype: str) -> None:
@@ -145,7 +157,11 @@ def _compiled_issues(resource: dict[str, Any], rtype: str) -> list[Issue]:
     found = compiled_validation.explain(resource, rtype, _code_elements)
     if not found:
         return [Issue("error", "structure", f"{rtype}: not a valid {rtype} (FHIR R4B)", (rtype,))]
-    return [Issue("error", "value", f"{where}: {message}", (where,)) for where, message in found]
+    return [
+        Issue("error", "structure" if message in ("unknown element", "required") else "value",
+              f"{where}: {message}", (where,))
+        for where, message in found
+    ]
 
 
 _OBSERVATION_STATUS = ("registered", "preliminary", "final", "amended", "corrected", "cancelled",

@@ -233,3 +233,23 @@ def test_required_primitive_may_be_an_extension() -> None:
 def test_unknown_type_has_no_compiled_validator() -> None:
     assert compiled("Nope") is None and compiled("Coding") is None
     assert check({"resourceType": "Nope"}, "Nope", _code_elements) is None
+
+
+@pytest.mark.parametrize(
+    ("doc", "expression", "words"),
+    [
+        ({"resourceType": "Patient", "maritalStatus": "M"}, "Patient.maritalStatus", "JSON object"),
+        ({"resourceType": "Patient", "_birthDate": "x"}, "Patient._birthDate", "JSON object"),
+        ({"resourceType": "Patient", "contained": [{"resourceType": "Foo"}]}, "Patient.contained[0]",
+         "'Foo' is not an R4B resource type"),
+        ({"resourceType": "Patient", "_birthDate": {"foo": 1}}, "Patient._birthDate.foo", "unknown element"),
+        ({"resourceType": "Patient", "birthDate": 19800101}, "Patient.birthDate", "JSON string"),
+    ],
+)
+def test_where_the_models_confuse_the_compiled_reason_is_given(
+    doc: Json, expression: str, words: str
+) -> None:
+    """fhir.resources answers these with "Invalid JSON", a KeyError or a date-coercion message."""
+    with pytest.raises(InvalidInput) as info:
+        validate_resource(doc)
+    assert [(i.expression, words in i.diagnostics) for i in info.value.issues] == [((expression,), True)]
