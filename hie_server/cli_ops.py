@@ -93,12 +93,17 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes] | None, timeout: 
 
 def count_resources(base_url: str, types: tuple[str, ...] = SUMMARY_TYPES) -> dict[str, int]:
     """`Bundle.total` of `GET {base_url}/{type}?_summary=count` for each type (FHIR R4B §3.1.1.5.7),
-    plus `resident records` (Patients tagged golden by the EMPI).
+    plus `resident records` (active Patients tagged golden by the EMPI; one resident can hold two
+    while an EMPI review item is open) and `retired by merges` (golden, inactive: A40 merges).
 
     Types the server does not support (4xx) are left out. Raises: httpx.HTTPError on transport errors.
     """
     queries: list[tuple[str, str, dict[str, str]]] = [(rtype, rtype, {}) for rtype in types]
-    queries.insert(0, ("resident records", "Patient", {"_tag": f"{EMPI_TAG_SYSTEM}|golden"}))
+    golden = {"_tag": f"{EMPI_TAG_SYSTEM}|golden"}
+    queries[:0] = [
+        ("resident records", "Patient", {**golden, "active": "true"}),
+        ("retired by merges", "Patient", {**golden, "active": "false"}),
+    ]
     counts: dict[str, int] = {}
     with httpx.Client(base_url=base_url, timeout=30.0) as client:
         for label, rtype, params in queries:

@@ -36,6 +36,7 @@ def test_demo_runs_the_main_job_and_reports_what_the_truth_file_expects(tmp_path
     assert _row(output, "residents in feed") == "25"
     assert int(_row(output, "Observation")) == observations
     assert 0 < int(_row(output, "resident records")) <= int(_row(output, "Patient"))
+    assert int(_row(output, "retired by merges")) >= 0
 
 
 def test_sigterm_stops_the_demo_and_its_server(tmp_path: Path) -> None:
