@@ -180,6 +180,22 @@ _COMPLETE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("EncounterStatusHistory", "status"): _ENCOUNTER_STATUS,
     ("Task", "status"): ("draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
                          "in-progress", "on-hold", "failed", "completed", "entered-in-error"),
+    ("DeviceUdiCarrier", "entryType"): ("barcode", "rfid", "manual", "card", "self-reported", "unknown"),
+    ("DeviceUseStatement", "status"): ("active", "completed", "entered-in-error", "intended", "stopped",
+                                       "on-hold"),
+    ("QuestionnaireItem", "type"): ("group", "display", "boolean", "decimal", "integer", "date", "dateTime",
+                                    "time", "string", "text", "url", "choice", "open-choice", "attachment",
+                                    "reference", "quantity"),  # item-type without the abstract "question"
+    ("StructureMapGroupRuleTarget", "transform"): ("create", "copy", "truncate", "escape", "cast", "append",
+                                                   "translate", "reference", "dateOp", "uuid", "pointer",
+                                                   "evaluate", "cc", "c", "qty", "id", "cp"),
+    ("SupplyRequest", "status"): ("draft", "active", "suspended", "cancelled", "completed",
+                                  "entered-in-error", "unknown"),
+}
+_COMPARATOR = ("<", "<=", ">=", ">")  # quantity-comparator (required)
+_UNLISTED_CODES: dict[tuple[str, str], tuple[str, ...]] = {
+    # required bindings fhir.resources keeps no codes for (its title is not a code list)
+    (quantity, "comparator"): _COMPARATOR for quantity in ("Quantity", "Age", "Count", "Distance", "Duration")
 }
 
 
@@ -193,6 +209,8 @@ def _code_elements(cls: Any) -> dict[str, tuple[str, frozenset[str]]]:
         extra = field.json_schema_extra
         values = extra.get("enum_values") if isinstance(extra, dict) else None
         if not isinstance(values, list) or not values:
+            values = list(_UNLISTED_CODES.get((cls.__name__, name), ()))
+        if not values:
             continue
         if "+" in values:
             values = list(_COMPLETE_CODES.get((cls.__name__, name), ()))

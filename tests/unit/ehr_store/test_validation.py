@@ -104,3 +104,25 @@ def test_deeply_nested_resource_refused_by_the_store_nothing_written(store: Any,
             uow.resources.update("Patient", "deep", {**doc, "id": "deep"})
     with store.unit_of_work() as uow:
         assert uow.resources.search("Patient", []).matches == []
+
+
+@pytest.mark.parametrize(
+    ("resource", "expression"),
+    [
+        ({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+          "valueQuantity": {"value": 1, "comparator": "~"}}, "Observation.valueQuantity.comparator"),
+        ({"resourceType": "SupplyRequest", "status": "bogus", "itemCodeableConcept": {"text": "x"},
+          "quantity": {"value": 1}}, "SupplyRequest.status"),
+        ({"resourceType": "DeviceUseStatement", "status": "bogus", "subject": {"reference": "Patient/p"},
+          "device": {"reference": "Device/d"}}, "DeviceUseStatement.status"),
+    ],
+)
+def test_bindings_the_models_list_short_or_not_at_all(resource: dict[str, Any], expression: str) -> None:
+    """quantity-comparator (no code list in the models) and value sets whose list the models cut
+    short with "+" (supplyrequest-status, device-statement-status, ...) are checked too."""
+    with pytest.raises(InvalidInput) as info:
+        validate_resource(resource)
+    assert [(i.code, i.expression) for i in info.value.issues] == [("code-invalid", (expression,))]
+    fixed = {**resource, "status": "active"} if resource["resourceType"] != "Observation" else {
+        **resource, "valueQuantity": {"value": 1, "comparator": "<="}}
+    assert validate_resource(fixed) == resource["resourceType"]
