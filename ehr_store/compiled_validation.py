@@ -66,6 +66,7 @@ class _Shape:
     required_primitives: list[tuple[str, str | None]] = field(default_factory=list)
     codes: dict[str, frozenset[str]] = field(default_factory=dict)
     primitive_extension: bool = False
+    extension: bool = False
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool, bool]:
@@ -204,7 +205,9 @@ def compiled(resource_type: str) -> SchemaValidator | None:
 
 @lru_cache(maxsize=2048)
 def _shape(model: type, codes: CodeTable) -> _Shape:
-    shape = _Shape(primitive_extension=issubclass(model, FHIRPrimitiveExtension))
+    shape = _Shape(
+        primitive_extension=issubclass(model, FHIRPrimitiveExtension), extension=model.__name__ == "Extension"
+    )
     fields = model.model_fields  # type: ignore[attr-defined]
     alias = {name: (info.alias or name) for name, info in fields.items()}
     for name, info in fields.items():
@@ -232,6 +235,8 @@ def _walk(node: Json, model: type, codes: CodeTable) -> str | None:
     shape = _shape(model, codes)
     if shape.primitive_extension and all(node.get(k) is None for k in ("id", "extension", "fhir_comments")):
         return ": an element for a primitive's extensions needs an id or an extension"
+    if shape.extension and ("extension" in node) == any(k.startswith("value") for k in node):
+        return ": an extension has a value[x] or nested extensions, one of the two (ext-1)"
     for names, required in shape.choices:
         present = [n for n in names if node.get(n) is not None]
         if len(present) > 1:
@@ -264,10 +269,27 @@ def _walk(node: Json, model: type, codes: CodeTable) -> str | None:
             continue
         kind, array = child
         for i, item in enumerate(value if array else (value,)):
+            if kind is None and key == "contained":
+                problem = _contained(item)
+                if problem:
+                    return f".{key}[{i}]: {problem}"
             target = kind if kind is not None else get_fhir_model_class(item["resourceType"])
             problem = _walk(item, target, codes)
             if problem is not None:
                 return f".{key}" + (f"[{i}]" if array else "") + problem
+    return None
+
+
+def _contained(resource: Json) -> str | None:
+    """FHIR R4B DomainResource invariants of a contained resource: dom-2 (no nested contained
+    resources), dom-4 (no meta.versionId or meta.lastUpdated), dom-5 (no meta.security)."""
+    if "contained" in resource:
+        return "a contained resource cannot contain resources (dom-2)"
+    meta = resource.get("meta")
+    if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
+        return "a contained resource has no meta.versionId or meta.lastUpdated (dom-4)"
+    if isinstance(meta, dict) and "security" in meta:
+        return "a contained resource has no meta.security (dom-5)"
     return None
 
 

@@ -204,6 +204,15 @@ def test_refused_with_the_models_issues(doc: Json, expression: str) -> None:
         ({**PATIENT, "telecom": []}, "Patient.telecom"),
         ({**PATIENT, "identifier": [{"system": "urn:a b", "value": "1"}]}, "Patient.identifier[0].system"),
         ({**PATIENT, "name": [{"family": "a\u0000b"}]}, "Patient.name[0].family"),
+        # invariants: ext-1, dom-2, dom-4
+        ({**PATIENT, "extension": [{"url": "urn:x", "valueString": "a",
+                                    "extension": [{"url": "urn:y", "valueString": "b"}]}]},
+         "Patient.extension[0]"),
+        ({**PATIENT, "extension": [{"url": "urn:x"}]}, "Patient.extension[0]"),
+        ({**CONTAINED, "contained": [{**CONTAINED["contained"][0], "contained": [
+            {"resourceType": "Patient", "id": "b"}]}]}, "DiagnosticReport.contained[0]"),
+        ({**CONTAINED, "contained": [{**CONTAINED["contained"][0], "meta": {"versionId": "1"}}]},
+         "DiagnosticReport.contained[0]"),
     ],
 )
 def test_stricter_than_the_models(doc: Json, expression: str) -> None:
