@@ -11,6 +11,7 @@ May import: fastapi/starlette, orjson, `ehr_store`, `hie_server.*`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -41,6 +42,7 @@ from hie_server.rest_crud import prefer
 router = APIRouter()
 Json = dict[str, Any]
 _REASON = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+_TYPE_HEAD = re.compile(r"[A-Z][A-Za-z]*(?=[.\[]|$)")
 
 
 def _located(error: DomainError, index: int) -> DomainError:
@@ -49,9 +51,21 @@ def _located(error: DomainError, index: int) -> DomainError:
     if all(i.diagnostics.startswith(where) for i in error.issues):
         return error
     issues = [
-        Issue(i.severity, i.code, f"{where}: {i.diagnostics}", i.expression or (where,)) for i in error.issues
+        Issue(i.severity, i.code, f"{where}: {i.diagnostics}",
+              tuple(_in_entry(where, e) for e in i.expression) or (where,))
+        for i in error.issues
     ]
     return dataclasses.replace(error, issues=issues, diagnostics="")
+
+
+def _in_entry(where: str, expression: str) -> str:
+    """An entry resource's FHIRPath expression (`Patient.gender`, `id`) as a path in the Bundle
+    (`Bundle.entry[2].resource.gender`), as OperationOutcome.issue.expression is read against
+    the submitted resource (FHIR R4B operationoutcome §2.36.3)."""
+    if expression.startswith("Bundle."):
+        return expression
+    head = _TYPE_HEAD.match(expression)
+    return f"{where}.resource{expression[head.end():]}" if head else f"{where}.resource.{expression}"
 
 
 def _run_entry(repo: ResourceRepository, entry: Entry, base: str) -> tuple[int, Any]:

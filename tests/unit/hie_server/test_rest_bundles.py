@@ -57,6 +57,7 @@ def test_transaction_is_all_or_nothing(client: TestClient, patient: Any) -> None
     r = client.post("/fhir", json=bundle("transaction", post(patient(), PID), post(bad)))
     assert r.status_code == 400
     assert "Bundle.entry[1]" in r.json()["issue"][0]["diagnostics"]
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.birthDate"]  # in the Bundle
     after = client.get("/fhir/Patient/_history").json().get("entry", [])
     assert after == before
 
