@@ -116,6 +116,9 @@ class Segment:
         if self.name == "MSH" and n <= 2:
             return [[[raw]]]
         enc = self.enc
+        if not enc.escape or enc.escape not in raw:  # nothing to unescape (the common case)
+            sub, component = enc.subcomponent, enc.component
+            return [[comp.split(sub) for comp in rep.split(component)] for rep in raw.split(enc.repetition)]
         return [
             [[unescape(s, enc) for s in comp.split(enc.subcomponent)] for comp in rep.split(enc.component)]
             for rep in raw.split(enc.repetition)
