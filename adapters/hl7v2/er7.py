@@ -91,13 +91,25 @@ def _escape_value(code: str, enc: Encoding, literal: str) -> str:
 class Segment:
     """One segment: its id and raw (still escaped) fields; `fields[0]` is the id."""
 
-    __slots__ = ("enc", "fields", "name", "sequence")
+    __slots__ = ("_split", "enc", "fields", "name", "sequence")
 
     def __init__(self, name: str, fields: list[str], enc: Encoding, sequence: int) -> None:
         self.name = name
         self.fields = fields
         self.enc = enc
         self.sequence = sequence
+        self._split: dict[int, list[list[list[str]]]] = {}  # field n split, leaves still escaped
+
+    def _leaves(self, n: int) -> list[list[list[str]]]:
+        """Field n split into repetitions → components → subcomponents (escaped), once."""
+        found = self._split.get(n)
+        if found is None:
+            raw = self.raw(n)
+            enc = self.enc
+            sub, component = enc.subcomponent, enc.component
+            found = [[c.split(sub) for c in rep.split(component)] for rep in raw.split(enc.repetition)]
+            self._split[n] = found
+        return found
 
     def raw(self, n: int) -> str:
         """Field n as sent (escaped); "" when absent."""
@@ -116,13 +128,10 @@ class Segment:
         if self.name == "MSH" and n <= 2:
             return [[[raw]]]
         enc = self.enc
+        leaves = self._leaves(n)
         if not enc.escape or enc.escape not in raw:  # nothing to unescape (the common case)
-            sub, component = enc.subcomponent, enc.component
-            return [[comp.split(sub) for comp in rep.split(component)] for rep in raw.split(enc.repetition)]
-        return [
-            [[unescape(s, enc) for s in comp.split(enc.subcomponent)] for comp in rep.split(enc.component)]
-            for rep in raw.split(enc.repetition)
-        ]
+            return [[list(subs) for subs in rep] for rep in leaves]
+        return [[[unescape(s, enc) for s in subs] for subs in rep] for rep in leaves]
 
     def values(self, n: int, component: int = 1) -> list[str]:
         """One component of every repetition of field n, unescaped, empty ones dropped."""
@@ -139,17 +148,16 @@ class Segment:
             return ""
         if self.name == "MSH" and n <= 2:
             return raw
-        enc = self.enc
-        reps = raw.split(enc.repetition) if enc.repetition in raw else [raw]
+        reps = self._leaves(n)
         if repetition > len(reps):
             return ""
-        comps = reps[repetition - 1].split(enc.component)
+        comps = reps[repetition - 1]
         if component > len(comps):
             return ""
-        subs = comps[component - 1].split(enc.subcomponent)
+        subs = comps[component - 1]
         if subcomponent > len(subs):
             return ""
-        return unescape(subs[subcomponent - 1], enc)
+        return unescape(subs[subcomponent - 1], self.enc)
 
     def location(self, field: int | None = None, component: int | None = None) -> ErrLocation:
         """ERR-2 location of this segment (or one of its fields)."""
