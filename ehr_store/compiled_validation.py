@@ -339,10 +339,14 @@ def explain(resource: Json, resource_type: str, codes: CodeTable) -> list[tuple[
     try:
         validator.validate_python(resource)
     except ValidationError as exc:
-        return [
-            (_location(resource_type, e["loc"]), _MESSAGES.get(e["type"], e["msg"]))
-            for e in exc.errors(include_url=False)
-        ]
+        found: dict[str, str] = {}  # one message a location (a decimal's union gives three)
+        for e in exc.errors(include_url=False):
+            loc = tuple(e["loc"])
+            if loc and loc[-1] in _DECIMAL_BRANCHES:
+                found.setdefault(_location(resource_type, loc[:-1]), "must be a JSON number")
+            else:
+                found.setdefault(_location(resource_type, loc), _MESSAGES.get(e["type"], e["msg"]))
+        return list(found.items())
     try:
         problem = _walk(resource, get_fhir_model_class(resource_type), codes)
     except (KeyError, TypeError, AttributeError) as exc:
@@ -353,6 +357,8 @@ def explain(resource: Json, resource_type: str, codes: CodeTable) -> list[tuple[
     return [(resource_type + where, message)]
 
 
+_DECIMAL_BRANCHES = ("int", "float", "is-instance[Decimal]")
+"""The branches of a decimal's JSON-number check, as pydantic-core names them in error locations."""
 _MESSAGES = {
     "extra_forbidden": "unknown element",
     "dict_type": "must be a JSON object",

@@ -261,6 +261,8 @@ def _require_free_port(host: str, port: int, what: str) -> None:
     """Refuse to start when `port` is taken, so the readiness probe cannot be answered by another
     server (e.g. a `make demo` still running). Raises: typer.Exit(1) with a message."""
     with socket.socket() as probe:
+        # as servers bind (uvicorn, asyncio): a port whose last connections are in TIME_WAIT is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

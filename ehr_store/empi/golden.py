@@ -103,6 +103,9 @@ def _identifiers(sources: Sequence[Json]) -> list[Json]:
     return result
 
 
+_NAME_PARTS = ("use", "text", "family", "_family", "given", "_given")
+
+
 def compose_golden(golden_id: str, sources: Sequence[Json], *, replaces: Sequence[str] = ()) -> Json:
     """The golden Patient for `sources` (oldest first). Best-known values:
     name/address/gender/birthDate = most frequent among sources (ties: latest); a valid
@@ -120,15 +123,17 @@ def compose_golden(golden_id: str, sources: Sequence[Json], *, replaces: Sequenc
         golden["extension"] = assigned
     names = [s["name"][0] for s in sources if s.get("name")]
     best_name = _most_common(
-        [{k: v for k, v in n.items() if k in ("use", "text", "family", "given")} for n in names]
+        # with their `_family`/`_given` extensions: a null in `given` stands for the extension
+        # at its position (FHIR R4B JSON §2.6.2.3) and is invalid without it
+        [{k: v for k, v in n.items() if k in _NAME_PARTS} for n in names]
     )
     if best_name:
         golden["name"] = [best_name]
     phones: list[Json] = []
     for source in reversed(sources):
         for telecom in source.get("telecom", []):
-            entry = {k: v for k, v in telecom.items() if k in ("system", "value", "use")}
-            if entry not in phones:
+            entry = {k: v for k, v in telecom.items() if k in ("system", "value", "_value", "use")}
+            if entry and entry not in phones:
                 phones.append(entry)
     if phones:
         golden["telecom"] = phones

@@ -253,6 +253,8 @@ def test_unknown_type_has_no_compiled_validator() -> None:
          "'Foo' is not an R4B resource type"),
         ({"resourceType": "Patient", "_birthDate": {"foo": 1}}, "Patient._birthDate.foo", "unknown element"),
         ({"resourceType": "Patient", "birthDate": 19800101}, "Patient.birthDate", "JSON string"),
+        ({**OBSERVATION, "valueQuantity": {"value": "1.0"}}, "Observation.valueQuantity.value",
+         "must be a JSON number"),  # one issue, not one per branch of the number check
     ],
 )
 def test_where_the_models_confuse_the_compiled_reason_is_given(

@@ -104,3 +104,27 @@ async def test_runtime_serves_with_background_services_until_stopped() -> None:
     stop.set()
     await asyncio.wait_for(task, 10)
     assert service.events == ["start", "stop"]
+
+
+def test_demo_port_check_refuses_a_listener_but_not_time_wait() -> None:
+    """`hie demo` refuses a port another server listens on, but not one whose last connection
+    the server closed (TIME_WAIT): servers bind with SO_REUSEADDR, and so does the probe."""
+    import socket
+
+    import typer
+
+    from hie_server.cli_ops import _require_free_port
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    with pytest.raises(typer.Exit):
+        _require_free_port("127.0.0.1", port, "HTTP")
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server closes first: its side of the connection waits in TIME_WAIT
+    client.close()
+    listener.close()
+    _require_free_port("127.0.0.1", port, "HTTP")  # free again: no exit

@@ -257,3 +257,21 @@ def test_golden_carries_valid_identifiers_only() -> None:
     assert assigned == [("urn:qingyuan-hie:mrn:TEST", "1")]
     assert golden["birthDate"] == "1990-01-02"  # from the 身份证号, correcting the typo
     assert golden["link"] == [{"other": {"reference": "Patient/a"}, "type": "seealso"}]
+
+
+def test_golden_record_keeps_name_extensions_so_it_validates() -> None:
+    """A source name with a null `given` entry standing for an extension (`_given`) gives a
+    resident record that is itself valid FHIR (the null without `_given` was refused, and the
+    source Patient's write with it)."""
+    from ehr_store import validate_resource
+    from ehr_store.empi.golden import compose_golden
+
+    src = {"resourceType": "Patient", "id": "s1", "name": [{
+        "family": "李", "given": ["a", None],
+        "_given": [None, {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                         "valueCode": "unknown"}]}]}],
+        "telecom": [{"system": "phone", "_value": {"extension": [
+            {"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "masked"}]}}]}
+    golden = compose_golden("g", [src])
+    assert golden["name"] == src["name"] and golden["telecom"] == src["telecom"]
+    assert validate_resource(golden) == "Patient"
