@@ -258,6 +258,8 @@ def _walk(node: Json, model: type, codes: CodeTable) -> str | None:
     children = shape.children
     for key, value in node.items():
         kind_of = type(value)
+        if kind_of is dict and key[0] == "_" and node.get(key[1:]) is None and not value.get("extension"):
+            return f".{key}: a primitive without a value needs an extension (ele-1)"
         if (kind_of is list or kind_of is dict) and not value:
             return f".{key}: empty {'array' if kind_of is list else 'object'} (FHIR JSON: leave it out)"
         child = children.get(key)
@@ -301,6 +303,10 @@ def _primitive_array(node: Json, key: str, values: list[Any]) -> str | None:
         if base is not None and (type(base) is not list or len(base) != len(values)):
             size = f"{len(base)} entries" if type(base) is list else "no array"
             return f"{len(values)} entries, {key[1:]} has {size}"
+        for i, extension in enumerate(values):
+            valueless = base is None or base[i] is None
+            if valueless and type(extension) is dict and not extension.get("extension"):
+                return "an entry without a value needs an extension (ele-1)"
         return None
     if None not in values:
         return None

@@ -204,7 +204,10 @@ def test_refused_with_the_models_issues(doc: Json, expression: str) -> None:
         ({**PATIENT, "telecom": []}, "Patient.telecom"),
         ({**PATIENT, "identifier": [{"system": "urn:a b", "value": "1"}]}, "Patient.identifier[0].system"),
         ({**PATIENT, "name": [{"family": "a\u0000b"}]}, "Patient.name[0].family"),
-        # invariants: ext-1, dom-2, dom-4
+        # invariants: ele-1 (a primitive's `_x` with only an id and no value), ext-1, dom-2, dom-4
+        ({**{k: v for k, v in PATIENT.items() if k != "active"}, "_active": {"id": "a1"}}, "Patient._active"),
+        ({**PATIENT, "name": [{"given": ["a", None], "_given": [None, {"id": "z"}]}]},
+         "Patient.name[0]._given"),
         ({**PATIENT, "extension": [{"url": "urn:x", "valueString": "a",
                                     "extension": [{"url": "urn:y", "valueString": "b"}]}]},
          "Patient.extension[0]"),
