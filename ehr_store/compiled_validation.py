@@ -69,22 +69,20 @@ class _Shape:
     extension: bool = False
 
 
-def _unwrap(annotation: Any) -> tuple[Any, bool, bool]:
-    """(inner annotation, nullable, array) of an Optional/List annotation."""
-    nullable = False
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(inner annotation, is an array) of an Optional/List annotation (a property is never
+    null in FHIR JSON, so Optional only says it may be absent)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        nullable = len(args) < len(typing.get_args(annotation))
         if len(args) != 1:  # e.g. fhir_comments: str | list[str]
             if any(_model_of(a) is not None for a in args):
                 raise _Unsupported(str(annotation))
-            return typing.Union[tuple(args)], nullable, False  # noqa: UP007
+            return typing.Union[tuple(args)], False  # noqa: UP007
         annotation = args[0]
     if typing.get_origin(annotation) in (list, typing.List):  # noqa: UP006
         (item,) = typing.get_args(annotation)
-        return item, nullable, True
-    return annotation, nullable, False
+        return item, True
+    return annotation, False
 
 
 def _model_of(annotation: Any) -> type | None:
@@ -110,9 +108,9 @@ def _primitive_schema(annotation: Any) -> CoreSchema:
     """fhir_core's schema of a primitive behind a check of the JSON value itself (FHIR R4B JSON
     §2.6.2: boolean is true/false, integer a number without fraction, decimal a number, the
     rest strings), in Rust: the models coerce `"true"`, `1` or `"5"` and store them as sent."""
-    schema = TypeAdapter(annotation).core_schema
     if annotation is bool:
         return cs.bool_schema(strict=True)
+    schema = TypeAdapter(annotation).core_schema
     if typing.get_origin(annotation) is not typing.Annotated:
         return schema
     base, *metadata = typing.get_args(annotation)
@@ -152,7 +150,7 @@ class _Compiler:
         return cs.definition_reference_schema(name)
 
     def field(self, annotation: Any) -> CoreSchema:
-        inner, _nullable, array = _unwrap(annotation)
+        inner, array = _unwrap(annotation)
         model = _model_of(inner)
         if model is not None and _is_any_resource(model):
             item: CoreSchema = cs.no_info_plain_validator_function(_any_resource)
@@ -211,7 +209,7 @@ def _shape(model: type, codes: CodeTable) -> _Shape:
     fields = model.model_fields  # type: ignore[attr-defined]
     alias = {name: (info.alias or name) for name, info in fields.items()}
     for name, info in fields.items():
-        inner, _nullable, array = _unwrap(info.annotation)
+        inner, array = _unwrap(info.annotation)
         child = _model_of(inner)
         if child is not None:
             shape.children[alias[name]] = (None if _is_any_resource(child) else child, array)
@@ -258,7 +256,8 @@ def _walk(node: Json, model: type, codes: CodeTable) -> str | None:
     children = shape.children
     for key, value in node.items():
         kind_of = type(value)
-        if kind_of is dict and key[0] == "_" and node.get(key[1:]) is None and not value.get("extension"):
+        valueless = key.startswith("_") and node.get(key[1:]) is None
+        if kind_of is dict and valueless and not value.get("extension"):
             return f".{key}: a primitive without a value needs an extension (ele-1)"
         if (kind_of is list or kind_of is dict) and not value:
             return f".{key}: empty {'array' if kind_of is list else 'object'} (FHIR JSON: leave it out)"

@@ -4,11 +4,16 @@ MLLP, summary through the FHIR API), on free ports with a temporary SQLite datab
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from e2e_harness import free_ports, hie
+from e2e_harness import HIE, free_ports, hie
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +47,6 @@ def test_demo_runs_the_main_job_and_reports_what_the_truth_file_expects(tmp_path
 def test_sigterm_stops_the_demo_and_its_server(tmp_path: Path) -> None:
     """A supervisor's SIGTERM ends `hie demo` like Ctrl-C: its `hie serve` child stops and
     frees the ports. The settings the server ran with are left in demo.env for the CLI."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import time
-
-    from e2e_harness import HIE
-
     port, mllp_port = free_ports(2)
     demo = subprocess.Popen(
         [*HIE, "demo", "--residents", "5", "--seed", "3", "--port", str(port), "--mllp-port", str(mllp_port),

@@ -40,8 +40,8 @@ sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "integration"))
 import nginx_server  # noqa: E402
 import test_orthanc_imaging as shared  # noqa: E402  (its fixtures and helpers)
-from orthanc_server import OrthancServer, make_dicom  # noqa: E402
-from test_orthanc_imaging import SPECIALIST, client_of, imaging_settings, index_until, upload  # noqa: E402
+from orthanc_server import OrthancServer  # noqa: E402
+from test_orthanc_imaging import SPECIALIST, client_of, imaging_settings  # noqa: E402
 
 # the Orthanc, PostgreSQL store, bridge and token issuer fixtures of the Orthanc tests
 orthanc, store, bridge, local_issuer = shared.orthanc, shared.store, shared.bridge, shared.local_issuer
@@ -176,18 +176,8 @@ def audit_events(opened: Store) -> list[dict[str, Any]]:
 
 
 async def test_nginx_fast_path_applies_the_exchanges_rules(orthanc, store, bridge, fast_path, tmp_path):
-    a_study, a_series, a_sop, b_study = (generate_uid() for _ in range(4))
-    await upload(
-        orthanc,
-        tmp_path,
-        {
-            "a.dcm": make_dicom(
-                study_uid=a_study, series_uid=a_series, sop_uid=a_sop, patient_id="A001", issuer="TTWSY"
-            ),
-            "b.dcm": make_dicom(study_uid=b_study, patient_id="B001", issuer="QYRMYY"),
-        },
-    )
-    await index_until(bridge, 2)
+    two = await shared.upload_two_studies(orthanc, bridge, tmp_path)
+    a_study, a_series, a_sop, b_study = two.a_study, two.a_series, two.a_sop, two.b_study
     spec = fast_path.token(SPECIALIST)
     auth = (orthanc.username, orthanc.password)
     async with httpx.AsyncClient(base_url=fast_path.nginx.url, timeout=30) as web:

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,31 @@ async def upload(orthanc: orthanc_server.OrthancServer, tmp_path: Path, files: d
     async with client_of(orthanc) as client:
         report = await upload_files(client, paths)
     assert report.stored == len(files) and not report.failed
+
+
+@dataclass(frozen=True)
+class TwoStudies:
+    """Study A of resident A001 at TTWSY (one series, one instance) and study B of B001 at QYRMYY."""
+
+    a_study: str
+    a_series: str
+    a_sop: str
+    b_study: str
+
+
+async def upload_two_studies(
+    orthanc: orthanc_server.OrthancServer, bridge: ImagingBridge, tmp_path: Path
+) -> TwoStudies:
+    """Upload and index `TwoStudies` (the access tests' fixture data)."""
+    two = TwoStudies(generate_uid(), generate_uid(), generate_uid(), generate_uid())
+    files = {
+        "a.dcm": make_dicom(study_uid=two.a_study, series_uid=two.a_series, sop_uid=two.a_sop,
+                            patient_id="A001", issuer="TTWSY"),
+        "b.dcm": make_dicom(study_uid=two.b_study, patient_id="B001", issuer="QYRMYY"),
+    }
+    await upload(orthanc, tmp_path, files)
+    await index_until(bridge, 2)
+    return two
 
 
 # -- into the record -------------------------------------------------------------------------
@@ -433,19 +459,8 @@ def call(exchange, claims, method, url, **kw):
 
 
 async def test_proxy_specialist_needs_consultation(orthanc, store, bridge, exchange, tmp_path):
-    a_study, b_study = generate_uid(), generate_uid()
-    a_series, a_sop = generate_uid(), generate_uid()
-    await upload(
-        orthanc,
-        tmp_path,
-        {
-            "a.dcm": make_dicom(
-                study_uid=a_study, series_uid=a_series, sop_uid=a_sop, patient_id="A001", issuer="TTWSY"
-            ),
-            "b.dcm": make_dicom(study_uid=b_study, patient_id="B001", issuer="QYRMYY"),
-        },
-    )
-    await index_until(bridge, 2)
+    two = await upload_two_studies(orthanc, bridge, tmp_path)
+    a_study, a_series, a_sop, b_study = two.a_study, two.a_series, two.a_sop, two.b_study
 
     def get(claims, url, **kw):
         return call(exchange, claims, "GET", url, **kw)
