@@ -170,8 +170,10 @@ class IngestService:
 
     def process_many(self, accs: Sequence[Accepted]) -> list[list[bytes]]:
         """Map accepted messages, then write them all in ONE unit of work (group commit);
-        when that unit fails, each message is written in its own unit so one bad message
-        cannot fail the others. Returns each message's remaining frames. Never raises."""
+        a unit that lost a write race to a concurrent writer (another MLLP process creating
+        the same new resource, say) is tried again, twice; when it fails otherwise, each
+        message is written in its own unit so one bad message cannot fail the others.
+        Returns each message's remaining frames. Never raises."""
         out: list[list[bytes] | None] = [None] * len(accs)
         ready: list[tuple[int, Accepted, Mapped, list[AckError]]] = []
         index = {id(acc): i for i, acc in enumerate(accs)}
@@ -191,13 +193,11 @@ class IngestService:
             except Exception as exc:
                 out[i] = self._finish_error(acc, as_hl7_error(exc), accept_level=False)
         if len(ready) > 1:
-            try:
-                done = self._write(ready)
+            done = self._write_group(ready)
+            if done is not None:
                 for (i, acc, _m, _w), frames in zip(ready, done, strict=True):
                     out[i], acc.outcome = frames, "AA"
                 ready = []
-            except Exception:
-                log.info("group write of %d messages failed; writing them one by one", len(ready))
         for i, acc, mapped, warnings in ready:
             try:
                 out[i] = self._write_retrying((i, acc, mapped, warnings))
@@ -237,6 +237,25 @@ class IngestService:
             warnings += [AckError("0", p, None, "W") for p in conformance_problems(acc.decoded.text)]
         return mapped, warnings
 
+    def _write_group(
+        self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]
+    ) -> list[list[bytes]] | None:
+        """`_write` of a whole batch, tried again (twice) when it lost a write race to a
+        concurrent writer (the rows it raced for exist now); None when it fails otherwise."""
+        for attempt in range(3):
+            try:
+                return self._write(ready)
+            except (Conflict, VersionConflict) as exc:
+                if attempt < 2:
+                    log.info("group write of %d messages lost a write race; retrying", len(ready))
+                    continue
+                reason = type(exc).__name__
+            except Exception as exc:
+                reason = type(exc).__name__
+            log.info("group write of %d messages failed (%s); writing them one by one", len(ready), reason)
+            return None
+        return None
+
     def _write_retrying(self, item: tuple[int, Accepted, Mapped, list[AckError]]) -> list[bytes]:
         """`_write` of one message, tried again (twice) when a concurrent writer won a race
         (PostgreSQL with several writers, or the FHIR API writing the same resource)."""
@@ -254,8 +273,18 @@ class IngestService:
         results = []
         outcomes = []
         records = []
-        skips = [self._reference_cache.fresh(mapped) for _i, _acc, mapped, _w in ready]
+        candidates = [self._reference_cache.candidates(mapped) for _i, _acc, mapped, _w in ready]
+        committed: list[dict[tuple[str, str], int]] = []  # per message: versions it left current
         with self.store.unit_of_work(write=True) as uow:
+            wanted = {key for c in candidates for key in c}
+            current = uow.resources.current_versions(wanted) if wanted else {}
+            skips: list[frozenset[tuple[str, str]]] = []
+            batch_writes: set[tuple[str, str]] = set()
+            for (_i, _a, mapped, _w), cands in zip(ready, candidates, strict=True):
+                # not skipped when an earlier message of this batch writes it (as one by one)
+                skip = self._reference_cache.fresh(cands, current) - batch_writes
+                skips.append(skip)
+                batch_writes.update(r.key for r in mapped.resources if r.key not in skip)
             uow.resources.prefetch(  # the batch's current rows in one round-trip (locked)
                 r.key
                 for (_i, _a, mapped, _w), skip in zip(ready, skips, strict=True)
@@ -265,6 +294,7 @@ class IngestService:
             for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
                 assert acc.message_id is not None
                 stored = write_mapped(uow.resources, mapped, self.hooks, skip=skip)
+                committed.append({(v.resource_type, v.id): v.version_id for v in stored})
                 frames = self._success_frames(acc, warnings)
                 if self.before_commit is not None:
                     written = [(v.resource_type, v.id, v.version_id == 1) for v in stored]
@@ -288,8 +318,8 @@ class IngestService:
             if self.before_commit is not None:
                 self.before_commit(uow, records)  # e.g. one AuditEvent per message (hie_server.auth)
             uow.commit()
-        for _i, _acc, mapped, _w in ready:
-            self._reference_cache.remember(mapped)
+        for (_i, _acc, mapped, _w), versions in zip(ready, committed, strict=True):
+            self._reference_cache.remember(mapped, versions)
         return results
 
     def oversized_nak(self, head: bytes, size: int, limit: int) -> bytes:

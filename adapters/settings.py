@@ -21,6 +21,13 @@ class MllpSettings(BaseModel):
     max_frame_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="largest accepted message")
     batch_max: int = Field(default=64, ge=1, description="messages from different connections per commit")
     writers: int = Field(default=1, ge=1, description="concurrent batches (1 for SQLite's single writer)")
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="listener processes sharing the port (SO_REUSEPORT), each with its own writer; "
+        "more than 1 needs PostgreSQL",
+    )
     batch_wait_ms: float = Field(default=3.0, ge=0, description="longest wait for other connections' frames")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="close a connection silent this long")
     tls_cert: Path | None = None

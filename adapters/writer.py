@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from threading import Lock
 from typing import Any
@@ -116,18 +116,20 @@ def _json_number(value: object) -> orjson.Fragment:
 
 
 class ReferenceCache:
-    """Digests of the resources this process last committed for Organization, Practitioner,
-    source Patient and Encounter (as mapped, before merging), so one mapped identically again is not
-    rewritten by every message (a rewrite costs a read, a validation, a compare and, for a
-    Patient, the identity hook; about half the Patients in a feed recur unchanged in later
-    ORU/ORM/VXU messages). Bounded LRU; thread-safe. Consequence: a resource edited through
-    the FHIR API is only overwritten by the next message that maps it differently."""
+    """What this process last committed for Organization, Practitioner, source Patient and
+    Encounter: per resource, the digest of the resource as mapped (before merging) and the
+    version that commit left current. A resource mapped identically again is not rewritten by
+    every message (a rewrite costs a read, a validation, a compare and, for a Patient, the
+    identity hook; about half the Patients in a feed recur unchanged in later ORU/ORM/VXU
+    messages) - but only while that version is still the current one: a write by anyone else
+    (another MLLP process, the FHIR API, the EMPI) makes the next message that maps it write it
+    again (`fresh` is given the current version ids). Bounded LRU; thread-safe."""
 
     TYPES = frozenset({"Organization", "Practitioner", "Patient", "Encounter"})
 
     def __init__(self, size: int = 50_000) -> None:
         self._size = size
-        self._digests: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._digests: OrderedDict[tuple[str, str], tuple[bytes, int]] = OrderedDict()
         self._lock = Lock()
 
     @staticmethod
@@ -136,21 +138,41 @@ class ReferenceCache:
         text = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS, default=_json_number)
         return hashlib.blake2b(text, digest_size=16).digest()
 
-    def fresh(self, mapped: Mapped) -> frozenset[tuple[str, str]]:
-        """Keys of `mapped`'s reference resources identical to what was last committed."""
-        with self._lock:
-            return frozenset(
-                i.key
-                for i in mapped.resources
-                if i.key[0] in self.TYPES and self._digests.get(i.key) == self._digest(i.resource)
-            )
-
-    def remember(self, mapped: Mapped) -> None:
-        """Record `mapped`'s reference resources after their unit of work committed."""
+    def candidates(self, mapped: Mapped) -> dict[tuple[str, str], int]:
+        """`mapped`'s reference resources identical to what this process last committed, with
+        the version id that commit left (check it is still current before skipping: `fresh`)."""
+        out: dict[tuple[str, str], int] = {}
         with self._lock:
             for item in mapped.resources:
                 if item.key[0] in self.TYPES:
-                    self._digests[item.key] = self._digest(item.resource)
-                    self._digests.move_to_end(item.key)
+                    known = self._digests.get(item.key)
+                    if known is not None and known[0] == self._digest(item.resource):
+                        out[item.key] = known[1]
+        return out
+
+    @staticmethod
+    def fresh(
+        candidates: dict[tuple[str, str], int], current: Mapping[tuple[str, str], int]
+    ) -> frozenset[tuple[str, str]]:
+        """Keys of `candidates` whose remembered version is still the current one (`current`:
+        version ids as `ResourceRepository.current_versions` gives them)."""
+        return frozenset(k for k, v in candidates.items() if current.get(k) == v)
+
+    def remember(self, mapped: Mapped, versions: Mapping[tuple[str, str], int]) -> None:
+        """Record `mapped`'s reference resources after their unit of work committed:
+        `versions` are the version ids the unit left current for the ones it wrote; one it
+        skipped keeps the version remembered before."""
+        with self._lock:
+            for item in mapped.resources:
+                if item.key[0] not in self.TYPES:
+                    continue
+                version = versions.get(item.key)
+                if version is None:
+                    known = self._digests.get(item.key)
+                    if known is None:
+                        continue
+                    version = known[1]
+                self._digests[item.key] = (self._digest(item.resource), version)
+                self._digests.move_to_end(item.key)
             while len(self._digests) > self._size:
                 self._digests.popitem(last=False)

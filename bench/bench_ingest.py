@@ -160,11 +160,16 @@ def running_server(
     writers: int = 1,
     audit: bool = False,
     terminology: bool = True,
+    processes: int = 1,
+    database_url: str | None = None,
 ) -> Iterator[int]:
     """An MLLP server on 127.0.0.1 (ephemeral port) in a background event loop, composed as
     `hie serve` composes it: `audit`: one AuditEvent per message in its write unit
     (`hie_server.auth.ingest_audit`); `terminology`: the shipped content loaded and local codes
-    translated to standard codings while mapping (unmapped codes counted)."""
+    translated to standard codings while mapping (unmapped codes counted). `processes` > 1
+    (PostgreSQL, `database_url`): `hie serve`'s worker processes (`hie_server.mllp_processes`,
+    composed by `hie_server.cli_hl7.build_ingest_service`: EMPI, audit, terminology) listen on
+    the same port beside this one."""
     term = None
     if terminology:
         from hie_server.startup import ensure_terminology
@@ -184,14 +189,30 @@ def running_server(
         hooks = EmpiService()
     server = MllpServer(
         IngestService(store, settings, identity_hooks=hooks, before_commit=hook, terminology=term),
-        MllpSettings(port=0, writers=writers),
+        MllpSettings(port=0, writers=writers, processes=processes),
+        share_port="first" if processes > 1 else None,
     )
+    workers = None
+    if processes > 1:
+        from hie_server.auth import AuditSettings
+        from hie_server.mllp_processes import MllpProcesses
+        from hie_server.settings import HieSettings
+
+        hie = HieSettings(
+            store=StoreSettings(database_url=database_url or ""),
+            ingest=settings,
+            mllp=MllpSettings(port=0, writers=writers, processes=processes),
+            audit=AuditSettings(enabled=audit, site="bench"),
+        )
+        workers = MllpProcesses(hie, lambda: server.port)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(server.start())
+        if workers is not None:
+            loop.run_until_complete(workers.start())
         ready.set()
         loop.run_forever()
 
@@ -201,6 +222,8 @@ def running_server(
     try:
         yield server.port
     finally:
+        if workers is not None:
+            asyncio.run_coroutine_threadsafe(workers.stop(), loop).result(120)
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
@@ -311,10 +334,15 @@ def main() -> None:
     ap.add_argument("--types", default="", help="only these MSH-9.1 types, e.g. ADT,ORU (the issue's mix)")
     ap.add_argument("--feed", type=Path, default=None)
     ap.add_argument("--writers", type=int, default=1, help="concurrent batches (PostgreSQL can use 2+)")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="MLLP listener processes (HIE_MLLP__PROCESSES; PostgreSQL only)")
     ap.add_argument("--residents", type=int, default=300)
     ap.add_argument("--original-mode", action="store_true",
                     help="empty MSH-15/16 in every message (~45 %% of the feed is enhanced mode)")
     args = ap.parse_args()
+    if args.processes > 1 and (not args.empi or not args.terminology or "sqlite" in args.backends):
+        ap.error("--processes > 1 runs hie serve's composition on PostgreSQL: "
+                 "no --no-empi/--no-terminology, no sqlite")
     feed, settings = load_feed(args.feed, args.residents)
     if args.original_mode:
         feed = [original_mode(m) for m in feed]
@@ -335,10 +363,13 @@ def main() -> None:
                 upgrade_schema(url)
                 store = SqlStore(StoreSettings(database_url=url))
                 with running_server(
-                    store, settings, args.empi, args.writers, args.audit, args.terminology
+                    store, settings, args.empi, args.writers, args.audit, args.terminology,
+                    args.processes, url,
                 ) as port:
-                    warm = cycled(feed, 100, start=10_000_000)
-                    in_sender_process(throughput, port, warm, 2)  # warm-up (caches, plans)
+                    warm = cycled(feed, 100 * args.processes, start=10_000_000)
+                    # warm-up (caches, plans), reaching every process (the kernel picks one per connection)
+                    warm_connections = 2 if args.processes == 1 else 8 * args.processes
+                    in_sender_process(throughput, port, warm, warm_connections)
                     rate, codes = in_sender_process(
                         throughput, port, cycled(feed, args.messages), args.connections
                     )
@@ -359,6 +390,7 @@ def main() -> None:
         }
         print(
             f"{backend}: {rate:.0f} msg/s over {args.messages} messages on {args.connections} connections "
+            f"{'' if args.processes == 1 else f'to {args.processes} processes '}"
             f"{codes}; at 100 msg/s offered: ACK p50 {p50:.1f} ms, p99 {p99:.1f} ms ({achieved:.0f} msg/s)"
         )
     rates = parse_rates(feed)

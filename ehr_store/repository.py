@@ -50,6 +50,12 @@ class ResourceRepository(Protocol):
         """Current, non-deleted versions of many resources in one round-trip; missing ones are absent."""
         ...
 
+    def current_versions(self, references: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Current version ids (`meta.versionId`) of the non-deleted resources among
+        `references`, in one round-trip without their content and without locking them;
+        missing and deleted ones are absent."""
+        ...
+
     def prefetch(self, references: Iterable[tuple[str, str]]) -> None:
         """Load the current rows of resources this unit of work is about to write, in one
         round-trip (locked on PostgreSQL, `SELECT ... FOR UPDATE`), so that later reads and

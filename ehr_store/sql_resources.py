@@ -66,6 +66,13 @@ def _prefetch_statement(types: tuple[str, ...], for_update: bool) -> Any:
     return stmt.with_for_update() if for_update else stmt
 
 
+@lru_cache(maxsize=256)
+def _versions_statement(types: tuple[str, ...]) -> Any:
+    return sa.select(R.c.resource_type, R.c.id, R.c.version_id).where(
+        keys_condition(R.c.resource_type, R.c.id, types), R.c.deleted.is_(False)
+    )
+
+
 def _row_to_stored(row: Any, method: HistoryMethod = "PUT") -> StoredResource:
     content = row.content
     return StoredResource(
@@ -168,6 +175,27 @@ class SqlResourceRepository(VersionedRepository):
             found = {(r.resource_type, r.id): _row_to_stored(r) for r in conn.execute(stmt, params)}
             for key in chunk:
                 self._uow.remember_current(key, found.get(key))
+
+    def current_versions(self, references: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """See `ResourceRepository.current_versions`: rows known to the unit from memory, the
+        others with one SELECT of (type, id, version) per 500 keys."""
+        found: dict[tuple[str, str], int] = {}
+        wanted: list[tuple[str, str]] = []
+        for key in set(references):
+            known, current = self._uow.known_current(key)
+            if not known:
+                wanted.append(key)
+            elif current is not None and not current.deleted:
+                found[key] = current.version_id
+        if not wanted:
+            return found
+        conn = self._uow.connection(write=False)
+        wanted.sort()
+        for start in range(0, len(wanted), 500):
+            types, params = keys_params(wanted[start:start + 500])
+            for row in conn.execute(_versions_statement(types), params):
+                found[(row.resource_type, row.id)] = row.version_id
+        return found
 
     # -- reads ------------------------------------------------------------------------------
     def read_many(self, references: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:

@@ -98,12 +98,21 @@ class VersionedRepository(ABC):
     def _replace(self, version: StoredResource, doc: Json | None, previous: int) -> bool:
         """Replace the current row at version `previous` and add history; False if it moved."""
 
+    @abstractmethod
+    def read_many(self, references: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
+        """See `ResourceRepository.read_many`."""
+
     def _new_version(
         self, resource: Json | None, rtype: str, id: str, version_id: int, method: HistoryMethod
     ) -> tuple[StoredResource, Json | None]:
         at = now_utc()
         doc, content = (None, b"") if resource is None else stamp(resource, id, version_id, at)
         return StoredResource(rtype, id, version_id, at, resource is None, content, method), doc
+
+    def current_versions(self, references: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """See `ResourceRepository.current_versions` (through `read_many` unless a backend
+        overrides it)."""
+        return {key: version.version_id for key, version in self.read_many(references).items()}
 
     def prefetch(self, references: Iterable[tuple[str, str]]) -> None:
         """See `ResourceRepository.prefetch` (nothing to do unless a backend overrides it)."""

@@ -76,11 +76,24 @@ def serve_command(
     host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default 8080)")] = None,
     mllp_port: Annotated[int | None, typer.Option("--mllp-port", help="MLLP port (default 2575)")] = None,
+    mllp_processes: Annotated[
+        int | None,
+        typer.Option(
+            "--mllp-processes",
+            min=1,
+            max=64,
+            help="MLLP listener processes sharing the port (default 1; more needs PostgreSQL)",
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir (flags override HIE_* settings)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = with_overrides(HieSettings(), host=host, port=port, database_url=database_url)
+    if mllp_processes is not None:
+        settings = settings.model_copy(
+            update={"mllp": settings.mllp.model_copy(update={"processes": mllp_processes})}
+        )
     settings = serving_settings(settings)  # audit on by default
     if not settings.auth.enabled:
         if settings.http.host not in LOOPBACK_HOSTS:

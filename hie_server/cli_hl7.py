@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from fastapi import APIRouter
@@ -24,12 +24,14 @@ from rich.table import Table
 
 from adapters import IngestService, MllpClient, MllpError, MllpServer, python_codec, read_ack, split_batch
 from adapters.http import hl7v2_router
-from ehr_store import Conflict, NotFound, Store
+from ehr_store import Conflict, NotFound, Store, Unavailable
 from ehr_store.empi import EmpiService, load_rules
 from hie_server.auth.ingest_audit import ingest_audit_hook
 from hie_server.auth.install import audit_enabled, serving_settings
 from hie_server.auth.mllp import mllp_gate
 from hie_server.cli_common import DatabaseUrl, open_for
+from hie_server.mllp_processes import MllpProcesses, check_processes
+from hie_server.runtime import BackgroundService
 from hie_server.settings import HieSettings
 from terminology import TerminologyService
 
@@ -233,15 +235,36 @@ def build_ingest_service(
 
 
 def mllp_services(
-    settings: HieSettings, store: Store, mllp_port: int | None = None, service: IngestService | None = None
-) -> list[MllpServer]:
+    settings: HieSettings,
+    store: Store,
+    mllp_port: int | None = None,
+    service: IngestService | None = None,
+    *,
+    role: Literal["main", "worker"] = "main",
+) -> list[BackgroundService]:
     """The MLLP listener for `hie serve` (none when `HIE_MLLP__ENABLED=false`), each connection
-    held to its client certificate's facility (`hie_server.auth.mllp.mllp_gate`)."""
+    held to its client certificate's facility (`hie_server.auth.mllp.mllp_gate`); with
+    `HIE_MLLP__PROCESSES` > 1 (PostgreSQL), the worker processes listening on the same port
+    after it (`hie_server.mllp_processes`); `role` "worker": a worker's own listener, joining
+    the port the main one holds.
+    Raises: Unavailable when the processes setting cannot be served (`check_processes`)."""
     if not settings.mllp.enabled:
         return []
     mllp = settings.mllp if mllp_port is None else settings.mllp.model_copy(update={"port": mllp_port})
+    why = check_processes(settings)
+    if why is not None:
+        raise Unavailable(why)
     gate = mllp_gate(settings.auth)  # a feed writes only as its own facility (docs/security.md)
-    return [MllpServer(service or build_ingest_service(settings, store), mllp, gate=gate)]
+    shared = mllp.processes > 1
+    server = MllpServer(
+        service or build_ingest_service(settings, store),
+        mllp,
+        gate=gate,
+        share_port=("join" if role == "worker" else "first") if shared else None,
+    )
+    if role == "worker" or not shared:
+        return [server]
+    return [server, MllpProcesses(settings.model_copy(update={"mllp": mllp}), lambda: server.port)]
 
 
 def http_routers(

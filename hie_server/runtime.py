@@ -10,8 +10,11 @@ May import: uvicorn, `ehr_store`, `hie_server.*`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import uvicorn
@@ -64,6 +67,38 @@ async def _exit_on(stop: asyncio.Event, server: uvicorn.Server) -> None:
     server.should_exit = True
 
 
+@contextlib.contextmanager
+def _signals_end_serving() -> Iterator[list[int]]:
+    """While the block runs, SIGINT/SIGTERM outside uvicorn's own handling are only noted.
+
+    uvicorn handles them while it serves, then re-raises the signal once its server returns
+    (to end the process as the signal would): with the default action that killed `hie serve`
+    before its background services stopped (the MLLP listeners answering what they hold, the
+    worker processes, the queued AuditEvents). Noted here instead, the services stop and the
+    command returns; a second signal while they stop ends the process at once. Yields the
+    signals noted (one that came while the services started means: do not serve).
+    """
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(sig: int, _frame: object) -> None:
+        noted.append(sig)
+        if len(noted) > 1:  # asked twice: stop waiting for the services
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if noted:
+            log.info("stopped on %s", signal.Signals(noted[0]).name)
+
+
 async def serve(
     settings: HieSettings,
     store: Store,
@@ -85,6 +120,17 @@ async def serve(
     """
     server = uvicorn.Server(uvicorn_config(settings, store, modules, root_routers, identity))
     started: list[BackgroundService] = []
+    with _signals_end_serving() as signalled:
+        await _serve(server, started, extra_services, stop, signalled)
+
+
+async def _serve(
+    server: uvicorn.Server,
+    started: list[BackgroundService],
+    extra_services: Sequence[BackgroundService],
+    stop: asyncio.Event | None,
+    signalled: list[int],
+) -> None:
     try:
         for service in extra_services:
             try:
@@ -95,7 +141,8 @@ async def serve(
             log.info("started %s", service.name)
         watcher = asyncio.create_task(_exit_on(stop, server)) if stop is not None else None
         try:
-            await server.serve()
+            if not signalled:  # SIGTERM while the services started: stop them instead
+                await server.serve()
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -24,11 +24,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from adapters.hl7v2.framing import FrameTooLarge, MllpDecoder, frame
 from adapters.ingest import IngestService
@@ -62,6 +63,14 @@ def _resolve(future: asyncio.Future[list[bytes]], frames: list[bytes]) -> None:
         future.set_result(frames)
 
 
+def _check_free(host: str, port: int) -> None:
+    """Raise OSError(EADDRINUSE) when any socket, shared or not, holds `host:port`."""
+    for family, kind, proto, _name, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+            probe.bind(address)
+
+
 @dataclass(eq=False)
 class _Job:
     raw: bytes
@@ -82,9 +91,16 @@ class MllpServer:
         *,
         workers: int = 4,
         gate: SenderGate | None = None,
+        share_port: Literal["first", "join"] | None = None,
     ) -> None:
+        """`share_port`: None binds the port alone; "first" binds it with SO_REUSEPORT for
+        listeners of other processes to join (after checking nobody holds it, so a second
+        exchange cannot silently share a running one's port); "join" binds with SO_REUSEPORT
+        beside the "first" one (`MllpSettings.processes`: the kernel spreads the connections
+        over the listeners; a connection stays with the one that accepted it)."""
         self.service = service
         self.gate = gate
+        self.share_port = share_port
         self.settings = settings or MllpSettings()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
         self._server: asyncio.Server | None = None
@@ -101,13 +117,19 @@ class MllpServer:
 
     async def start(self) -> None:
         """Bind and start accepting connections. Raises: OSError (port in use), ssl.SSLError."""
+        if self.share_port == "first" and self.settings.port:
+            _check_free(self.settings.host, self.settings.port)
         self._queue = asyncio.Queue()
         self._writers = [
             asyncio.create_task(self._dispatch(self._queue), name=f"mllp-writer-{i}")
             for i in range(self.settings.writers)
         ]
         self._server = await asyncio.start_server(
-            self._on_connection, self.settings.host, self.settings.port, ssl=server_ssl_context(self.settings)
+            self._on_connection,
+            self.settings.host,
+            self.settings.port,
+            ssl=server_ssl_context(self.settings),
+            reuse_port=self.share_port is not None or None,
         )
         log.info(
             "MLLP listening on %s:%s%s",

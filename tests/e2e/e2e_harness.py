@@ -71,9 +71,10 @@ class Server:
                 self.process.wait()
 
 
-def start_server(workdir: Path, env: dict[str, str], database_url: str | None = None) -> Server:
-    """`hie db upgrade` then `hie serve` on free ports, on `database_url` (default: a SQLite
-    file under `workdir`).
+def start_server(workdir: Path, env: dict[str, str], database_url: str | None = None,
+                 extra_args: tuple[str, ...] = ()) -> Server:
+    """`hie db upgrade` then `hie serve [extra_args]` on free ports, on `database_url`
+    (default: a SQLite file under `workdir`).
 
     Raises: AssertionError (with the server log) when it is not ready within 90 s.
     """
@@ -85,7 +86,7 @@ def start_server(workdir: Path, env: dict[str, str], database_url: str | None = 
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*HIE, "serve", "--host", "127.0.0.1", "--port", str(port), "--mllp-port", str(mllp_port),
-             "--database-url", url],
+             "--database-url", url, *extra_args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **env})
     server = Server(process, f"http://127.0.0.1:{port}/fhir", mllp_port, log, url)
     deadline = time.monotonic() + 90

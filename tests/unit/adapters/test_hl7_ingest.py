@@ -15,7 +15,7 @@ import pytest
 from adapters.hl7v2.ack import read_ack
 from adapters.ingest import IngestService
 from adapters.settings import FacilitySettings, IngestSettings
-from ehr_store import MemoryStore, SqlStore, Store, StoreSettings, Unavailable, json_loads
+from ehr_store import MemoryStore, SqlStore, Store, StoreSettings, Unavailable, VersionConflict, json_loads
 
 sys.path.insert(0, str(Path(__file__).parent))
 import hl7_messages as M
@@ -357,3 +357,51 @@ def test_group_commit_isolates_a_failing_message(ingest_store: Store) -> None:
         assert uow.resources.read("Patient", "QYRMYY-QY0200003").version_id == 1
         assert not uow.resources.read_many([("Patient", "QYRMYY-QY0200002")])
     assert [m.control_id for m in svc.error_queue()] == ["G2"]
+
+
+def test_a_patient_another_writer_changed_is_written_again_by_its_next_message(ingest_store: Store) -> None:
+    """The reference cache skips a resource mapped as this service last wrote it only while that
+    version is current: another MLLP process, the FHIR API or the EMPI may have written since."""
+    svc = IngestService(ingest_store)
+    assert read_ack(svc.handle(M.ADT_A01_FULL.encode(), transport="test")).code == "AA"
+    sent = read_json(ingest_store, "Patient", "QYRMYY-QY0200001")
+    with ingest_store.unit_of_work(write=True) as uow:  # another writer changes the phone
+        changed = {**sent, "telecom": [{"system": "phone", "value": "13800009999"}]}
+        uow.resources.update("Patient", "QYRMYY-QY0200001", changed)
+        uow.commit()
+    resend = M.ADT_A01_FULL.replace("|M1001|", "|M1001B|")
+    assert resend != M.ADT_A01_FULL
+    assert read_ack(svc.handle(resend.encode(), transport="test")).code == "AA"
+    again = read_json(ingest_store, "Patient", "QYRMYY-QY0200001")
+    assert again["telecom"] == sent["telecom"] and again["meta"]["versionId"] == "3"
+    # unchanged since: the next identical message skips it (no new version)
+    third = resend.replace("|M1001B|", "|M1001C|")
+    assert read_ack(svc.handle(third.encode(), transport="test")).code == "AA"
+    assert read_json(ingest_store, "Patient", "QYRMYY-QY0200001")["meta"]["versionId"] == "3"
+
+
+def test_a_group_write_that_lost_a_race_is_tried_again_as_a_group(
+    ingest_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another MLLP process created one of the batch's new resources first (the store's
+    VersionConflict): the batch is written again as one unit, not message by message."""
+    svc = IngestService(ingest_store)
+    real_write = svc._write
+    sizes: list[int] = []
+
+    def racing(ready: Any) -> Any:
+        sizes.append(len(ready))
+        if len(sizes) == 1:
+            raise VersionConflict("a resource was created concurrently; retry")
+        return real_write(ready)
+
+    monkeypatch.setattr(svc, "_write", racing)
+    raws = [
+        M.ADT_A01_FULL.replace("|M1001|", f"|R{i}|").replace("QY0200001", f"QY020000{i}").encode()
+        for i in (1, 2)
+    ]
+    results = svc.process_many(svc.accept_many(raws, transport="test"))
+    assert [read_ack(frames[-1]).code for frames in results] == ["AA", "AA"]
+    assert sizes == [2, 2]
+    with ingest_store.unit_of_work() as uow:
+        assert uow.resources.read("Patient", "QYRMYY-QY0200002").version_id == 1
