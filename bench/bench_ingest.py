@@ -2,7 +2,8 @@
 comparison that justifies keeping hl7apy off the ACK hot path.
 
 Usage: `python bench/bench_ingest.py [--messages 1500] [--connections 8] [--rate-seconds 10]
-[--backends sqlite,postgres] [--empi/--no-empi] [--types ADT,ORU] [--original-mode] [--feed DIR]`.
+[--backends sqlite,postgres] [--empi/--no-empi] [--types ADT,ORU] [--original-mode] [--feed DIR]
+[--processes N]`.
 
 Input: a synthetic feed from `adapters.synth` (ADT/ORU/ORM/VXU/MDM/SIU/DFT mix; the
 malformed ones left out) or `--feed DIR` (e.g. ../shared/samples/feed-small), cycled with
@@ -19,6 +20,22 @@ compete with the server for its interpreter lock.
 PostgreSQL: `HIE_BENCH_POSTGRES_URL` (a database URL), else `HIE_TEST_POSTGRES_URL` (may
 create databases), else a throwaway cluster from `tests/pgcluster.py` with fsync and
 synchronous_commit on (durable, as in production).
+
+Measured 2026-11-29 (fourth session), the issue's ADT/ORU mix (`--types ADT,ORU`), load 0.2-1.8:
+SQLite, one process, 32 connections: 514-516 msg/s. PostgreSQL with 2 MLLP processes
+(`--processes 2`, as `hie serve --mllp-processes 2`): 32 connections 585-646 (5 runs; 500 once
+on a fresh throwaway cluster, where many resources are new and the processes race to create
+them), 16 connections 638, 8 connections 489; 3 processes, 32 connections 576-644; one process
+in the same runs 419-446. The whole mix on PostgreSQL with 2 processes: 16 connections 512,
+8 connections 407. ACK p99 at 100 msg/s offered: 6-15 ms. Why processes help on PostgreSQL:
+one process is busy ~70 % of the time (Python) and waits for PostgreSQL the rest (`top`: the
+server 72 %, PostgreSQL 26 %, the senders 4 % of 200 % at 407 msg/s), so a second process
+fills the waits and the second core; the kernel spreads connections over the processes by a
+hash (`SO_REUSEPORT`), so a run's split (15/17, 20/12 ...) moves the figure. On SQLite one
+writer at a time makes more processes slower. Found and fixed on the way: a batch that lost
+a race to create a new resource (VersionConflict) fell back to one unit per message (a
+durable commit each: 8-9 times per 5,000 messages at the start of a run); it is now written
+again as a batch.
 
 Measured 2026-11-29 (third session) on the 2-core machine, composed as `hie serve` composes it
 (EMPI, one import AuditEvent per message, terminology translation and unmapped-code counts;
