@@ -144,6 +144,15 @@ def searchset(
     return json_dumps(bundle)
 
 
+def history_status(r: StoredResource) -> str:
+    """The `response.status` of a history entry: what the interaction did (FHIR R4B http
+    §3.1.0.4 update-as-create, §3.1.0.4.1). A PUT that made version 1 created the resource
+    ("201 Created"), like a POST; other PUTs and PATCHes "200 OK"; DELETE "204 No Content"."""
+    if r.method == "PUT" and r.version_id == 1:
+        return "201 Created"
+    return _STATUS_BY_METHOD.get(r.method, "200 OK")
+
+
 def history_entry(base: str, r: StoredResource) -> Json:
     """One `history` Bundle entry with `request` and `response` (FHIR R4B http §3.1.0.4.1)."""
     url = r.resource_type if r.method == "POST" else r.reference
@@ -152,7 +161,7 @@ def history_entry(base: str, r: StoredResource) -> Json:
         entry["resource"] = orjson.Fragment(r.content)
     entry["request"] = {"method": r.method, "url": url}
     entry["response"] = {
-        "status": _STATUS_BY_METHOD.get(r.method, "200 OK"),
+        "status": history_status(r),
         "etag": r.etag,
         "lastModified": r.last_updated.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }

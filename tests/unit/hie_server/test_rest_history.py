@@ -68,3 +68,19 @@ def test_since_and_at(client: TestClient, patient: Any) -> None:
     at = client.get(f"/fhir/Patient/{first['id']}/_history", params={"_at": cut}).json()
     assert [e["response"]["etag"] for e in at["entry"]] == ['W/"1"']
     assert client.get("/fhir/Patient/_history?_since=yesterday").status_code == 400
+
+
+def test_history_status_says_what_each_interaction_did(client: TestClient, patient: Any) -> None:
+    """Update-as-create is 201 in history, like POST; PUT update 200; DELETE 204 (http §3.1.0.4.1)."""
+    assert client.put("/fhir/Patient/put-made", json=patient(id="put-made")).status_code == 201
+    client.put("/fhir/Patient/put-made", json=patient(id="put-made", gender="male"))
+    client.delete("/fhir/Patient/put-made")
+    entries = client.get("/fhir/Patient/put-made/_history").json()["entry"]
+    assert [(e["request"]["method"], e["request"]["url"], e["response"]["status"]) for e in entries] == [
+        ("DELETE", "Patient/put-made", "204 No Content"),
+        ("PUT", "Patient/put-made", "200 OK"),
+        ("PUT", "Patient/put-made", "201 Created"),
+    ]
+    pid = client.post("/fhir/Patient", json=patient(mrn="MRN-9")).json()["id"]
+    posted = client.get(f"/fhir/Patient/{pid}/_history").json()["entry"]
+    assert [(e["request"]["method"], e["response"]["status"]) for e in posted] == [("POST", "201 Created")]
