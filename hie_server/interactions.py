@@ -98,7 +98,8 @@ def conditional_update(
 def patch(
     repo: ResourceRepository, resource_type: str, id: str, operations: Any, *, if_match: int | None = None
 ) -> Outcome:
-    """Apply a JSON Patch (RFC 6902) to the current version (FHIR R4B http §3.1.0.7).
+    """Apply a JSON Patch (RFC 6902) to the current version (FHIR R4B http §3.1.0.7); the new
+    version is recorded in history as a PATCH (http §3.1.0.4.1).
 
     Raises: NotFound/Gone, InvalidInput (not a patch document; it changes id or resourceType),
     Unprocessable (a `test` fails or a path does not exist), VersionConflict.
@@ -120,7 +121,7 @@ def patch(
     ):
         raise InvalidInput("a patch may not change resourceType or id")
     version = if_match if if_match is not None else current.version_id
-    stored, _ = repo.update(resource_type, id, patched, if_match=version)
+    stored, _ = repo.update(resource_type, id, patched, if_match=version, method="PATCH")
     return Outcome(stored, 200)
 
 

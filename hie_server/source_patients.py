@@ -75,7 +75,7 @@ class SourcePatientLinking:
             before: StoredResource | None = self._inner.read("Patient", id)
         except (NotFound, Gone):  # new, or a deleted Patient brought back
             before = None
-        stored = self._empi.write_source_patient(self._inner, resource, if_match=if_match)
+        stored = self._empi.write_source_patient(self._inner, resource, if_match=if_match, method=method)
         return stored, before is None
 
 

@@ -41,7 +41,7 @@ from ehr_store.empi.ranking import GoldenScore, rank_candidates
 from ehr_store.empi.resident_record import read_patient, refresh_golden, set_refer, update_if_changed
 from ehr_store.errors import InvalidInput, NotFound
 from ehr_store.jsonio import loads_resource
-from ehr_store.model import StoredResource
+from ehr_store.model import HistoryMethod, StoredResource
 from ehr_store.repository import ResourceRepository
 
 Json = dict[str, Any]
@@ -86,7 +86,8 @@ class EmpiService:
 
     # -- ingestion hooks ----------------------------------------------------------------------
     def write_source_patient(
-        self, repo: ResourceRepository, patient: Json, *, if_match: int | None = None
+        self, repo: ResourceRepository, patient: Json, *, if_match: int | None = None,
+        method: HistoryMethod = "PUT",
     ) -> StoredResource:
         """Write a source Patient (update-as-create; `patient` as ingestion merged it) and link it
         in the same step (same unit of work), so a new source gets ONE version that already
@@ -97,12 +98,13 @@ class EmpiService:
         record are as they were for that version); otherwise its features and resident record
         are refreshed. A golden Patient is written as is. `if_match`: the version the caller
         expects to replace (FHIR If-Match, REST writes), checked by the store.
+        `method`: the interaction recorded in history ("PATCH" after a REST JSON Patch).
         Returns the stored version. Raises: what `repo.update` raises (InvalidInput,
         Unprocessable, VersionConflict...); the caller rolls the unit of work back.
         """
         pid = str(patient.get("id", ""))
         if is_golden(patient):
-            return repo.update("Patient", pid, patient, if_match=if_match)[0]
+            return repo.update("Patient", pid, patient, if_match=if_match, method=method)[0]
         index = self._index_for(repo)
         key = ("Patient", pid)
         repo.prefetch([key])  # the update below reads it anyway (ingestion prefetched it already)
@@ -118,7 +120,7 @@ class EmpiService:
             known = index.get_record(pid)
         if known is not None:
             doc = with_link(patient, "refer", known.golden_id, replace_type=True)
-            stored = repo.update("Patient", pid, doc, if_match=if_match)[0]
+            stored = repo.update("Patient", pid, doc, if_match=if_match, method=method)[0]
             if before is not None and before.version_id == stored.version_id:
                 return stored  # equal to the stored version: nothing to refresh
             self._refresh_known(repo, index, known, extract(doc))
@@ -129,13 +131,13 @@ class EmpiService:
         top = ranked[0] if ranked else None
         if top is not None and top.decision == "link":
             doc = with_link(patient, "refer", top.golden_id, replace_type=True)
-            stored = repo.update("Patient", pid, doc, if_match=if_match)[0]
+            stored = repo.update("Patient", pid, doc, if_match=if_match, method=method)[0]
             self._link_new(repo, index, pid, features, top)
             return stored
         # a server-assigned id (a UUID): the store then knows the row is new and can batch its insert
         golden_id = repo.create(compose_golden("new", [patient])).id
         linked = with_link(patient, "refer", golden_id, replace_type=True)
-        stored = repo.update("Patient", pid, linked, if_match=if_match)[0]
+        stored = repo.update("Patient", pid, linked, if_match=if_match, method=method)[0]
         self._index_new_golden(index, pid, features, golden_id, rule="new", by=SYSTEM_ACTOR)
         self._queue_reviews(index, pid, ranked, golden_id)
         return stored

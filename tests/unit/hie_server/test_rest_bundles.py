@@ -110,6 +110,8 @@ def test_transaction_patch_entry(client: TestClient, patient: Any) -> None:
     )
     assert r.status_code == 200, r.text
     assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "male"
+    newest = client.get(f"/fhir/Patient/{pid}/_history").json()["entry"][0]
+    assert (newest["request"]["method"], newest["response"]["status"]) == ("PATCH", "200 OK")
 
 
 def test_entry_limit_is_400(client: TestClient, patient: Any, settings: Any) -> None:

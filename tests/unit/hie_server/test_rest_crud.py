@@ -127,6 +127,9 @@ def test_json_patch(client: TestClient, patient: Any) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["gender"] == "male" and r.json()["active"] is True
     assert r.headers["etag"] == 'W/"2"'
+    newest = client.get(f"/fhir/Patient/{pid}/_history").json()["entry"][0]
+    assert newest["request"] == {"method": "PATCH", "url": f"Patient/{pid}"}  # http §3.1.0.4.1
+    assert newest["response"]["status"] == "200 OK" and newest["response"]["etag"] == 'W/"2"'
 
 
 def test_json_patch_failures(client: TestClient, patient: Any) -> None:

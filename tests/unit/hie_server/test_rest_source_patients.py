@@ -59,6 +59,11 @@ def test_created_and_updated_source_patients_join_one_resident(linked: TestClien
                        json={**source("LZ077", telecom=phone), "id": "lz-77"})
     assert moved.status_code == 200 and link_targets(moved.json(), "refer") == [golden]
     assert moved.json()["meta"]["versionId"] == "2"
+    patched = linked.patch("/fhir/Patient/lz-77", headers={"content-type": "application/json-patch+json"},
+                           content=b'[{"op": "replace", "path": "/gender", "value": "female"}]')
+    assert patched.status_code == 200 and link_targets(patched.json(), "refer") == [golden]
+    newest = linked.get("/fhir/Patient/lz-77/_history").json()["entry"][0]
+    assert (newest["request"]["method"], newest["response"]["etag"]) == ("PATCH", 'W/"3"')
 
 
 def test_invalid_patients_are_refused_before_matching(linked: TestClient) -> None:
