@@ -362,6 +362,18 @@ class EmpiService:
         self.refresh_golden(repo, index, golden_id)
         if old != golden_id:
             self.refresh_golden(repo, index, old, successor=golden_id)
+        self._close_settled_reviews(index, golden_id, old, at=now, by=by)
+
+    @staticmethod
+    def _close_settled_reviews(index: EmpiIndex, golden_id: str, old: str, *, at: datetime, by: str) -> None:
+        """After a move into `golden_id`: open review items asking whether one of its sources
+        is the resident `golden_id` - or `old`, when the move emptied `old` into it - are
+        answered (an ADT^A40 or `$merge` joined them): closed as `merged`."""
+        settled = {golden_id} | ({old} if old != golden_id and not index.sources_of(old) else set())
+        for source in index.sources_of(golden_id):
+            for item in index.reviews(status="open", source_id=source, limit=1000):
+                if item.golden_id in settled:
+                    index.resolve_review(item.id, status="merged", at=at, by=by)
 
     def decide_review(self, repo: ResourceRepository, review_id: int, decision: str, *, by: str) -> None:
         """Work one review item: `link` (the source joins the candidate resident) or `separate`.
@@ -375,10 +387,10 @@ class EmpiService:
         if item.status != "open":
             raise InvalidInput(f"review item {review_id} is already {item.status}")
         if decision == "link":
+            index.resolve_review(review_id, status="linked", at=self._clock(), by=by)
             self.move_source(
                 repo, index, item.source_id, item.golden_id, score=item.score, rule="review", by=by
             )
-            index.resolve_review(review_id, status="linked", at=self._clock(), by=by)
         elif decision == "separate":
             index.resolve_review(review_id, status="separated", at=self._clock(), by=by)
         else:

@@ -128,8 +128,14 @@ def test_a40_merge_still_joins_two_mrns_of_one_facility() -> None:
     ingest(store, svc, "advt-a7", source("ADVT", "A7"))
     assert refer(store, "advt-a4") != refer(store, "advt-a7")
     with store.unit_of_work() as uow:
+        (asked,) = svc.index(uow.resources).reviews()  # same person? (two MRNs of one facility)
+        assert asked.rule == "mrn_conflict"
         repo = uow.resources
         svc.on_merge(repo, repo.read("Patient", "advt-a4"), repo.read("Patient", "advt-a7"))
         uow.commit()
     with store.unit_of_work() as uow:
         assert svc.golden_of(uow.resources, "advt-a7") == refer(store, "advt-a4")
+        # the merge answered the review item: closed, not left open in `hie empi review`
+        assert svc.index(uow.resources).reviews() == []
+        closed = svc.index(uow.resources).get_review(asked.id)
+        assert closed is not None and closed.status == "merged"
