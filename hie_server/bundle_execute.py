@@ -228,8 +228,10 @@ def parse_bundle(data: bytes, max_entries: int) -> tuple[str, list[Any]]:
 
 
 @router.post("", summary="batch/transaction")
+@router.post("/", include_in_schema=False)
 async def batch_or_transaction(request: Request, ctx: FhirContext = Depends(fhir_context)) -> Response:
-    """Process a batch or transaction Bundle (FHIR R4B http §3.1.0.11)."""
+    """Process a batch or transaction Bundle (FHIR R4B http §3.1.0.11), posted to `[base]` or
+    `[base]/` (the same interaction: answered here, not with a redirect a client may not follow)."""
     check_body_media_type(request)
     kind, raw_entries = parse_bundle(
         await read_body(request, ctx.settings.http.max_body_bytes), ctx.settings.http.max_bundle_entries

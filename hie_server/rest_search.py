@@ -154,8 +154,10 @@ async def search_system_post(request: Request, ctx: FhirContext = Ctx) -> Respon
 
 
 @router.get("", summary="search-system")
+@router.get("/", include_in_schema=False)
 async def search_system(request: Request, ctx: FhirContext = Ctx) -> Response:
-    """search-system by GET, `_type` narrows the types (FHIR R4B http §3.1.0.8)."""
+    """search-system by GET at `[base]` or `[base]/`, `_type` narrows the types (FHIR R4B http
+    §3.1.0.8)."""
     return await search_response(request, ctx, None, list(request.query_params.multi_items()))
 
 

@@ -249,3 +249,17 @@ def test_transaction_refuses_repeated_or_malformed_full_urls(client: TestClient,
     assert malformed.status_code == 400
     assert malformed.json()["issue"][0]["expression"] == ["Bundle.entry[0].fullUrl"]
     assert client.get("/fhir/Patient/_history").json().get("entry", []) == before
+
+
+def test_bundle_posted_to_the_base_with_a_trailing_slash(client: TestClient, patient: Any) -> None:
+    """`POST [base]/` is the transaction/batch interaction as `POST [base]` (FHIR R4B http
+    §3.1.0.11), answered at once: no redirect with an empty body (a client may not re-post)."""
+    r = client.post("/fhir/", json=bundle("transaction", post(patient(), PID)), follow_redirects=False)
+    assert r.status_code == 200, r.text
+    assert r.json()["type"] == "transaction-response"
+    assert r.json()["entry"][0]["response"]["status"].startswith("201")
+    batch = client.post("/fhir/", json=bundle("batch", post(patient(mrn="MRN-2"))), follow_redirects=False)
+    assert batch.status_code == 200 and batch.json()["type"] == "batch-response"
+    assert len(client.get("/fhir/Patient").json()["entry"]) == 2
+    put = client.put("/fhir/", json=bundle("transaction"), follow_redirects=False)
+    assert put.status_code == 405 and put.json()["resourceType"] == "OperationOutcome"

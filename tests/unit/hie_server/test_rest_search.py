@@ -163,6 +163,15 @@ def test_system_search_by_post(client: TestClient, patient: Any) -> None:
     )
 
 
+def test_system_search_at_the_base_with_a_trailing_slash(client: TestClient, patient: Any) -> None:
+    """`GET [base]/` is search-system as `GET [base]` (FHIR R4B http §3.1.0.8), not a redirect."""
+    client.post("/fhir/Patient", json=patient(mrn="MRN-S"))
+    r = client.get("/fhir/", params={"_type": "Patient", "identifier": "MRN-S"}, follow_redirects=False)
+    assert r.status_code == 200, r.text
+    assert r.json()["type"] == "searchset" and len(r.json()["entry"]) == 1
+    assert client.get("/fhir/Patient/", follow_redirects=False).status_code == 307  # other routes as before
+
+
 def test_empty_searchset_has_no_empty_entry_array(client: TestClient) -> None:
     bundle = client.get("/fhir/Patient?identifier=NOBODY").json()
     assert bundle["type"] == "searchset" and "entry" not in bundle
