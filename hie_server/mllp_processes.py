@@ -186,7 +186,7 @@ async def _orphaned(parent: int, stop: asyncio.Event) -> None:
 async def _worker(settings: HieSettings, ready: multiprocessing.queues.Queue[str], parent: int) -> None:
     from ehr_store.empi import EmpiService, load_rules
     from hie_server.cli_hl7 import build_ingest_service, mllp_services
-    from hie_server.runtime import BackgroundService
+    from hie_server.runtime import BackgroundService, stop_services
     from hie_server.startup import UnmappedCountFlusher
     from terminology import TerminologyService
 
@@ -212,9 +212,5 @@ async def _worker(settings: HieSettings, ready: multiprocessing.queues.Queue[str
         await stop.wait()
         watch.cancel()
     finally:
-        for service in reversed(started):
-            try:
-                await service.stop()
-            except Exception:
-                log.exception("stopping %s failed", service.name)
+        await stop_services(started)
         await asyncio.to_thread(store.close)

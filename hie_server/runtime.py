@@ -67,6 +67,15 @@ async def _exit_on(stop: asyncio.Event, server: uvicorn.Server) -> None:
     server.should_exit = True
 
 
+async def stop_services(started: Sequence[BackgroundService]) -> None:
+    """Stop `started` services in reverse order; a failing `stop` is logged, never raised."""
+    for service in reversed(started):
+        try:
+            await service.stop()
+        except Exception:
+            log.exception("stopping %s failed", service.name)
+
+
 @contextlib.contextmanager
 def _signals_end_serving() -> Iterator[list[int]]:
     """While the block runs, SIGINT/SIGTERM outside uvicorn's own handling are only noted.
@@ -150,8 +159,4 @@ async def _serve(
             if writer is not None:  # flush queued AuditEvents before the store closes
                 await asyncio.to_thread(writer.close)
     finally:
-        for service in reversed(started):
-            try:
-                await service.stop()
-            except Exception:
-                log.exception("stopping %s failed", service.name)
+        await stop_services(started)
