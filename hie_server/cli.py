@@ -29,7 +29,7 @@ from hie_server import (
     cli_terminology,
 )
 from hie_server.auth.install import serving_settings
-from hie_server.cli_common import DatabaseUrl, open_checked
+from hie_server.cli_common import DatabaseUrl, env_settings, open_checked
 from hie_server.cli_common import fail as _fail
 from hie_server.operations.empi import empi_module
 from hie_server.operations.telemedicine import telemedicine_module
@@ -89,7 +89,7 @@ def serve_command(
 ) -> None:
     """Serve the FHIR API at http://HOST:PORT/fhir (flags override HIE_* settings)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = with_overrides(HieSettings(), host=host, port=port, database_url=database_url)
+    settings = with_overrides(env_settings(), host=host, port=port, database_url=database_url)
     if mllp_processes is not None:
         settings = settings.model_copy(
             update={"mllp": settings.mllp.model_copy(update={"processes": mllp_processes})}
@@ -155,7 +155,7 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
     when it is missing (both idempotent)."""
     from ehr_store import open_store, upgrade_schema
 
-    settings = with_overrides(HieSettings(), database_url=database_url)
+    settings = with_overrides(env_settings(), database_url=database_url)
     try:
         revision = upgrade_schema(settings.store.database_url)
         store = open_store(settings.store)

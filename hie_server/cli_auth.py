@@ -26,8 +26,7 @@ import typer
 from ehr_store import DomainError
 from hie_server.auth import keycloak_admin
 from hie_server.auth.report import break_glass_accesses
-from hie_server.cli_common import DatabaseUrl, open_for
-from hie_server.settings import HieSettings
+from hie_server.cli_common import DatabaseUrl, env_settings, open_for
 
 DEFAULT_REALM_FILE = Path(__file__).resolve().parents[1] / "docker" / "keycloak" / "qingyuan-realm.json"
 TOKEN_FILE = Path.home() / ".config" / "hie" / "token.json"
@@ -38,7 +37,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="Audit reports (AuditEvents)"
 
 
 def _issuer(given: str | None) -> str:
-    issuer = given or HieSettings().auth.issuer
+    issuer = given or env_settings().auth.issuer
     if not issuer:
         typer.secho("no issuer: pass --issuer or set HIE_AUTH__ISSUER", err=True, fg=typer.colors.RED)
         raise typer.Exit(2)

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ehr_store import DomainError, Store, json_loads
-from hie_server.cli_common import DatabaseUrl, open_for
+from hie_server.cli_common import DatabaseUrl, env_settings, open_for
 from hie_server.cli_common import fail as _fail
 from hie_server.operations.imaging import imaging_router
 from hie_server.runtime import BackgroundService
@@ -52,7 +52,7 @@ OrthancUrl = Annotated[
 
 
 def _settings(orthanc_url: str | None) -> ImagingSettings:
-    imaging = HieSettings().imaging
+    imaging = env_settings().imaging
     if orthanc_url:
         imaging = imaging.model_copy(update={"orthanc_url": orthanc_url})
     if not imaging.enabled:

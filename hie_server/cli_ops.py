@@ -30,7 +30,8 @@ from rich.table import Table
 from adapters.synth import FeedSummary, generate_feed
 from ehr_store import DomainError
 from ehr_store.empi import EMPI_TAG_SYSTEM
-from hie_server.settings import HieSettings, with_overrides
+from hie_server.cli_common import env_settings
+from hie_server.settings import with_overrides
 
 HIE = [sys.executable, "-c", "from hie_server.cli import main; main()"]
 """How to run `hie` from here: the same interpreter, so no PATH or venv activation is needed."""
@@ -188,7 +189,7 @@ def demo(
     """
     from ehr_store import upgrade_schema
 
-    settings = with_overrides(HieSettings(), host=host, port=port, database_url=database_url)
+    settings = with_overrides(env_settings(), host=host, port=port, database_url=database_url)
     url = settings.store.database_url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,7 @@ from typing import Annotated
 import typer
 
 from ehr_store import DomainError
-from hie_server.cli_common import DatabaseUrl, open_for
-from hie_server.settings import HieSettings
+from hie_server.cli_common import DatabaseUrl, env_settings, open_for
 from telemedicine import TelemedicineService, load_calendar, template_from_json
 
 telemedicine_app = typer.Typer(no_args_is_help=True, help="Remote registration and consultation")
@@ -75,7 +74,7 @@ def publish_command(
 @telemedicine_app.command("holidays")
 def holidays_command(year: Annotated[int, typer.Option(help="Year")] = date.today().year) -> None:
     """List the holidays and 调休 working days of YEAR from the configured calendar."""
-    calendar = load_calendar(HieSettings().telemedicine.holiday_calendar)
+    calendar = load_calendar(env_settings().telemedicine.holiday_calendar)
     if year in calendar.provisional:
         typer.echo(f"{year}: provisional (statutory days only; update the calendar file)")
     for day, name in sorted(calendar.holidays.items()):

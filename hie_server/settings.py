@@ -10,10 +10,14 @@ May import: pydantic, pydantic-settings, `ehr_store` (its settings section).
 
 from __future__ import annotations
 
+import os
+import re
+import typing
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from adapters import IngestSettings, MllpSettings
 from ehr_store import StoreSettings
@@ -109,3 +113,89 @@ def with_overrides(
     if database_url is not None:
         store = store.model_copy(update={"database_url": database_url})
     return settings.model_copy(update={"http": http, "store": store})
+
+
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
+_SETTINGS_FIELD = re.compile(r'for field "([^"]+)"')
+
+
+class InvalidSettings(ValueError):
+    """`HIE_*` settings that do not validate; `problems` holds one line per bad variable,
+    e.g. `invalid setting HIE_MLLP__PROCESSES=0: Input should be greater than or equal to 1`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = tuple(problems)
+
+
+def settings_from_env() -> HieSettings:
+    """Build HieSettings from `HIE_*`; the one way entry points read the environment.
+
+    Raises: InvalidSettings naming each bad variable (`HIE_` + `__`-joined upper-cased field path)
+    and the reason; values of secret fields (SecretStr, or a name with PASSWORD/SECRET/TOKEN/KEY)
+    and passwords inside URLs are never included.
+    """
+    try:
+        return HieSettings()
+    except ValidationError as exc:
+        raise InvalidSettings([_problem(error) for error in exc.errors()]) from None
+    except SettingsError as exc:  # a complex value (section, list, dict) that is not JSON
+        raise InvalidSettings([_parse_problem(exc, os.environ)]) from None
+
+
+def env_name(loc: tuple[int | str, ...]) -> tuple[str, bool]:
+    """The variable of a validation error location, and whether its value is secret.
+
+    `("mllp", "processes")` -> `("HIE_MLLP__PROCESSES", False)`; the path follows model fields
+    only (list indexes, dict keys and union tags below a field stay in its JSON value, so they
+    are shown as `[0]`/`[key]`).
+    """
+    config = HieSettings.model_config
+    prefix, delimiter = config.get("env_prefix", ""), config.get("env_nested_delimiter") or "__"
+    model: type[BaseModel] | None = HieSettings
+    names: list[str] = []
+    inner = ""
+    secret = False
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            inner += f"[{part}]"
+            model = None
+            continue
+        field = model.model_fields[part]
+        names.append(part.upper())
+        types = _types(field.annotation)
+        secret = secret or any(issubclass(t, (SecretStr, SecretBytes)) for t in types)
+        model = next((t for t in types if issubclass(t, BaseModel)), None)
+    secret = secret or any(word in name for name in names for word in SECRET_WORDS)
+    return prefix.upper() + delimiter.join(names) + inner, secret
+
+
+def _types(annotation: Any) -> list[type]:
+    """The classes in `annotation` (unions and Optional unpacked)."""
+    if isinstance(annotation, type):
+        return [annotation]
+    return [t for arg in typing.get_args(annotation) for t in _types(arg)]
+
+
+def _problem(error: Any) -> str:
+    """One line for one pydantic error dict: variable, value unless secret, reason."""
+    if not error["loc"]:
+        return f"invalid settings: {error['msg']}"
+    name, secret = env_name(tuple(error["loc"]))
+    value = error.get("input")
+    shown = ""
+    if not secret and isinstance(value, str | int | float | bool):
+        shown = "=" + _URL_PASSWORD.sub(r"\1***@", str(value))
+    return f"invalid setting {name}{shown}: {error['msg']}"
+
+
+def _parse_problem(exc: SettingsError, environ: Mapping[str, str]) -> str:
+    """One line for a value pydantic-settings could not parse (JSON of a section, list or dict)."""
+    found = _SETTINGS_FIELD.search(str(exc))
+    reason = f"not valid JSON ({exc.__cause__})" if exc.__cause__ is not None else str(exc)
+    if found is None:
+        return f"invalid settings: {reason}"
+    name = env_name((found.group(1),))[0]
+    present = sorted(k.upper() for k in environ if k.upper() == name or k.upper().startswith(name + "__"))
+    return f"invalid setting {' or '.join(present) or name}: {reason}"
