@@ -27,7 +27,7 @@ from terminology.ops_codesystem import validate_code as codesystem_validate_code
 from terminology.ops_valueset import expand, translate
 from terminology.ops_valueset import validate_code as valueset_validate_code
 from terminology.parameters import In
-from terminology.service import LoadReport, TerminologyService, TerminologySettings
+from terminology.service import LoadReport, TerminologyService, TerminologySettings, unmapped_unit
 from terminology.ucum import is_valid_unit
 from terminology.unmapped import MemoryUnmappedLog, UnmappedCode, UnmappedLog
 
@@ -63,6 +63,7 @@ __all__ = [
     "standard_codings",
     "subsumes",
     "translate",
+    "unmapped_unit",
     "valueset_codes",
     "valueset_validate_code",
 ]

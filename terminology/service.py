@@ -19,6 +19,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -216,12 +217,20 @@ class TerminologyService:
         `terminology.unmapped.ThrottledPersister`). Returns records written."""
         return self._unmapped.persist(repo, log)
 
+    def unmapped_unit(self) -> AbstractContextManager[object]:
+        """Enter with the unit of work whose `persist_unmapped` calls it covers, `uow.commit()`
+        being the last statement inside: `with store.unit_of_work(write=True) as uow,
+        service.unmapped_unit():`. A normal exit confirms the unit committed; an exception
+        (the unit rolled back) puts back the earlier batches' counts it carried and makes its
+        codes due at once, so nothing committed is lost (`ThrottledPersister.unit`)."""
+        return self._unmapped.unit()
+
     def flush_unmapped(self) -> int:
         """Write the unmapped-code counts still held in memory (on shutdown, or before a
         report that must be exact). Returns records written. Raises: the store's errors."""
         if not self._unmapped.pending:
             return 0
-        with self._store.unit_of_work(write=True) as uow:
+        with self._store.unit_of_work(write=True) as uow, self._unmapped.unit():
             written = self._unmapped.flush(uow.resources)
             uow.commit()
         return written
@@ -348,3 +357,9 @@ def _add_codings(node: Any, index: TerminologyIndex, sender: str, prefix: str) -
         for value in node:
             changed |= _add_codings(value, index, sender, prefix)
     return changed
+
+
+def unmapped_unit(service: TerminologyService | None) -> AbstractContextManager[object]:
+    """`service.unmapped_unit()`, or a no-op without a terminology service (ingestion without
+    terminology): `with store.unit_of_work(write=True) as uow, unmapped_unit(service):`."""
+    return contextlib.nullcontext() if service is None else service.unmapped_unit()

@@ -10,10 +10,13 @@ so the counts commit with the message's resources or not at all.
 `ThrottledPersister` does the same for ingestion without rewriting every record in every
 batch: a code's first occurrence (in this process) is written with the message that brought
 it; later occurrences are counted in memory and written with a later batch at most once per
-`flush_seconds` per code (or by `flush`). The list of unmapped codes is therefore always
-complete; its counts and `lastSeen` may lag by up to `flush_seconds`, and a crash (or a batch
-that rolls back) can lose that window of counts, never a code. Rewriting each record every
-batch cost ~10 % of ingest CPU (a new version, validation, history and index rows each time).
+`flush_seconds` per code (or by `flush`). Both run inside `ThrottledPersister.unit()`, entered
+with the unit of work: what a unit wrote is forgotten only when it commits; when it rolls back,
+the earlier batches' counts it carried are held again and its codes are due at once (the next
+unit, e.g. the retry of the same messages, writes them). The list of unmapped codes is
+therefore complete; its counts and `lastSeen` may lag by up to `flush_seconds`, and a crash
+can lose that window of counts, never a code. Rewriting each record every batch cost ~10 % of
+ingest CPU (a new version, validation, history and index rows each time).
 
 May import: the standard library, `ehr_store` (public API), `terminology.canonical`.
 """
@@ -24,6 +27,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -113,6 +117,10 @@ class MemoryUnmappedLog:
 
     def __len__(self) -> int:
         return len(self._codes)
+
+
+def _key(item: UnmappedCode) -> tuple[str, str, str]:
+    return (item.sender, item.system, item.code)
 
 
 def record_id(sender: str, system: str, code: str) -> str:
@@ -224,48 +232,115 @@ def stored_unmapped(repo: ResourceRepository, sender: str | None = None) -> list
     return sorted(out, key=lambda c: (-c.count, c.sender, c.system, c.code))
 
 
+class UnmappedUnit:
+    """What one unit of work took from a `ThrottledPersister` (`ThrottledPersister.unit`).
+
+    `taken`: counts of earlier, committed batches written in this unit; `held`: this unit's
+    own counts held back by the window; `keys`: the codes written in this unit."""
+
+    __slots__ = ("_token", "held", "keys", "owner", "taken")
+
+    def __init__(self, owner: ThrottledPersister) -> None:
+        self.owner = owner
+        self.taken = MemoryUnmappedLog()
+        self.held = MemoryUnmappedLog()
+        self.keys: set[tuple[str, str, str]] = set()
+        self._token: Token[UnmappedUnit | None] | None = None
+
+    def __enter__(self) -> UnmappedUnit:
+        self._token = _UNIT.set(self)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if self._token is not None:
+            _UNIT.reset(self._token)
+        self.owner._settle(self, committed=exc_type is None)
+
+
+_UNIT: ContextVar[UnmappedUnit | None] = ContextVar("unmapped_unit", default=None)
+
+
 class ThrottledPersister:
     """`persist` for ingestion, at most once per `flush_seconds` per code (module docstring).
 
-    Thread-safe. `clock`: monotonic seconds (tests pass their own)."""
+    Thread-safe. `clock`: monotonic seconds (tests pass their own). Call `persist` and `flush`
+    inside `with persister.unit():` around the unit of work, so that what a unit that rolls
+    back carried is not lost; outside a unit what they write is forgotten at once."""
 
     def __init__(self, flush_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.flush_seconds = flush_seconds
         self._clock = clock
-        self._written: dict[tuple[str, str, str], float] = {}  # key -> when last written
-        self._pending = MemoryUnmappedLog()  # counts not written yet
+        self._written: dict[tuple[str, str, str], float] = {}  # key -> when last handed out
+        self._pending = MemoryUnmappedLog()  # counts of committed batches not written yet
         self._lock = threading.Lock()
+
+    def unit(self) -> UnmappedUnit:
+        """A context manager around one unit of work, entered with it, whose `commit()` is the
+        last statement inside. The block ending normally means the unit committed: its held
+        counts become pending. Ending by an exception means it rolled back: the counts of
+        earlier batches it carried are pending again and its codes due at once (the unit's
+        own counts are dropped: a rolled-back message counts nothing; a retry counts it again)."""
+        return UnmappedUnit(self)
+
+    def _settle(self, unit: UnmappedUnit, *, committed: bool) -> None:
+        with self._lock:
+            if committed:
+                for item in unit.held.list():
+                    self._pending.add(item)
+                return
+            for item in unit.taken.list():
+                self._pending.add(item)
+            for key in unit.keys:
+                self._written.pop(key, None)
 
     def persist(self, repo: ResourceRepository, log: UnmappedLog) -> int:
         """Write new codes and due counts of `log` (plus earlier pending counts) through `repo`
         (caller commits). Returns records written. Raises: the repository's errors."""
+        unit = self._unit()
         now = self._clock()
         due = MemoryUnmappedLog()
         with self._lock:
-            for item in log.list():
-                self._pending.add(item)
-            pending, self._pending = self._pending, MemoryUnmappedLog()
-            for item in pending.list():
-                key = (item.sender, item.system, item.code)
-                last = self._written.get(key)
-                if last is None or now - last >= self.flush_seconds:
+            earlier, self._pending = self._pending, MemoryUnmappedLog()
+            items = [(i, True) for i in log.list()] + [(i, False) for i in earlier.list()]
+            handed = {key for key in {_key(i) for i, _own in items} if self._is_due(key, now)}
+            for item, own in items:
+                if _key(item) in handed:
                     due.add(item)
-                    self._written[key] = now
+                    if unit is not None and not own:
+                        unit.taken.add(item)
+                elif unit is not None and own:
+                    unit.held.add(item)  # pending once the unit commits
                 else:
                     self._pending.add(item)
+            for key in handed:
+                self._written[key] = now
+            if unit is not None:
+                unit.keys |= handed
         return persist(repo, due) if len(due) else 0
+
+    def _is_due(self, key: tuple[str, str, str], now: float) -> bool:
+        last = self._written.get(key)
+        return last is None or now - last >= self.flush_seconds
+
+    def _unit(self) -> UnmappedUnit | None:
+        unit = _UNIT.get()
+        return unit if unit is not None and unit.owner is self else None
 
     @property
     def pending(self) -> int:
-        """Codes with counts not written yet."""
+        """Codes with counts of committed batches not written yet."""
         with self._lock:
             return len(self._pending)
 
     def flush(self, repo: ResourceRepository) -> int:
         """Write every pending count now (caller commits). Returns records written."""
+        unit = self._unit()
         with self._lock:
             pending, self._pending = self._pending, MemoryUnmappedLog()
             now = self._clock()
             for item in pending.list():
-                self._written[(item.sender, item.system, item.code)] = now
+                self._written[_key(item)] = now
+                if unit is not None:
+                    unit.taken.add(item)
+                    unit.keys.add(_key(item))
         return persist(repo, pending) if len(pending) else 0
