@@ -61,6 +61,7 @@ from ehr_store import (
     Conflict,
     DomainError,
     IncomingMessage,
+    MessageArchive,
     MessageOutcome,
     Store,
     VersionConflict,
@@ -269,13 +270,21 @@ class IngestService:
         raise AssertionError("unreachable")
 
     def _write(self, ready: Sequence[tuple[int, Accepted, Mapped, list[AckError]]]) -> list[list[bytes]]:
-        """Write mapped messages and finish their archive rows in one unit of work, then commit."""
+        """Write mapped messages and finish their archive rows in one unit of work, then commit.
+
+        A message another writer (an MLLP process, `POST /hl7v2`) processed while this one was
+        on its way - the same (MSH-3, MSH-4, MSH-10) and content, sent again on another
+        connection before the first was answered - is not written again: its keys are locked
+        for the unit (`MessageArchive.lock_keys`), so the second unit finds the first's
+        outcome, and the copy is answered with that ACK (HL7 v2.5 §2.9.2 duplicate detection).
+        Writing it again would put its content back over what later messages changed."""
         results = []
         outcomes = []
         records = []
         candidates = [self._reference_cache.candidates(mapped) for _i, _acc, mapped, _w in ready]
-        committed: list[dict[tuple[str, str], int]] = []  # per message: versions it left current
+        committed: list[dict[tuple[str, str], int] | None] = []  # versions each left current
         with self.store.unit_of_work(write=True) as uow:
+            done_elsewhere = self._processed_elsewhere(uow.messages, [acc for _i, acc, _m, _w in ready])
             wanted = {key for c in candidates for key in c}
             current = uow.resources.current_versions(wanted) if wanted else {}
             skips: list[frozenset[tuple[str, str]]] = []
@@ -287,12 +296,22 @@ class IngestService:
                 batch_writes.update(r.key for r in mapped.resources if r.key not in skip)
             uow.resources.prefetch(  # the batch's current rows in one round-trip (locked)
                 r.key
-                for (_i, _a, mapped, _w), skip in zip(ready, skips, strict=True)
+                for n, ((_i, _a, mapped, _w), skip) in enumerate(zip(ready, skips, strict=True))
+                if n not in done_elsewhere
                 for r in mapped.resources
                 if r.key not in skip
             )
-            for (_i, acc, mapped, warnings), skip in zip(ready, skips, strict=True):
+            for n, ((_i, acc, mapped, warnings), skip) in enumerate(zip(ready, skips, strict=True)):
                 assert acc.message_id is not None
+                first = done_elsewhere.get(n)
+                if first is not None:
+                    outcome, frames = self._copy_outcome(acc, first)
+                    outcomes.append(outcome)
+                    results.append(frames)
+                    committed.append(None)
+                    if self.before_commit is not None:
+                        records.append(message_record(acc, "processed", outcome.ack_code, None, []))
+                    continue
                 stored = write_mapped(uow.resources, mapped, self.hooks, skip=skip)
                 committed.append({(v.resource_type, v.id): v.version_id for v in stored})
                 frames = self._success_frames(acc, warnings)
@@ -314,13 +333,67 @@ class IngestService:
                 results.append(frames)
             uow.messages.finish_many(outcomes)  # the archive rows, in the same unit (one round-trip)
             if self.terminology is not None:
-                persist_unmapped(self.terminology, uow.resources, (m.coding_log for _i, _a, m, _w in ready))
+                logs = (m.coding_log for n, (_i, _a, m, _w) in enumerate(ready) if n not in done_elsewhere)
+                persist_unmapped(self.terminology, uow.resources, logs)
             if self.before_commit is not None:
                 self.before_commit(uow, records)  # e.g. one AuditEvent per message (hie_server.auth)
             uow.commit()
         for (_i, _acc, mapped, _w), versions in zip(ready, committed, strict=True):
-            self._reference_cache.remember(mapped, versions)
+            if versions is not None:
+                self._reference_cache.remember(mapped, versions)
         return results
+
+    @staticmethod
+    def _processed_elsewhere(
+        archive: MessageArchive, accs: Sequence[Accepted]
+    ) -> dict[int, ArchivedMessage]:
+        """Position in `accs` -> the earlier archived copy of that message (same key and
+        content) another unit processed since this one was archived. Locks the keys first."""
+        keys = [
+            (a.header.sending_application, a.header.sending_facility, a.header.control_id)
+            for a in accs
+            if a.header.control_id
+        ]
+        if not keys:
+            return {}
+        archive.lock_keys(keys)
+        answered = archive.find_answered_many(keys)
+        found: dict[int, ArchivedMessage] = {}
+        for n, acc in enumerate(accs):
+            h = acc.header
+            earlier = [
+                m for m in answered.get((h.sending_application, h.sending_facility, h.control_id or ""), [])
+                if m.id != acc.message_id and m.status == "processed" and m.ack
+            ]
+            if earlier:
+                digest = content_digest(acc.raw)
+                first = next((m for m in earlier if content_digest(m.raw) == digest), None)
+                if first is not None:
+                    found[n] = first
+        return found
+
+    def _copy_outcome(self, acc: Accepted, first: ArchivedMessage) -> tuple[MessageOutcome, list[bytes]]:
+        """The archive outcome of a copy of `first` and the frames still to send for it: the
+        application ACK `first` was answered with (an enhanced-mode copy had its CA already)."""
+        assert acc.message_id is not None and first.ack is not None
+        log.info("message %s is a copy of message %s, processed meanwhile: its ACK replayed",
+                 acc.message_id, first.id)
+        acc.duplicate = True
+        ack = first.ack
+        # the copy's CA went out when it was archived; what is left is the application ACK
+        frames = [] if acc.frames and msa_code(ack).startswith("C") else [ack]
+        return (
+            MessageOutcome(
+                acc.message_id,
+                status="processed",
+                ack=ack,
+                ack_code=first.ack_code or msa_code(ack),
+                charset=acc.codec,
+                resources=list(first.resources or []),
+                error=f"copy of message {first.id} (processed meanwhile): nothing written",
+            ),
+            frames,
+        )
 
     def oversized_nak(self, head: bytes, size: int, limit: int) -> bytes:
         """AR (Table 0357 104, value too long) for a frame over the size limit, addressed from
@@ -499,7 +572,7 @@ class IngestService:
                 answered = earlier.get((h.sending_application, h.sending_facility, h.control_id or ""), [])
                 found = duplicate_of(answered, acc.raw) if h.control_id else None
                 if found is not None and found.ack:
-                    acc.frames, acc.done, acc.duplicate = [found.ack], True, True
+                    acc.frames, acc.done, acc.duplicate = self._replayed(acc, found.ack), True, True
                     acc.message_id, acc.outcome = found.id, found.ack_code or ""
                     continue
                 new.append(
@@ -572,19 +645,20 @@ class IngestService:
             msa_code(first),
             exc.code,
         )
+        last = self._archived_ack(acc, frames)
         try:
             with self.store.unit_of_work() as uow:
                 assert acc.message_id is not None
                 uow.messages.finish(
                     acc.message_id,
                     status=status,
-                    ack=first,
-                    ack_code=msa_code(first),
+                    ack=last,
+                    ack_code=msa_code(last),
                     error=error_text(exc),
                     charset=acc.codec,
                 )
                 if self.before_commit is not None:  # the refusal is audited with its outcome
-                    self.before_commit(uow, [message_record(acc, status, msa_code(first), error_text(exc))])
+                    self.before_commit(uow, [message_record(acc, status, msa_code(last), error_text(exc))])
                 uow.commit()
         except Exception as store_exc:  # the row stays `received`: still in the error queue
             log.warning(
@@ -615,7 +689,18 @@ class IngestService:
         return self._ack(acc, code, [AckError.from_exception(exc)])
 
     def _archived_ack(self, acc: Accepted, frames: list[bytes]) -> bytes:
-        return (acc.frames + frames)[0]
+        """The ACK archived for a resend: the last one sent (in enhanced mode the application
+        ACK after the CA, when there is one; `_replayed` sends a CA before it again)."""
+        return (acc.frames + frames)[-1]
+
+    def _replayed(self, acc: Accepted, ack: bytes) -> list[bytes]:
+        """What a resend of an answered message gets (HL7 v2.5 §2.9.2): `ack`, the ACK archived
+        for the first copy, preceded in enhanced mode by a CA when the resend asks for accept
+        ACKs and `ack` is an application ACK (the sender waits for both, as the first time)."""
+        h = acc.header
+        if h.enhanced_mode and msa_code(ack).startswith("A") and ack_wanted(h.accept_ack_type or "AL", True):
+            return [self._ack(acc, "CA"), ack]
+        return [ack]
 
     def _archived_code(self, acc: Accepted, frames: list[bytes]) -> str:
         return msa_code(self._archived_ack(acc, frames))

@@ -192,6 +192,10 @@ class MemoryMessageArchive:
         found = {key: self.find_processed(*key) for key in dict.fromkeys(keys)}
         return {key: message for key, message in found.items() if message is not None}
 
+    def lock_keys(self, keys: Sequence[SenderKey]) -> None:
+        """See `MessageArchive.lock_keys` (nothing: one writer at a time)."""
+        del keys
+
     def find_answered_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, list[ArchivedMessage]]:
         """See `MessageArchive.find_answered_many`."""
         wanted = set(keys)

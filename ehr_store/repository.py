@@ -210,6 +210,13 @@ class MessageArchive(Protocol):
         """`find_processed` for several keys in one round-trip; keys without one are absent."""
         ...
 
+    def lock_keys(self, keys: Sequence[SenderKey]) -> None:
+        """Hold (MSH-3, MSH-4, MSH-10) keys until this unit ends, so units of several processes
+        that write copies of one message run one after the other (PostgreSQL: transaction-level
+        advisory locks, taken in sorted order; SQLite and memory: nothing, their write units
+        already run one at a time)."""
+        ...
+
     def find_answered_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, list[ArchivedMessage]]:
         """Every answered message (finished, with an ACK) of each key, newest first, in one
         round-trip (duplicate detection against all earlier messages that reused a control

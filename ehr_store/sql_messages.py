@@ -5,6 +5,7 @@ May import: sqlalchemy, the standard library, `ehr_store` modules (not `ehr_stor
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -96,6 +97,11 @@ _FINISH = {
 }
 
 
+_LOCK_KEYS = sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ks AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
+
+
 class SqlMessageArchive:
     """`MessageArchive` over one `SqlUnitOfWork` connection (never commits)."""
 
@@ -162,6 +168,18 @@ class SqlMessageArchive:
             if key not in found or row.id > found[key].id:
                 found[key] = row_to_message(row)
         return found
+
+    def lock_keys(self, keys: Sequence[SenderKey]) -> None:
+        """See `MessageArchive.lock_keys`: one statement of `pg_advisory_xact_lock` on a 64-bit
+        hash of each key (prefixed so it never meets the EMPI's blocking-key locks)."""
+        conn = self._uow.connection(write=True)
+        if conn.dialect.name != "postgresql" or not keys:
+            return
+        digests = {
+            hashlib.blake2b(repr(("hl7v2-message", *key)).encode(), digest_size=8).digest() for key in keys
+        }
+        hashes = sorted(int.from_bytes(d, "big", signed=True) for d in digests)
+        conn.execute(_LOCK_KEYS, {"ks": hashes})
 
     def find_answered_many(self, keys: Sequence[SenderKey]) -> dict[SenderKey, list[ArchivedMessage]]:
         """See `MessageArchive.find_answered_many` (one SELECT per 100 keys)."""

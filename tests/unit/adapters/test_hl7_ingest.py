@@ -233,6 +233,11 @@ def test_enhanced_mode_accept_ack_then_application_ack(ingest_store: Store) -> N
     bad_version = base.replace("|P|2.5|", "|P|9.9|").replace("|M1001|", "|M3001|")
     result = svc.ingest(bad_version.encode(), transport="test")
     assert [read_ack(f).code for f in result.frames] == ["CR"]
+    # a resend (after a dropped connection, say) gets both ACKs again, nothing written twice
+    again = svc.ingest(base.encode(), transport="test")
+    assert again.duplicate and [read_ack(f).code for f in again.frames] == ["CA", "AA"]
+    again = svc.ingest(er.encode(), transport="test")
+    assert again.duplicate and [read_ack(f).code for f in again.frames] == ["CA", "AE"]
 
 
 class RecordingStore:
@@ -405,3 +410,64 @@ def test_a_group_write_that_lost_a_race_is_tried_again_as_a_group(
     assert sizes == [2, 2]
     with ingest_store.unit_of_work() as uow:
         assert uow.resources.read("Patient", "QYRMYY-QY0200002").version_id == 1
+
+
+def test_a_copy_another_process_wrote_meanwhile_is_answered_not_written_again(ingest_store: Store) -> None:
+    """Two MLLP processes (two services on one store) each archive a copy of one A04, sent on
+    two connections before either was answered; the first is processed, then an A08 changes
+    the phone; the second copy must not put the A04's phone back: it gets the first's ACK."""
+    first, second = IngestService(ingest_store), IngestService(ingest_store)
+    raw = M.ADT_A01_FULL.encode()
+    (copy_1,) = first.accept_many([raw], transport="test")
+    (copy_2,) = second.accept_many([raw], transport="test")
+    assert not copy_2.duplicate  # nothing answered yet when it was archived
+    (frames_1,) = first.process_many([copy_1])
+    assert read_ack(frames_1[-1]).code == "AA"
+    assert read_ack(first.handle(M.ADT_A08_NULL.encode(), transport="test")).code == "AA"
+    updated = read_json(ingest_store, "Patient", "QYRMYY-QY0200001")
+    (frames_2,) = second.process_many([copy_2])
+    assert frames_2 == frames_1  # the first copy's ACK
+    assert read_json(ingest_store, "Patient", "QYRMYY-QY0200001") == updated
+    with ingest_store.unit_of_work() as uow:
+        row = uow.messages.get(copy_2.message_id or 0)
+    assert row.status == "processed" and f"copy of message {copy_1.message_id}" in (row.error or "")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_copies_sent_at_the_same_moment_to_two_processes_are_written_once(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Real threads, two services (as two MLLP processes), one database: each of 12 messages
+    arrives at both at the same moment. Each is written once: one service answers from the
+    other's outcome (at archive time or, when both archived first, in its write unit under
+    the message key's lock), so no Provenance gets a second version."""
+    import threading
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_store_url")
+    store = SqlStore(StoreSettings(database_url=url, pool_size=4))
+    try:
+        services = [IngestService(store), IngestService(store)]
+        raws = [M.ADT_A01_FULL.replace("|M1001|", f"|T{n}|").encode() for n in range(12)]
+        results: list[list[Any]] = [[], []]
+
+        def run(k: int, gate: threading.Barrier) -> None:
+            for raw in raws:
+                gate.wait(30)
+                results[k].append(services[k].ingest(raw, transport="test"))
+
+        gate = threading.Barrier(2)
+        threads = [threading.Thread(target=run, args=(k, gate)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert all(len(r) == len(raws) for r in results)
+        for a, b in zip(*results, strict=True):
+            assert read_ack(a.ack).code == read_ack(b.ack).code == "AA"
+            assert [a.duplicate, b.duplicate].count(True) == 1  # exactly one of them wrote it
+        with store.unit_of_work() as uow:
+            provenance = uow.resources.search("Provenance", [("_count", "100")], strict=True)
+            versions = {json_loads(e.content)["meta"]["versionId"] for e in provenance.matches}
+        assert len(provenance.matches) == len(raws) and versions == {"1"}
+    finally:
+        store.close()
