@@ -70,6 +70,7 @@ class MllpProcesses:
         self.stop_timeout_s = stop_timeout_s
         self._ctx = multiprocessing.get_context("spawn")
         self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._all: list[multiprocessing.process.BaseProcess] = []  # every one started, until stop
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -84,6 +85,11 @@ class MllpProcesses:
             target=run_worker, args=(settings, ready, os.getpid()), name="hie-mllp", daemon=False
         )
         proc.start()
+        self._all.append(proc)  # before the check: `stop` sets the flag, then reads this list
+        if self._stopping:  # stopping meanwhile (a restart racing SIGTERM): never left running
+            proc.terminate()
+            proc.join(10)
+            raise Unavailable("stopping")
         answer = "did not start in time"
         deadline = time.monotonic() + _START_TIMEOUT_S
         try:
@@ -128,10 +134,13 @@ class MllpProcesses:
                 if self._stopping or proc.is_alive():
                     continue
                 log.error("MLLP worker process %s exited with %s; starting another", proc.pid, proc.exitcode)
+                with contextlib.suppress(ValueError):
+                    self._all.remove(proc)
                 try:
                     self._procs[i] = await asyncio.to_thread(self._spawn, self.settings)
                 except Unavailable as exc:
-                    log.error("%s; trying again in 1 s", exc.diagnostics)
+                    if not self._stopping:
+                        log.error("%s; trying again in 1 s", exc.diagnostics)
 
     async def stop(self) -> None:
         """SIGTERM every worker (each finishes the messages it holds), wait up to
@@ -142,7 +151,8 @@ class MllpProcesses:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
-        procs, self._procs = self._procs, []
+        # every process started, also one a restart is still waiting for (not in `_procs` yet)
+        procs, self._procs, self._all = list(self._all), [], []
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):

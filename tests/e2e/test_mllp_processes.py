@@ -133,3 +133,25 @@ def test_a_worker_stops_when_hie_serve_is_killed(tmp_path: Path,
         assert not _alive(pid), "an orphaned MLLP worker kept serving"
     finally:
         server.stop()
+
+
+def test_sigterm_while_a_dead_worker_is_being_replaced(tmp_path: Path,
+                                                      make_postgres_database: Callable[[], str]) -> None:
+    """The replacement a restart is still waiting for is stopped too; hie serve exits."""
+    server = start_server(tmp_path, {}, make_postgres_database(), extra_args=("--mllp-processes", "2"))
+    try:
+        (pid,) = _worker_pids(server)
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 10
+        while "starting another" not in server.log_tail() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "starting another" in server.log_tail()
+        time.sleep(0.3)  # the replacement is importing, not ready yet
+        server.process.terminate()
+        server.process.wait(timeout=60)
+        assert server.process.returncode == 0, server.log_tail()
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{server.mllp_port}"], capture_output=True,
+                                   text=True, check=False).stdout
+        assert not listening.strip(), f"something still listens on the MLLP port:\n{listening}"
+    finally:
+        server.stop()
