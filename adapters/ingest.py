@@ -66,7 +66,7 @@ from ehr_store import (
     Store,
     VersionConflict,
 )
-from terminology import TerminologyService
+from terminology import TerminologyService, unmapped_unit
 
 log = logging.getLogger(__name__)
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -283,7 +283,8 @@ class IngestService:
         records = []
         candidates = [self._reference_cache.candidates(mapped) for _i, _acc, mapped, _w in ready]
         committed: list[dict[tuple[str, str], int] | None] = []  # versions each left current
-        with self.store.unit_of_work(write=True) as uow:
+        # unmapped-code counts this unit carries are forgotten only once it commits
+        with self.store.unit_of_work(write=True) as uow, unmapped_unit(self.terminology):
             done_elsewhere = self._processed_elsewhere(uow.messages, [acc for _i, acc, _m, _w in ready])
             wanted = {key for c in candidates for key in c}
             current = uow.resources.current_versions(wanted) if wanted else {}

@@ -49,8 +49,8 @@ def check_processes(settings: HieSettings) -> str | None:
     unit at a time, so extra processes would only queue on its lock."""
     if settings.mllp.processes > 1 and not settings.store.database_url.startswith("postgresql"):
         return (
-            f"HIE_MLLP__PROCESSES={settings.mllp.processes} needs PostgreSQL (HIE_DATABASE_URL "
-            "postgresql+psycopg://...): SQLite takes one writer at a time; use 1"
+            f"{settings.mllp.processes} MLLP processes (--mllp-processes / HIE_MLLP__PROCESSES) need "
+            "PostgreSQL (HIE_DATABASE_URL postgresql+psycopg://...): SQLite takes one writer at a time; use 1"
         )
     return None
 

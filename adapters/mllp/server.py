@@ -68,7 +68,10 @@ def _check_free(host: str, port: int) -> None:
     for family, kind, proto, _name, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
-            probe.bind(address)
+            try:
+                probe.bind(address)
+            except OSError as exc:  # say which address, as a plain bind's error does
+                raise OSError(exc.errno, f"{exc.strerror} ({host}:{port})") from exc
 
 
 @dataclass(eq=False)

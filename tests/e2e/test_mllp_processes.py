@@ -92,6 +92,7 @@ def test_another_server_cannot_take_the_shared_port(shared: tuple[Server, Path, 
                  "--mllp-processes", "2", "--database-url", url, timeout=120)
     assert result.returncode == 1
     assert "mllp could not start" in result.stderr and "address already in use" in result.stderr.lower()
+    assert f"127.0.0.1:{server.mllp_port}" in result.stderr
 
 
 def test_sigterm_stops_the_worker_processes(tmp_path: Path,
@@ -117,7 +118,8 @@ def test_more_processes_on_sqlite_is_a_clear_error(tmp_path: Path) -> None:
     result = hie("serve", "--port", str(http_port), "--mllp-port", str(mllp_port), "--mllp-processes", "2",
                  "--database-url", url, timeout=120)
     assert result.returncode == 1
-    assert "HIE_MLLP__PROCESSES=2 needs PostgreSQL" in result.stderr and "Traceback" not in result.stderr
+    assert "2 MLLP processes (--mllp-processes / HIE_MLLP__PROCESSES) need PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_worker_stops_when_hie_serve_is_killed(tmp_path: Path,
