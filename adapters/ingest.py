@@ -504,7 +504,9 @@ class IngestService:
 
     def error_queue(self, limit: int = 100, offset: int = 0) -> list[ArchivedMessage]:
         """Failed, rejected and unfinished messages, newest first; a failed message whose
-        resend (same MSH-3, MSH-4, MSH-10) was processed later is superseded and left out."""
+        resend (same MSH-3, MSH-4, MSH-10) was processed later is superseded and left out, and
+        so is an unfinished copy of a message processed earlier (a copy a crashed MLLP process
+        held while another process answered the first one)."""
         with self.store.unit_of_work() as uow:
             queued = uow.messages.list(status=list(_QUEUE_STATUSES), limit=limit, offset=offset)  # type: ignore[arg-type]
         return self._drop_superseded(queued)
@@ -523,6 +525,14 @@ class IngestService:
                     if (m.error or "").startswith(SUPERSEDED):
                         continue
                     found = later.get((m.sending_application, m.sending_facility, m.control_id or ""))
+                    earlier_copy = (
+                        found is not None
+                        and m.status == "received"
+                        and found.id < m.id
+                        and content_digest(found.raw) == content_digest(m.raw)
+                    )
+                    if earlier_copy:
+                        continue
                     if found is None or found.status != "processed" or found.id < m.id or not m.control_id:
                         kept.append(m)
                     elif m.ack is not None and m.ack_code:

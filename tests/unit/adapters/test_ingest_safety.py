@@ -78,6 +78,21 @@ def test_failed_message_is_superseded_by_a_successful_resend(store: Store) -> No
     assert row.error is not None and row.error.startswith(f"superseded by message {fixed.message_id}")
 
 
+def test_an_unfinished_copy_of_a_processed_message_is_not_an_error_queue_item(store: Store) -> None:
+    """An MLLP process died holding a copy (archived, never answered) of a message another
+    process had answered: the copy is not shown as failed; another message's is."""
+    answering, crashed = IngestService(store), IngestService(store)
+    (first,) = answering.accept_many([adt("C1")], transport="test")
+    (held,) = crashed.accept_many([adt("C1")], transport="test")  # the copy, archived after it
+    (stray,) = crashed.accept_many([adt("C2")], transport="test")  # nobody processed this one
+    assert read_ack(answering.process_many([first])[0][-1]).code == "AA"  # then `crashed` dies
+    assert first.message_id is not None and held.message_id is not None
+    assert held.message_id > first.message_id
+    assert [m.id for m in answering.error_queue()] == [stray.message_id]
+    later = answering.ingest(adt("C1"), transport="test")  # a resend now: the stored ACK
+    assert later.duplicate and later.message_id == first.message_id
+
+
 def test_two_messages_in_one_frame_are_rejected_not_half_processed(store: Store) -> None:
     svc = IngestService(store)
     result = svc.ingest(adt("F1") + adt("F2"), transport="test")
