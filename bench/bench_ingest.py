@@ -21,13 +21,16 @@ PostgreSQL: `HIE_BENCH_POSTGRES_URL` (a database URL), else `HIE_TEST_POSTGRES_U
 create databases), else a throwaway cluster from `tests/pgcluster.py` with fsync and
 synchronous_commit on (durable, as in production).
 
-Measured 2026-11-29 (fourth session), the issue's ADT/ORU mix (`--types ADT,ORU`), load 0.2-1.8:
-SQLite, one process, 32 connections: 514-516 msg/s. PostgreSQL with 2 MLLP processes
-(`--processes 2`, as `hie serve --mllp-processes 2`): 32 connections 585-646 (5 runs; 500 once
-on a fresh throwaway cluster, where many resources are new and the processes race to create
-them), 16 connections 638, 8 connections 489; 3 processes, 32 connections 576-644; one process
-in the same runs 419-446. The whole mix on PostgreSQL with 2 processes: 16 connections 512,
-8 connections 407. ACK p99 at 100 msg/s offered: 6-15 ms. Why processes help on PostgreSQL:
+Measured 2026-11-29 (fourth session), the issue's ADT/ORU mix (`--types ADT,ORU`), load 0.0-2.0:
+SQLite, one process, 32 connections: 473-525 msg/s (7 runs, median 517; 48 connections 529,
+64 connections 501). PostgreSQL with 2 MLLP processes (`--processes 2`, as `hie serve
+--mllp-processes 2`), 32 connections: 522-594 (6 runs, with the copy check and the version
+check below; 585-646 before them in 5 runs at load 1.4-1.6; 500 once on a fresh throwaway
+cluster, where many resources are new and the processes race to create them), 16 connections
+638, 8 connections 489; 3 processes, 32 connections 576-644; one process in the same runs
+419-446. The whole mix on PostgreSQL with 2 processes: 16 connections 512,
+8 connections 407. ACK p99 at 100 msg/s offered: 8-15 ms (once 88 ms, at 96 msg/s achieved, while
+another job ran). Why processes help on PostgreSQL:
 one process is busy ~70 % of the time (Python) and waits for PostgreSQL the rest (`top`: the
 server 72 %, PostgreSQL 26 %, the senders 4 % of 200 % at 407 msg/s), so a second process
 fills the waits and the second core; the kernel spreads connections over the processes by a
