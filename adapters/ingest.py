@@ -349,11 +349,12 @@ class IngestService:
         archive: MessageArchive, accs: Sequence[Accepted]
     ) -> dict[int, ArchivedMessage]:
         """Position in `accs` -> the earlier archived copy of that message (same key and
-        content) another unit processed since this one was archived. Locks the keys first."""
+        content) another unit processed since this one was archived. Locks the keys first.
+        A forced replay of a processed message (`reprocess`) is never answered this way."""
         keys = [
             (a.header.sending_application, a.header.sending_facility, a.header.control_id)
             for a in accs
-            if a.header.control_id
+            if a.header.control_id and not a.reprocess
         ]
         if not keys:
             return {}
@@ -362,6 +363,8 @@ class IngestService:
         found: dict[int, ArchivedMessage] = {}
         for n, acc in enumerate(accs):
             h = acc.header
+            if acc.reprocess:
+                continue
             earlier = [
                 m for m in answered.get((h.sending_application, h.sending_facility, h.control_id or ""), [])
                 if m.id != acc.message_id and m.status == "processed" and m.ack
@@ -452,9 +455,11 @@ class IngestService:
 
     def replay(self, message_id: int, *, force: bool = False) -> IngestResult:
         """Re-run an archived message's raw bytes (after a mapping or data fix) under its
-        archive row; duplicates are not checked. Only messages in the error queue (status
-        error/rejected) are replayed unless `force`: replaying a processed message would write
-        its old data over later updates.
+        archive row; earlier answered messages are not looked up as at arrival, but a message
+        of the error queue whose copy another unit processed meanwhile gets that copy's ACK
+        (`_processed_elsewhere`). Only messages in the error queue (status error/rejected) are
+        replayed unless `force`: replaying a processed message would write its old data over
+        later updates; forced, it is written again.
 
         Raises: NotFound; Conflict (not in the error queue and not `force`; or archived truncated,
         over the frame size limit: never replayed)."""
@@ -479,6 +484,7 @@ class IngestService:
             transport=archived.transport,
             peer=archived.peer,
             replay=True,
+            reprocess=archived.status == "processed",
         )
         acc.received_at = archived.received_at
         try:

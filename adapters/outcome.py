@@ -75,6 +75,9 @@ class Accepted:
     transport: str = ""
     peer: str | None = None
     replay: bool = False
+    # a forced replay of a processed message (`hie replay --force`): written again even when
+    # another copy of it was processed (no copy check in the write unit)
+    reprocess: bool = False
 
 
 @dataclass(frozen=True, slots=True)

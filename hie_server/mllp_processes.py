@@ -69,8 +69,9 @@ class MllpProcesses:
         self._port = port
         self.stop_timeout_s = stop_timeout_s
         self._ctx = multiprocessing.get_context("spawn")
+        # every worker started and not yet replaced (a dead one stays until its replacement
+        # starts, so a failed restart is tried again), also one still starting
         self._procs: list[multiprocessing.process.BaseProcess] = []
-        self._all: list[multiprocessing.process.BaseProcess] = []  # every one started, until stop
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -85,7 +86,7 @@ class MllpProcesses:
             target=run_worker, args=(settings, ready, os.getpid()), name="hie-mllp", daemon=False
         )
         proc.start()
-        self._all.append(proc)  # before the check: `stop` sets the flag, then reads this list
+        self._procs.append(proc)  # before the check: `stop` sets the flag, then reads this list
         if self._stopping:  # stopping meanwhile (a restart racing SIGTERM): never left running
             proc.terminate()
             proc.join(10)
@@ -120,7 +121,7 @@ class MllpProcesses:
         self.settings = settings
         try:
             for _ in range(count):
-                self._procs.append(await asyncio.to_thread(self._spawn, settings))
+                await asyncio.to_thread(self._spawn, settings)
         except Unavailable:
             await self.stop()
             raise
@@ -130,14 +131,13 @@ class MllpProcesses:
     async def _supervise(self) -> None:
         while not self._stopping:
             await asyncio.sleep(1.0)
-            for i, proc in enumerate(list(self._procs)):
-                if self._stopping or proc.is_alive():
-                    continue
+            for proc in [p for p in self._procs if not p.is_alive()]:
+                if self._stopping:
+                    break
                 log.error("MLLP worker process %s exited with %s; starting another", proc.pid, proc.exitcode)
-                with contextlib.suppress(ValueError):
-                    self._all.remove(proc)
+                self._procs.remove(proc)
                 try:
-                    self._procs[i] = await asyncio.to_thread(self._spawn, self.settings)
+                    await asyncio.to_thread(self._spawn, self.settings)
                 except Unavailable as exc:
                     if not self._stopping:
                         log.error("%s; trying again in 1 s", exc.diagnostics)
@@ -151,12 +151,11 @@ class MllpProcesses:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
-        # every process started, also one a restart is still waiting for (not in `_procs` yet)
-        procs, self._procs, self._all = list(self._all), [], []
+        # every process started, also one a restart is still waiting for
+        procs, self._procs = self._procs, []
         for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM
 
         def wait() -> None:
             for proc in procs:

@@ -128,18 +128,17 @@ async def serve(
     raises (services already started are stopped first).
     """
     server = uvicorn.Server(uvicorn_config(settings, store, modules, root_routers, identity))
-    started: list[BackgroundService] = []
     with _signals_end_serving() as signalled:
-        await _serve(server, started, extra_services, stop, signalled)
+        await _serve(server, extra_services, stop, signalled)
 
 
 async def _serve(
     server: uvicorn.Server,
-    started: list[BackgroundService],
     extra_services: Sequence[BackgroundService],
     stop: asyncio.Event | None,
     signalled: list[int],
 ) -> None:
+    started: list[BackgroundService] = []
     try:
         for service in extra_services:
             try:

@@ -431,6 +431,11 @@ def test_a_copy_another_process_wrote_meanwhile_is_answered_not_written_again(in
     with ingest_store.unit_of_work() as uow:
         row = uow.messages.get(copy_2.message_id or 0)
     assert row.status == "processed" and f"copy of message {copy_1.message_id}" in (row.error or "")
+    # an operator's forced replay of the first copy (after a mapping fix) writes it again
+    forced = first.replay(copy_1.message_id or 0, force=True)
+    assert forced.outcome == "AA" and not forced.duplicate
+    rewritten = read_json(ingest_store, "Patient", "QYRMYY-QY0200001")
+    assert rewritten["meta"]["versionId"] != updated["meta"]["versionId"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
