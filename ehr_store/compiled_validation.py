@@ -39,7 +39,6 @@ from typing import Any
 
 import fhir_core.types as fhir_types
 from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.fhirprimitiveextension import FHIRPrimitiveExtension
 from fhir.resources.R4B.resource import Resource
 from pydantic import TypeAdapter
 from pydantic_core import CoreSchema, PydanticCustomError, SchemaValidator, ValidationError
@@ -65,7 +64,6 @@ class _Shape:
     choices: list[tuple[tuple[str, ...], bool]] = field(default_factory=list)
     required_primitives: list[tuple[str, str | None]] = field(default_factory=list)
     codes: dict[str, frozenset[str]] = field(default_factory=dict)
-    primitive_extension: bool = False
     extension: bool = False
 
 
@@ -203,9 +201,7 @@ def compiled(resource_type: str) -> SchemaValidator | None:
 
 @lru_cache(maxsize=2048)
 def _shape(model: type, codes: CodeTable) -> _Shape:
-    shape = _Shape(
-        primitive_extension=issubclass(model, FHIRPrimitiveExtension), extension=model.__name__ == "Extension"
-    )
+    shape = _Shape(extension=model.__name__ == "Extension")
     fields = model.model_fields  # type: ignore[attr-defined]
     alias = {name: (info.alias or name) for name, info in fields.items()}
     for name, info in fields.items():
@@ -231,8 +227,6 @@ def _walk(node: Json, model: type, codes: CodeTable) -> str | None:
     if not node:
         return ": empty object (FHIR JSON: leave it out)"
     shape = _shape(model, codes)
-    if shape.primitive_extension and all(node.get(k) is None for k in ("id", "extension", "fhir_comments")):
-        return ": an element for a primitive's extensions needs an id or an extension"
     if shape.extension and ("extension" in node) == any(k.startswith("value") for k in node):
         return ": an extension has a value[x] or nested extensions, one of the two (ext-1)"
     for names, required in shape.choices:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pydicom.uid import generate_uid
 
 from ehr_store import Store
-from imaging import DICOM_UID_SYSTEM, ClaimsMemo, indexed_studies, study_resource_id, study_subjects
+from imaging import DICOM_UID_SYSTEM, ClaimsMemo, dicomweb, indexed_studies, study_resource_id, study_subjects
 
 
 def imaging_study(rid: str, uid: str, patient: str, instances: int = 1) -> dict[str, Any]:
@@ -59,7 +60,9 @@ def test_a_uid_claimed_twice_has_no_version(store: Store) -> None:
     assert found.version is None and found.subject == "Patient/P1"
 
 
-def test_the_memo_reads_each_version_once_and_answers_the_same(store: Store) -> None:
+def test_the_memo_reads_each_version_once_and_answers_the_same(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The gate's `ClaimsMemo`: the same answers as without it, a new version read anew."""
     uid, other = generate_uid(), generate_uid()
     rid = study_resource_id(uid)
@@ -69,13 +72,23 @@ def test_the_memo_reads_each_version_once_and_answers_the_same(store: Store) -> 
         imaging_study("dup-a", other, "P2"),
         imaging_study("dup-b", other, "P3"),
     )
-    memo = ClaimsMemo(size=2)
+    memo = ClaimsMemo(size=8)
+    parsed: list[bytes] = []
+    real_claims = dicomweb._claims
+
+    def counting(content: bytes) -> Any:
+        parsed.append(content)
+        return real_claims(content)
+
+    monkeypatch.setattr(dicomweb, "_claims", counting)
     for _ in range(2):
         with store.unit_of_work() as uow:
-            assert indexed_studies(uow.resources, [uid, other], memo) == indexed_studies(
-                uow.resources, [uid, other]
-            )
+            with_memo = indexed_studies(uow.resources, [uid, other], memo)
+            assert len(parsed) == 3  # the three versions, read once: the second round reads none
+            assert with_memo == indexed_studies(uow.resources, [uid, other])
+            del parsed[3:]  # the comparison's own reads (no memo)
     write(store, imaging_study(rid, uid, "P9", instances=3))  # relinked: version 2
     with store.unit_of_work() as uow:
         found = indexed_studies(uow.resources, [uid], memo)[uid]
     assert found.subject == "Patient/P9" and found.version == f"ImagingStudy/{rid}/_history/2"
+    assert len(parsed) == 4  # only the new version was read
